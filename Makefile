@@ -1,0 +1,56 @@
+# fastserve: `make run` serves the example app on 127.0.0.1:8000; `make test` runs the test suite.
+# Both create .venv on first use. Tools the tests need beyond Python (redis-server, curl, chromium,
+# wrk) are installed with apt-get when running as root; otherwise the tests needing them skip loudly.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+SYSTEM_PACKAGES := redis-server curl chromium wrk
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bench soak system-deps clean
+
+run: $(VENV)/.installed
+	$(BIN)/fastserve fastserve.examples.hello:app --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.installed-dev system-deps
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests benchmarks
+
+bench: $(VENV)/.installed-dev system-deps
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+soak: $(VENV)/.installed-dev system-deps
+	$(BIN)/pytest -m slow --run-slow $(PYTEST_ARGS)
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "fastserve needs Python >= 3.10"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+system-deps:
+	@missing=""; \
+	for tool in $(SYSTEM_PACKAGES); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing with apt-get:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+		|| echo "WARNING: apt-get could not install$$missing; tests needing them will SKIP"; \
+	else \
+		echo "WARNING: not installed:$$missing (need root + apt-get); tests needing them will SKIP"; \
+	fi
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

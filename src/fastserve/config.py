@@ -1,0 +1,243 @@
+"""Every setting, its default and its help text, defined once.
+
+The CLI (``cli.py``), the programmatic API (``fastserve.run``) and the Gunicorn worker all build a
+:class:`Config`. Building one only validates values: it never reads files, binds sockets or imports
+the application (see ``importer.py``, ``server.py`` and ``logging.py`` for those steps).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+LOOP_CHOICES = ("auto", "asyncio", "uvloop")
+HTTP_CHOICES = ("auto", "httptools", "h11")
+WS_CHOICES = ("auto", "websockets", "none")
+LIFESPAN_CHOICES = ("auto", "on", "off")
+INTERFACE_CHOICES = ("auto", "asgi3", "asgi2")
+LOG_LEVEL_CHOICES = ("critical", "error", "warning", "info", "debug", "trace")
+
+DEFAULT_ACCESS_LOG_FORMAT = '%(h)s - "%(r)s" %(s)s %(b)s %(M)sms'
+
+
+class ConfigError(ValueError):
+    """A setting has a value fastserve cannot use."""
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    group: str,
+    type: Any = None,
+    choices: tuple[str, ...] | None = None,
+    multiple: bool = False,
+    flag: str | None = None,
+    is_flag: bool = False,
+    envvar: tuple[str, ...] = (),
+    cli: bool = True,
+    metavar: str | None = None,
+) -> Any:
+    """Declare one setting. The metadata drives the generated click option."""
+    metadata = {
+        "help": help,
+        "group": group,
+        "type": type,
+        "choices": choices,
+        "multiple": multiple,
+        "flag": flag,
+        "is_flag": is_flag,
+        "envvar": envvar,
+        "cli": cli,
+        "metavar": metavar,
+    }
+    if multiple:
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class Config:
+    # The application: an import string "module:attr" or an ASGI callable (programmatic API).
+    app: Any = option(None, "The ASGI application.", group="app", cli=False)
+
+    # -- socket -------------------------------------------------------------------------------
+    host: str = option("127.0.0.1", "Bind socket to this host.", group="socket")
+    port: int = option(8000, "Bind socket to this port (0 picks a free port).", group="socket")
+    uds: str | None = option(None, "Bind to a UNIX domain socket.", group="socket", type=str)
+    fd: int | None = option(None, "Bind to a socket from this file descriptor.", group="socket", type=int)
+    backlog: int = option(2048, "Maximum number of pending connections.", group="socket")
+
+    # -- implementation -----------------------------------------------------------------------
+    loop: str = option("auto", "Event loop implementation.", group="impl", choices=LOOP_CHOICES)
+    http: str = option("auto", "HTTP/1.1 parser.", group="impl", choices=HTTP_CHOICES)
+    ws: str = option("auto", "WebSocket engine (none serves upgrades as plain HTTP).", group="impl", choices=WS_CHOICES)
+    lifespan: str = option("auto", "Lifespan protocol.", group="impl", choices=LIFESPAN_CHOICES)
+    interface: str = option("auto", "ASGI interface of the application.", group="impl", choices=INTERFACE_CHOICES)
+
+    # -- application ----------------------------------------------------------------------------
+    factory: bool = option(False, "Treat APP as a factory: call it with no arguments to get the app.", group="app", is_flag=True)
+    app_dir: str = option(".", "Look for APP in this directory (added to sys.path).", group="app")
+    root_path: str = option("", "ASGI root_path, for an app mounted below a path prefix.", group="app")
+    env_file: str | None = option(None, "Load environment variables from this file before loading APP.", group="app", type=str)
+
+    # -- HTTP ---------------------------------------------------------------------------------
+    proxy_headers: bool = option(True, "Honour X-Forwarded-For/-Proto and Forwarded from trusted proxies.", group="http")
+    forwarded_allow_ips: str = option(
+        "127.0.0.1",
+        "Comma-separated IPs or CIDR networks (or *) trusted to send proxy headers.",
+        group="http",
+        envvar=("FASTSERVE_FORWARDED_ALLOW_IPS", "FORWARDED_ALLOW_IPS"),
+    )
+    server_header: bool = option(True, "Send a default 'server: fastserve' header.", group="http")
+    date_header: bool = option(True, "Send a default 'date' header.", group="http")
+    headers: list[str] = option((), "Default response header NAME:VALUE (repeatable).", group="http", multiple=True, flag="--header", metavar="NAME:VALUE")
+    timeout_keep_alive: float = option(5.0, "Close idle keep-alive connections after this many seconds.", group="http")
+    timeout_graceful_shutdown: float = option(30.0, "Seconds to let in-flight requests finish on shutdown.", group="http")
+    limit_concurrency: int | None = option(None, "Answer 503 when more requests than this are in flight.", group="http", type=int)
+    limit_request_line: int = option(8190, "Longest request line accepted (414 above it).", group="http")
+    limit_request_headers_size: int = option(65536, "Largest header section accepted, in bytes (431 above it).", group="http")
+    limit_request_fields: int = option(100, "Most header fields accepted (431 above it).", group="http")
+
+    # -- WebSocket ------------------------------------------------------------------------------
+    ws_max_size: int = option(16 * 1024 * 1024, "Largest WebSocket message accepted, in bytes (1009 above it).", group="ws")
+    ws_max_queue: int = option(32, "Received WebSocket messages queued before reading pauses.", group="ws")
+    ws_ping_interval: float | None = option(20.0, "Seconds between WebSocket pings (0 disables).", group="ws", type=float)
+    ws_ping_timeout: float | None = option(20.0, "Seconds to wait for a pong before closing with 1011.", group="ws", type=float)
+    ws_per_message_deflate: bool = option(True, "Offer permessage-deflate compression.", group="ws")
+
+    # -- TLS ----------------------------------------------------------------------------------
+    ssl_keyfile: str | None = option(None, "TLS private key file.", group="tls", type=str)
+    ssl_certfile: str | None = option(None, "TLS certificate file.", group="tls", type=str)
+    ssl_keyfile_password: str | None = option(None, "Password for the TLS private key.", group="tls", type=str)
+    ssl_ca_certs: str | None = option(None, "CA certificates file (for client certificates).", group="tls", type=str)
+    ssl_cert_reqs: int = option(int(ssl.CERT_NONE), "Client certificate requirement: 0 none, 1 optional, 2 required.", group="tls")
+    ssl_ciphers: str | None = option(None, "TLS ciphers (OpenSSL syntax); default: Python's.", group="tls", type=str)
+
+    # -- logging ------------------------------------------------------------------------------
+    log_level: str = option("info", "Log level.", group="logging", choices=LOG_LEVEL_CHOICES)
+    access_log: bool = option(True, "Write an access log line per response.", group="logging")
+    access_log_format: str = option(DEFAULT_ACCESS_LOG_FORMAT, "Access log format (gunicorn atoms, e.g. %(h)s %(r)s %(s)s %(D)s).", group="logging")
+    log_config: str | None = option(None, "Logging configuration file (.json, .yaml or .ini).", group="logging", type=str)
+    use_colors: bool | None = option(None, "Colour log level names (default: when writing to a terminal).", group="logging", type=bool, cli=False)
+
+    # -- development and process management -----------------------------------------------------
+    reload: bool = option(False, "Restart the server when files change (development).", group="reload", is_flag=True)
+    reload_dirs: list[str] = option((), "Directory to watch (repeatable; default: current directory).", group="reload", multiple=True, flag="--reload-dir")
+    reload_includes: list[str] = option(("*.py",), "Glob of files to watch (repeatable).", group="reload", multiple=True, flag="--reload-include")
+    reload_excludes: list[str] = option(
+        (".*", "*.py[cod]", ".git", "__pycache__", ".venv", "venv", ".tox", "*~"),
+        "Glob of files or directories to ignore (repeatable).",
+        group="reload",
+        multiple=True,
+        flag="--reload-exclude",
+    )
+    reload_delay: float = option(0.25, "Seconds to wait for more changes before reloading.", group="reload")
+    workers: int | None = option(None, "Number of worker processes (default: $WEB_CONCURRENCY or 1).", group="workers", type=int, envvar=("FASTSERVE_WORKERS", "WEB_CONCURRENCY"))
+    limit_max_requests: int | None = option(None, "Restart a worker after it has served this many requests.", group="workers", type=int)
+    limit_max_requests_jitter: int = option(0, "Add up to this many requests at random to --limit-max-requests.", group="workers")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ConfigError(f"{f.name.replace('_', '-')} must be one of {', '.join(choices)}; got {getattr(self, f.name)!r}")
+        self.headers = list(self.headers)
+        self._check_ranges()
+        if self.uds and self.fd is not None:
+            raise ConfigError("use only one of --uds and --fd")
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise ConfigError("--ssl-keyfile needs --ssl-certfile")
+        self.default_headers = [parse_header_option(h) for h in self.headers]
+        self.trusted_proxies = TrustedProxies(self.forwarded_allow_ips)
+
+    def _check_ranges(self) -> None:
+        positive = ("limit_request_line", "limit_request_headers_size", "limit_request_fields", "backlog", "ws_max_size", "ws_max_queue")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be positive")
+        non_negative = ("timeout_keep_alive", "timeout_graceful_shutdown", "reload_delay", "limit_max_requests_jitter")
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name.replace('_', '-')} must not be negative")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("port must be between 0 and 65535")
+        for name in ("limit_concurrency", "workers", "limit_max_requests"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be at least 1")
+
+    @property
+    def is_ssl(self) -> bool:
+        return bool(self.ssl_certfile)
+
+    def bind_description(self) -> str:
+        if self.uds:
+            return f"unix socket {self.uds}"
+        if self.fd is not None:
+            return f"socket from fd {self.fd}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.is_ssl else 'http'}://{host}:{self.port}"
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some settings changed (validated again)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Config(**values)
+
+
+def option_fields() -> list:
+    """The settings the CLI exposes, in declaration order."""
+    return [f for f in fields(Config) if f.metadata.get("cli")]
+
+
+def default_of(name: str) -> Any:
+    f = next(f for f in fields(Config) if f.name == name)
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+def parse_header_option(text: str) -> tuple[bytes, bytes]:
+    name, sep, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not sep or not name:
+        raise ConfigError(f"--header must look like NAME:VALUE; got {text!r}")
+    raw_name, raw_value = name.lower().encode("latin-1"), value.encode("latin-1")
+    if any(c in raw_name for c in b"\r\n\0 :\t") or any(c in raw_value for c in b"\r\n\0"):
+        raise ConfigError(f"--header has a forbidden character: {text!r}")
+    return raw_name, raw_value
+
+
+class TrustedProxies:
+    """Which peers may set X-Forwarded-* / Forwarded. UNIX-socket peers are always trusted
+    (only local processes can reach them), as Gunicorn does."""
+
+    def __init__(self, spec: str) -> None:
+        items = [item.strip() for item in spec.split(",") if item.strip()]
+        self.everyone = "*" in items
+        self.addresses: set[str] = set()
+        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for item in items:
+            if item == "*":
+                continue
+            try:
+                if "/" in item:
+                    self.networks.append(ipaddress.ip_network(item, strict=False))
+                else:
+                    self.addresses.add(str(ipaddress.ip_address(item)))
+            except ValueError:
+                raise ConfigError(f"--forwarded-allow-ips: {item!r} is not an IP address or network") from None
+
+    def __contains__(self, host: str | None) -> bool:
+        if self.everyone or host is None:
+            return True
+        if host in self.addresses:
+            return True
+        if not self.networks:
+            return False
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)

@@ -1,0 +1,1 @@
+"""Small example applications (served by ``make run``)."""

@@ -1,0 +1,348 @@
+"""One ASGI HTTP request/response cycle, shared by every parser adapter.
+
+The protocol feeds it request body events; the app drives it through ``receive()`` and ``send()``.
+It writes to the transport but knows nothing about how requests were parsed, so an HTTP/2 stream
+could drive the same class later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .errors import ClientDisconnected, InvalidResponse
+from .response import (
+    CHUNKED,
+    CONNECTION_CLOSE,
+    CONTINUE_RESPONSE,
+    FINAL_CHUNK,
+    check_header_block,
+    chunk,
+    lower_name,
+    simple_response,
+    status_line,
+)
+
+if TYPE_CHECKING:
+    from .protocol import HTTPProtocol
+
+logger = logging.getLogger("fastserve.error")
+
+# Reading pauses once this much request body is buffered and not yet taken by the app.
+BODY_HIGH_WATER = 64 * 1024
+# Below this size head and body are joined into one write; above it the copy costs more.
+JOIN_LIMIT = 16 * 1024
+
+_SPECIAL_RESPONSE_HEADERS = frozenset(
+    (b"content-length", b"transfer-encoding", b"connection", b"server", b"date")
+)
+_NO_BODY_STATUSES = frozenset((204, 304))
+
+
+class RequestResponseCycle:
+    __slots__ = (
+        "conn",
+        "scope",
+        "transport",
+        "keep_alive",
+        "expect_100",
+        "is_head",
+        "http10",
+        "body",
+        "body_size",
+        "more_body",
+        "final_body_taken",
+        "waiter",
+        "disconnected",
+        "response_started",
+        "head",
+        "head_sent",
+        "response_complete",
+        "status",
+        "response_headers",
+        "chunked",
+        "expected_length",
+        "bytes_sent",
+        "no_body",
+        "app_closes",
+        "start_time",
+        "task",
+    )
+
+    def __init__(
+        self,
+        conn: HTTPProtocol,
+        scope: dict[str, Any],
+        keep_alive: bool,
+        expect_100: bool,
+        is_head: bool,
+        http10: bool,
+    ) -> None:
+        self.conn = conn
+        self.scope = scope
+        self.transport = conn.transport
+        self.keep_alive = keep_alive
+        self.expect_100 = expect_100
+        self.is_head = is_head
+        self.http10 = http10
+        # Request body, as received and not yet handed to the app.
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.more_body = True
+        self.final_body_taken = False
+        self.waiter: asyncio.Future | None = None
+        self.disconnected = False
+        # Response state.
+        self.response_started = False
+        self.head: bytes | None = None
+        self.head_sent = False
+        self.response_complete = False
+        self.status = 0
+        self.response_headers: Any = ()
+        self.chunked = False
+        self.expected_length: int | None = None
+        self.bytes_sent = 0
+        self.no_body = is_head
+        self.app_closes = False
+        self.start_time = 0.0
+        self.task: asyncio.Task | None = None
+
+    # -- events from the protocol ---------------------------------------------------------------
+    def on_body(self, data: bytes) -> None:
+        if self.response_complete or self.disconnected:
+            return  # the app is done with this request; the rest of its body is discarded
+        self.body.append(data)
+        self.body_size += len(data)
+        if self.body_size > BODY_HIGH_WATER:
+            self.conn.flow.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        self.more_body = False
+        self._wake()
+
+    def on_disconnect(self) -> None:
+        self.disconnected = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- ASGI receive ---------------------------------------------------------------------------
+    async def receive(self) -> dict[str, Any]:
+        if self.expect_100:
+            self.expect_100 = False
+            if self.more_body and not self.response_started and not self.disconnected:
+                self.transport.write(CONTINUE_RESPONSE)
+        if not (self.body or self.disconnected or self.response_complete) and (
+            self.more_body or self.final_body_taken
+        ):
+            # Nothing to hand over yet: wait for body bytes, the end of the body or a disconnect.
+            self.conn.flow.resume_reading()
+            self.waiter = self.conn.loop.create_future()
+            await self.waiter
+        if self.disconnected or self.response_complete:
+            return {"type": "http.disconnect"}
+        return self._take_body()
+
+    def _take_body(self) -> dict[str, Any]:
+        chunks = self.body
+        if not chunks:
+            body = b""
+        elif len(chunks) == 1:
+            body = chunks[0]
+        else:
+            body = b"".join(chunks)
+        if chunks:
+            self.body = []
+            self.body_size = 0
+            self.conn.flow.resume_reading()
+        if not self.more_body:
+            self.final_body_taken = True
+        return {"type": "http.request", "body": body, "more_body": self.more_body}
+
+    # -- ASGI send ------------------------------------------------------------------------------
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.conn.flow.write_paused and not self.disconnected:
+            await self.conn.flow.drain()
+        message_type = message["type"]
+        if not self.response_started:
+            if message_type != "http.response.start":
+                raise RuntimeError(f"Expected ASGI message 'http.response.start', got {message_type!r}.")
+            self._start_response(message)
+            return  # the head goes out with the first body message (ASGI spec)
+        if self.response_complete:
+            raise RuntimeError(f"Cannot send {message_type!r}: the response is already complete.")
+        if message_type != "http.response.body":
+            raise RuntimeError(f"Expected ASGI message 'http.response.body', got {message_type!r}.")
+        if self.disconnected:
+            raise ClientDisconnected("the client closed the connection")
+        self._send_body(message.get("body", b""), message.get("more_body", False))
+
+    def _start_response(self, message: dict[str, Any]) -> None:
+        self.response_started = True
+        status = message["status"]
+        headers = message.get("headers", ())
+        self.status = status
+        self.response_headers = headers
+        line = status_line(status)
+        parts: list[bytes] = []
+        count = 0
+        replaces_defaults = False
+        app_closes = False
+        for name, value in headers:
+            lowered = lower_name(name)
+            if lowered in _SPECIAL_RESPONSE_HEADERS:
+                if lowered == b"content-length":
+                    self.expected_length = _content_length(value)
+                elif lowered == b"transfer-encoding":
+                    self.chunked = value.lower() == b"chunked"
+                    continue  # fastserve writes its own framing header
+                elif lowered == b"connection":
+                    if b"close" in value.lower():
+                        self.keep_alive = False
+                        app_closes = True
+                else:
+                    replaces_defaults = True
+            parts += (name, b": ", value, b"\r\n")
+            count += 1
+        try:
+            block = b"".join(parts)
+        except TypeError:
+            raise InvalidResponse("response header names and values must be bytes") from None
+        check_header_block(block, count)
+        if status in _NO_BODY_STATUSES or status < 200:
+            self.no_body = True
+            if status == 204:
+                self.expected_length = None
+        defaults = self.conn.state.default_headers
+        if replaces_defaults:
+            defaults = self.conn.state.defaults_without(headers)
+        self.app_closes = app_closes
+        self.head = line + defaults + block
+
+    def _framing(self, first_body: bytes, more_body: bool) -> bytes:
+        """Framing headers, chosen when the first body message arrives."""
+        if self.no_body:
+            if self.is_head and self.expected_length is None and first_body and not more_body:
+                framing = b"content-length: %d\r\n" % len(first_body)
+            else:
+                framing = b""
+        elif self.expected_length is not None:
+            framing = b""
+        elif self.chunked or (more_body and not self.http10):
+            self.chunked = True
+            framing = CHUNKED
+        elif more_body:
+            self.keep_alive = False  # HTTP/1.0 client: the end of the body is the end of the connection
+            framing = b""
+        else:
+            framing = b"content-length: %d\r\n" % len(first_body)
+        if not self.keep_alive:
+            if not self.app_closes:
+                framing += CONNECTION_CLOSE
+        elif self.http10:
+            framing += b"connection: keep-alive\r\n"
+        return framing
+
+    def _send_body(self, body: bytes, more_body: bool) -> None:
+        transport = self.transport
+        if not self.head_sent:
+            head = self.head + self._framing(body, more_body) + b"\r\n"
+            self.head_sent = True
+            if self.no_body:
+                transport.write(head)
+            elif self.chunked:
+                transport.write(head + chunk(body) if body else head)
+            elif len(body) <= JOIN_LIMIT:
+                transport.write(head + body)
+            else:
+                transport.writelines((head, body))
+        elif body and not self.no_body:
+            transport.write(chunk(body) if self.chunked else body)
+        if self.expected_length is not None and not self.no_body:
+            self.bytes_sent += len(body)
+            if self.bytes_sent > self.expected_length:
+                logger.error(
+                    "Response body longer than its content-length (%d > %d); closing the connection.",
+                    self.bytes_sent,
+                    self.expected_length,
+                )
+                self._abandon()
+                return
+        elif not self.no_body:
+            self.bytes_sent += len(body)
+        if not more_body:
+            if self.chunked and not self.no_body:
+                transport.write(FINAL_CHUNK)
+            if self.expected_length is not None and not self.no_body and self.bytes_sent < self.expected_length:
+                logger.error(
+                    "Response body shorter than its content-length (%d < %d); closing the connection.",
+                    self.bytes_sent,
+                    self.expected_length,
+                )
+                self._abandon()
+                return
+            self.response_complete = True
+            self._wake()
+            self.conn.on_response_complete(self)
+
+    def _abandon(self) -> None:
+        """The response cannot be completed correctly: make the client see a broken response."""
+        self.keep_alive = False
+        self.response_complete = True
+        self._wake()
+        self.conn.on_response_complete(self)
+
+    # -- running the app ------------------------------------------------------------------------
+    async def run_asgi(self, app: Any) -> None:
+        try:
+            await app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            logger.debug("Client disconnected while the app was sending its response.")
+        except InvalidResponse as exc:
+            logger.error("Invalid response from the ASGI app: %s", exc)
+            self._fail()
+        except asyncio.CancelledError:
+            if not self.response_complete:
+                self._fail(quiet=True)
+            raise
+        except BaseException as exc:
+            logger.error("Exception in ASGI application", exc_info=exc)
+            self._fail()
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if not self.response_started and not self.disconnected:
+                logger.error("ASGI app returned without starting a response.")
+                self._fail()
+            elif not self.response_complete and not self.disconnected:
+                logger.error("ASGI app returned without completing its response.")
+                self._fail()
+        finally:
+            self.conn.on_cycle_done(self)
+
+    def _fail(self, quiet: bool = False) -> None:
+        """Answer 500 if nothing was sent yet, otherwise cut the connection."""
+        if self.response_complete or self.disconnected:
+            return
+        if not self.head_sent and not quiet:
+            self.keep_alive = False
+            self.head_sent = True
+            self.status = 500
+            self.transport.write(simple_response(500, "Internal Server Error"))
+            self.response_complete = True
+            self.conn.on_response_complete(self)
+        else:
+            self._abandon()
+
+
+def _content_length(value: bytes) -> int:
+    if not value.isdigit():
+        raise InvalidResponse(f"invalid content-length header {value!r}")
+    return int(value)

@@ -1,0 +1,351 @@
+"""The asyncio protocol for one HTTP/1.1 connection.
+
+A parser adapter (httptools or h11) turns bytes into four calls: ``on_request``, ``on_body``,
+``on_message_complete`` and, for upgrades, ``switch_protocols``. Everything after that - request
+validation, the scope, pipelining, keep-alive, shutdown - is written once, here and in ``cycle.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from .cycle import RequestResponseCycle
+from .errors import BadRequest
+from .proxy import forwarded_client
+from .response import simple_response
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..server import ServerState
+
+logger = logging.getLogger("fastserve.error")
+
+# The methods llhttp (httptools) accepts; h11 accepts any token, so both are held to this list
+# and behave alike. Mapping bytes to str also saves a decode per request.
+KNOWN_METHODS = {
+    m.encode(): m
+    for m in (
+        "GET HEAD POST PUT DELETE OPTIONS PATCH TRACE CONNECT QUERY PURGE COPY LOCK MKCOL MOVE "
+        "PROPFIND PROPPATCH SEARCH UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE "
+        "M-SEARCH NOTIFY SUBSCRIBE UNSUBSCRIBE MKCALENDAR LINK UNLINK SOURCE"
+    ).split()
+}
+HTTP2_PREFACE_HINT = "HTTP/2 connection preface received, but this port speaks HTTP/1.1 only"
+_WATCHED_REQUEST_HEADERS = frozenset(
+    (b"connection", b"host", b"content-length", b"expect", b"upgrade")
+)
+_PROXY_HEADERS = frozenset((b"x-forwarded-for", b"x-forwarded-proto", b"forwarded"))
+
+
+class UpgradeRequest:
+    """A parsed request that asks to switch to WebSocket; handed to the WebSocket session."""
+
+    __slots__ = ("path", "raw_path", "query_string", "headers", "http_version", "client", "scheme")
+
+    def __init__(self, path, raw_path, query_string, headers, http_version, client, scheme) -> None:
+        self.path = path
+        self.raw_path = raw_path
+        self.query_string = query_string
+        self.headers = headers
+        self.http_version = http_version
+        self.client = client
+        self.scheme = scheme
+
+
+class HTTPProtocol(asyncio.Protocol):
+    __slots__ = (
+        "config",
+        "app",
+        "state",
+        "loop",
+        "parser",
+        "transport",
+        "flow",
+        "server",
+        "client",
+        "scheme",
+        "trusted_peer",
+        "cycle",
+        "active",
+        "pipeline",
+        "keep_alive_handle",
+        "closing",
+        "eof",
+        "upgrade_request",
+    )
+
+    def __init__(self, config: Config, app: Any, state: ServerState, parser_class: type, loop=None) -> None:
+        self.config = config
+        self.app = app
+        self.state = state
+        self.loop = loop or asyncio.get_event_loop()
+        self.parser = parser_class(self, config)
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.flow = None
+        self.cycle: RequestResponseCycle | None = None  # the request the parser is filling
+        self.active: RequestResponseCycle | None = None  # the request whose response is under way
+        self.pipeline: deque[RequestResponseCycle] = deque()
+        self.keep_alive_handle: asyncio.TimerHandle | None = None
+        self.closing = False
+        self.eof = False
+        self.upgrade_request: UpgradeRequest | None = None
+
+    # -- asyncio callbacks ----------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        from .flow import FlowControl
+
+        self.transport = transport
+        self.flow = FlowControl(transport)
+        self.server = _address(transport.get_extra_info("sockname"))
+        self.client = _address(transport.get_extra_info("peername"))
+        self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
+        self.trusted_peer = self.config.proxy_headers and (
+            self.client is None or self.client[0] in self.config.trusted_proxies
+        )
+        self.state.connections.add(self)
+        self._arm_keep_alive()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state.connection_closed(self)
+        self._cancel_keep_alive()
+        for cycle in (self.active, self.cycle, *self.pipeline):
+            if cycle is not None:
+                cycle.on_disconnect()
+        self.pipeline.clear()
+        if self.flow is not None:
+            self.flow.connection_lost()
+
+    def eof_received(self) -> bool:
+        # The client closed its sending side. Finish the response under way, then close.
+        self.eof = True
+        if self.cycle is not None and self.cycle.more_body:
+            self.cycle.on_disconnect()
+        if self.active is None and not self.pipeline:
+            self.transport.close()
+        return True
+
+    def data_received(self, data: bytes) -> None:
+        if self.keep_alive_handle is not None:
+            self._cancel_keep_alive()
+        try:
+            self.parser.feed(data)
+        except BadRequest as exc:
+            self.refuse(exc)
+
+    def pause_writing(self) -> None:
+        self.flow.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.flow.resume_writing()
+
+    # -- parser adapter callbacks ---------------------------------------------------------------
+    def on_request(self, method: bytes, target: bytes, http_version: str, headers: list) -> None:
+        """A complete request head, with header names lower-cased by the adapter."""
+        method_name = KNOWN_METHODS.get(method)
+        if method_name is None:
+            if method == b"PRI":
+                raise BadRequest(400, HTTP2_PREFACE_HINT)
+            raise BadRequest(400, "Invalid or unsupported HTTP method")
+        keep_alive = http_version != "1.0"
+        expect_100 = False
+        upgrade = connection_upgrade = False
+        hosts = content_lengths = 0
+        proxy_headers = None
+        for name, value in headers:
+            if name in _WATCHED_REQUEST_HEADERS:
+                if name == b"connection":
+                    tokens = value.lower()
+                    if b"close" in tokens:
+                        keep_alive = False
+                    elif b"keep-alive" in tokens:
+                        keep_alive = True
+                    if b"upgrade" in tokens:
+                        connection_upgrade = True
+                elif name == b"host":
+                    hosts += 1
+                elif name == b"content-length":
+                    content_lengths += 1
+                elif name == b"expect":
+                    expect_100 = value.lower() == b"100-continue"
+                else:
+                    upgrade = value.lower() == b"websocket"
+            elif name in _PROXY_HEADERS and self.trusted_peer:
+                if proxy_headers is None:
+                    proxy_headers = {}
+                proxy_headers[name] = value
+        if hosts != 1 and (hosts or http_version == "1.1"):
+            raise BadRequest(400, "Missing Host header" if not hosts else "Multiple Host headers")
+        if content_lengths > 1:
+            raise BadRequest(400, "Multiple Content-Length headers")
+        raw_path, query_string = _split_target(target)
+        if not raw_path.isascii():
+            raise BadRequest(400, "Invalid request target")
+        path = unquote(raw_path.decode("ascii")) if b"%" in raw_path else raw_path.decode("ascii")
+        client, scheme = self.client, self.scheme
+        if proxy_headers is not None:
+            client, scheme = forwarded_client(proxy_headers, client, scheme, self.config.trusted_proxies)
+
+        if upgrade and connection_upgrade and self.state.ws_handler is not None and method == b"GET":
+            # The adapter calls switch_protocols() once it has stopped parsing HTTP.
+            self.upgrade_request = UpgradeRequest(
+                path, raw_path, query_string, headers, http_version, client, scheme
+            )
+            return
+        if self.closing:
+            keep_alive = False
+        scope = {
+            "type": "http",
+            "asgi": self.state.asgi_info,
+            "http_version": http_version,
+            "server": self.server,
+            "client": client,
+            "scheme": scheme,
+            "method": method_name,
+            "root_path": self.config.root_path,
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": query_string,
+            "headers": headers,
+            "state": self.state.app_state.copy(),
+        }
+        cycle = RequestResponseCycle(self, scope, keep_alive, expect_100, method == b"HEAD", http_version == "1.0")
+        self.cycle = cycle
+        if self.active is None:
+            self._start(cycle)
+        else:
+            # Pipelined: answered in order once the responses ahead of it are complete.
+            self.pipeline.append(cycle)
+            self.flow.pause_reading()
+
+    def on_body(self, data: bytes) -> None:
+        self.cycle.on_body(data)
+
+    def on_message_complete(self) -> None:
+        if self.cycle is not None:
+            self.cycle.on_message_complete()
+
+    def switch_protocols(self, leftover: bytes) -> None:
+        """Hand the connection to the WebSocket session (called by the adapter)."""
+        request, self.upgrade_request = self.upgrade_request, None
+        self._cancel_keep_alive()
+        self.state.connection_closed(self)
+        self.state.ws_handler(self, request, leftover)
+
+    # -- request lifecycle ----------------------------------------------------------------------
+    def _start(self, cycle: RequestResponseCycle) -> None:
+        self.active = cycle
+        state = self.state
+        if state.limit_concurrency is not None and state.active_requests >= state.limit_concurrency:
+            logger.warning("Concurrency limit of %d reached; answering 503.", state.limit_concurrency)
+            cycle.keep_alive = False
+            cycle.status = 503
+            cycle.head_sent = True
+            self.transport.write(simple_response(503, "Service Unavailable", b"retry-after: 1\r\n"))
+            cycle.response_complete = True
+            self.on_response_complete(cycle)
+            return
+        state.active_requests += 1
+        if state.access_log is not None:
+            cycle.start_time = self.loop.time()
+        cycle.task = self.loop.create_task(cycle.run_asgi(self.app))
+
+    def on_cycle_done(self, cycle: RequestResponseCycle) -> None:
+        self.state.active_requests -= 1
+        cycle.task = None
+        if self.closing and self.active is None and not self.pipeline:
+            self.transport.close()
+
+    def on_response_complete(self, cycle: RequestResponseCycle) -> None:
+        state = self.state
+        state.total_requests += 1
+        if state.access_log is not None:
+            state.access_log.log(self, cycle)
+        if cycle is not self.active:
+            return
+        self.active = None
+        if not cycle.keep_alive or self.transport.is_closing():
+            self.transport.close()
+            return
+        self.parser.response_complete()  # h11 may deliver a buffered pipelined request here
+        if self.active is not None:
+            return
+        if self.pipeline:
+            self._start(self.pipeline.popleft())
+            return
+        if self.eof or self.closing:
+            self.transport.close()
+            return
+        self.flow.resume_reading()
+        if self.cycle is None or not self.cycle.more_body:
+            self._arm_keep_alive()
+
+    def refuse(self, error: BadRequest) -> None:
+        """Answer a malformed request with a 4xx and close; the app never sees it."""
+        logger.info("Refused a request from %s: %s (%d)", _describe(self.client), error.reason, error.status)
+        if self.active is None or self.active.head_sent:
+            # With a response under way the 4xx cannot be sent without corrupting it.
+            if self.active is None:
+                self.transport.write(simple_response(error.status, error.reason))
+        self.closing = True
+        for cycle in (self.cycle, *self.pipeline):
+            if cycle is not None and cycle is not self.active:
+                cycle.on_disconnect()
+        self.pipeline.clear()
+        if self.active is None:
+            self.transport.close()
+
+    # -- keep-alive and shutdown ----------------------------------------------------------------
+    def _arm_keep_alive(self) -> None:
+        self.keep_alive_handle = self.loop.call_later(self.config.timeout_keep_alive, self._keep_alive_expired)
+
+    def _cancel_keep_alive(self) -> None:
+        if self.keep_alive_handle is not None:
+            self.keep_alive_handle.cancel()
+            self.keep_alive_handle = None
+
+    def _keep_alive_expired(self) -> None:
+        self.keep_alive_handle = None
+        if self.active is None and not self.pipeline:
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """Server is stopping: close now if idle, otherwise after the response under way."""
+        self.closing = True
+        if self.active is None and not self.pipeline:
+            self.transport.close()
+            return
+        for cycle in (self.active, *self.pipeline):
+            if cycle is not None and not cycle.head_sent:
+                cycle.keep_alive = False
+
+    def abort(self) -> None:
+        """Graceful shutdown timed out: cancel the app and drop the connection."""
+        if self.active is not None and self.active.task is not None:
+            self.active.task.cancel()
+        self.transport.abort()
+
+
+def _split_target(target: bytes) -> tuple[bytes, bytes]:
+    if target[:1] != b"/":
+        if target == b"*":
+            return target, b""
+        scheme_end = target.find(b"://")
+        if scheme_end > 0:  # absolute-form: keep only the path and query
+            slash = target.find(b"/", scheme_end + 3)
+            target = target[slash:] if slash >= 0 else b"/"
+    raw_path, _, query_string = target.partition(b"?")
+    return raw_path, query_string
+
+
+def _address(value: Any) -> tuple[str, int] | None:
+    if isinstance(value, tuple) and len(value) >= 2:
+        return (str(value[0]), int(value[1]))
+    return None
+
+
+def _describe(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else "a unix socket peer"

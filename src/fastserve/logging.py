@@ -1,0 +1,183 @@
+"""Log configuration and the access log (gunicorn-style format atoms)."""
+
+from __future__ import annotations
+
+import collections.abc
+import configparser
+import json
+import logging
+import logging.config
+import os
+import sys
+import time
+from typing import Any
+
+TRACE = 5
+logging.addLevelName(TRACE, "TRACE")
+
+_LEVEL_COLOURS = {
+    "TRACE": "\x1b[34m",
+    "DEBUG": "\x1b[36m",
+    "INFO": "\x1b[32m",
+    "WARNING": "\x1b[33m",
+    "ERROR": "\x1b[31m",
+    "CRITICAL": "\x1b[1;31m",
+}
+
+
+class LevelFormatter(logging.Formatter):
+    """``INFO:     message``, with the level name coloured when writing to a terminal."""
+
+    def __init__(self, fmt: str | None = None, datefmt: str | None = None, use_colors: bool | None = None) -> None:
+        super().__init__(fmt or "%(levelprefix)s %(message)s", datefmt)
+        self.use_colors = sys.stderr.isatty() if use_colors is None else use_colors
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        prefix = f"{record.levelname}:".ljust(9)
+        if self.use_colors:
+            prefix = f"{_LEVEL_COLOURS.get(record.levelname, '')}{record.levelname}\x1b[0m:".ljust(9 + 9)
+        record.levelprefix = prefix
+        return super().formatMessage(record)
+
+
+def default_logging_config(use_colors: bool | None) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "default": {"()": "fastserve.logging.LevelFormatter", "use_colors": use_colors},
+            "access": {"()": "fastserve.logging.LevelFormatter", "use_colors": use_colors},
+        },
+        "handlers": {
+            "default": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"},
+            "access": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stdout"},
+        },
+        "loggers": {
+            "fastserve": {"handlers": ["default"], "level": "INFO", "propagate": False},
+            "fastserve.error": {"level": "INFO"},
+            "fastserve.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+        },
+    }
+
+
+def configure_logging(config: Any) -> None:
+    if config.log_config:
+        load_log_config(config.log_config)
+    else:
+        logging.config.dictConfig(default_logging_config(config.use_colors))
+    level = TRACE if config.log_level == "trace" else logging.getLevelName(config.log_level.upper())
+    for name in ("fastserve", "fastserve.error", "fastserve.access"):
+        logging.getLogger(name).setLevel(level)
+
+
+def load_log_config(path: str) -> None:
+    if path.endswith(".json"):
+        with open(path, encoding="utf-8") as f:
+            logging.config.dictConfig(json.load(f))
+    elif path.endswith((".yaml", ".yml")):
+        try:
+            import yaml
+        except ImportError:
+            raise SystemExit("--log-config with YAML needs PyYAML: pip install 'fastserve[yaml]'") from None
+        with open(path, encoding="utf-8") as f:
+            logging.config.dictConfig(yaml.safe_load(f))
+    else:
+        try:
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+        except (configparser.Error, KeyError) as exc:
+            raise SystemExit(f"--log-config {path!r} is not a valid logging ini file: {exc}") from None
+
+
+class AccessLog:
+    """One line per response. Atoms are computed only when a line is actually written."""
+
+    def __init__(self, fmt: str) -> None:
+        self.logger = logging.getLogger("fastserve.access")
+        self.fmt = fmt
+
+    @classmethod
+    def create(cls, config: Any) -> AccessLog | None:
+        if not config.access_log:
+            return None
+        return cls(config.access_log_format)
+
+    def log(self, conn: Any, cycle: Any) -> None:
+        if self.logger.isEnabledFor(logging.INFO):
+            self.logger.info(self.fmt, AccessAtoms(conn, cycle, conn.loop.time()))
+
+
+class AccessAtoms(collections.abc.Mapping):
+    """Gunicorn's access-log atoms: h l u t r m U q H s B b f a T M D L p, {name}i, {name}o, {name}e."""
+
+    __slots__ = ("scope", "cycle", "elapsed")
+
+    def __init__(self, conn: Any, cycle: Any, now: float) -> None:
+        self.scope = cycle.scope
+        self.cycle = cycle
+        self.elapsed = max(0.0, now - cycle.start_time) if cycle.start_time else 0.0
+
+    def __getitem__(self, key: str) -> Any:
+        scope = self.scope
+        if key.startswith("{") and len(key) > 3 and key[-2] == "}":
+            name, kind = key[1:-2].lower(), key[-1]
+            if kind == "i":
+                return _header(scope["headers"], name)
+            if kind == "o":
+                return _header(self.cycle.response_headers, name)
+            if kind == "e":
+                return os.environ.get(name.upper(), "-")
+            raise KeyError(key)
+        atom = _ATOMS.get(key)
+        if atom is None:
+            raise KeyError(key)
+        return atom(self)
+
+    def __iter__(self):
+        return iter(_ATOMS)
+
+    def __len__(self) -> int:
+        return len(_ATOMS)
+
+
+def _header(headers: Any, name: str) -> str:
+    wanted = name.encode("latin-1")
+    for key, value in headers:
+        if bytes(key).lower() == wanted:
+            return bytes(value).decode("latin-1")
+    return "-"
+
+
+def _client(atoms: AccessAtoms) -> str:
+    client = atoms.scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "-"
+
+
+def _request_line(atoms: AccessAtoms) -> str:
+    scope = atoms.scope
+    path = scope["raw_path"].decode("latin-1")
+    if scope["query_string"]:
+        path += "?" + scope["query_string"].decode("latin-1")
+    return f"{scope['method']} {path} HTTP/{scope['http_version']}"
+
+
+_ATOMS = {
+    "h": _client,
+    "l": lambda a: "-",
+    "u": lambda a: "-",
+    "t": lambda a: time.strftime("[%d/%b/%Y:%H:%M:%S %z]"),
+    "r": _request_line,
+    "m": lambda a: a.scope["method"],
+    "U": lambda a: a.scope["path"],
+    "q": lambda a: a.scope["query_string"].decode("latin-1"),
+    "H": lambda a: f"HTTP/{a.scope['http_version']}",
+    "s": lambda a: a.cycle.status,
+    "B": lambda a: a.cycle.bytes_sent,
+    "b": lambda a: a.cycle.bytes_sent or "-",
+    "f": lambda a: _header(a.scope["headers"], "referer"),
+    "a": lambda a: _header(a.scope["headers"], "user-agent"),
+    "T": lambda a: int(a.elapsed),
+    "M": lambda a: int(a.elapsed * 1000),
+    "D": lambda a: int(a.elapsed * 1_000_000),
+    "L": lambda a: f"{a.elapsed:.6f}",
+    "p": lambda a: f"<{os.getpid()}>",
+}

@@ -1,0 +1,286 @@
+"""Sockets, signals, the connection registry and graceful shutdown for one server process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import ssl
+import stat
+import time
+from email.utils import formatdate
+from typing import Any
+
+from .config import Config
+from .http import parser_class
+from .http.protocol import HTTPProtocol
+from .importer import AppImportError, load_app
+from .lifespan import Lifespan
+from .logging import AccessLog
+
+logger = logging.getLogger("fastserve.error")
+
+STARTUP_FAILURE = 3
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class ServerState:
+    """What every connection of one server shares; read on the hot path, so kept flat."""
+
+    def __init__(self, config: Config, app_state: dict, access_log: AccessLog | None, ws_handler: Any) -> None:
+        self.connections: set = set()
+        self.app_state = app_state
+        self.asgi_info = {"version": "3.0", "spec_version": "2.4"}
+        self.total_requests = 0
+        self.active_requests = 0
+        self.limit_concurrency = config.limit_concurrency
+        self.access_log = access_log
+        self.ws_handler = ws_handler
+        self._server_header = config.server_header
+        self._date_header = config.date_header
+        self._extra_headers = config.default_headers
+        self._all_closed: asyncio.Future | None = None
+        self.default_header_items: list[tuple[bytes, bytes]] = []
+        self.default_headers = b""
+        self.refresh_default_headers()
+
+    def refresh_default_headers(self) -> None:
+        """Rebuild the default header block; called once a second for the Date header."""
+        items = []
+        if self._server_header:
+            items.append((b"server", b"fastserve"))
+        if self._date_header:
+            items.append((b"date", formatdate(usegmt=True).encode("ascii")))
+        items.extend(self._extra_headers)
+        self.default_header_items = items
+        self.default_headers = b"".join(name + b": " + value + b"\r\n" for name, value in items)
+
+    def defaults_without(self, app_headers: Any) -> bytes:
+        """Default headers minus those the app sets itself (slow path: server or date overridden)."""
+        names = {bytes(name).lower() for name, _ in app_headers}
+        return b"".join(n + b": " + v + b"\r\n" for n, v in self.default_header_items if n not in names)
+
+    def connection_closed(self, conn: Any) -> None:
+        self.connections.discard(conn)
+        if not self.connections and self._all_closed is not None and not self._all_closed.done():
+            self._all_closed.set_result(None)
+
+    def all_closed(self) -> asyncio.Future:
+        self._all_closed = asyncio.get_running_loop().create_future()
+        if not self.connections:
+            self._all_closed.set_result(None)
+        return self._all_closed
+
+
+class Server:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.state: ServerState | None = None
+        self.servers: list[asyncio.base_events.Server] = []
+        self.started = False
+        self.exit_code = 0
+        self.should_exit = False
+        self.force_exit = False
+        self._exit_requested: asyncio.Future | None = None
+        self._force_requested: asyncio.Future | None = None
+        self._date_timer: asyncio.TimerHandle | None = None
+        self.bound_addresses: list[Any] = []
+
+    def run(self, sockets: list[socket.socket] | None = None) -> int:
+        run_coroutine(self.serve(sockets), self.config.loop)
+        return self.exit_code
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        self._exit_requested = loop.create_future()
+        self._force_requested = loop.create_future()
+        if self.should_exit:
+            self._exit_requested.set_result(None)
+        installed = self._install_signal_handlers(loop)
+        try:
+            await self._serve(sockets)
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    async def _serve(self, sockets: list[socket.socket] | None) -> None:
+        config = self.config
+        try:
+            app = load_app(config)
+        except AppImportError as exc:
+            logger.error("%s", exc)
+            self.exit_code = 1
+            return
+        lifespan = Lifespan(app, config.lifespan)
+        if not await lifespan.startup():
+            self.exit_code = STARTUP_FAILURE
+            return
+        self.state = ServerState(config, lifespan.state, AccessLog.create(config), _ws_handler(config, app))
+        try:
+            await self._listen(app, sockets)
+        except OSError as exc:
+            logger.error("Could not bind: %s", exc)
+            self.exit_code = 1
+            await lifespan.shutdown(config.timeout_graceful_shutdown)
+            return
+        self._tick_date()
+        self.started = True
+        await self._exit_requested
+        await self.shutdown(lifespan)
+
+    async def _listen(self, app: Any, sockets: list[socket.socket] | None) -> None:
+        config = self.config
+        loop = asyncio.get_running_loop()
+        parser = parser_class(config.http)
+        state = self.state
+        ssl_context = create_ssl_context(config) if config.is_ssl else None
+
+        def factory() -> HTTPProtocol:
+            return HTTPProtocol(config, app, state, parser, loop)
+
+        if sockets is None:
+            sockets = [bind_socket(config)]
+        for sock in sockets:
+            server = await loop.create_server(factory, sock=sock, ssl=ssl_context, backlog=config.backlog)
+            self.servers.append(server)
+            self.bound_addresses.append(sock.getsockname())
+            logger.info("fastserve running on %s (Press CTRL+C to quit)", describe_socket(sock, config))
+
+    async def shutdown(self, lifespan: Lifespan | None = None) -> None:
+        logger.info("Shutting down")
+        if self._date_timer is not None:
+            self._date_timer.cancel()
+        for server in self.servers:
+            server.close()
+        state = self.state
+        if state is not None:
+            for conn in list(state.connections):
+                conn.shutdown()
+            if state.connections and not self.force_exit:
+                logger.info("Waiting for %d connection(s) to finish (at most %ss)", len(state.connections), self.config.timeout_graceful_shutdown)
+                done, _ = await asyncio.wait(
+                    (state.all_closed(), self._force_requested),
+                    timeout=self.config.timeout_graceful_shutdown,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if not done:
+                    logger.warning("Graceful shutdown timed out; closing %d connection(s)", len(state.connections))
+            for conn in list(state.connections):
+                conn.abort()
+            await asyncio.sleep(0)  # let cancelled app tasks run their cleanup
+        for server in self.servers:
+            if hasattr(server, "close_clients"):
+                server.close_clients()
+        if lifespan is not None and not self.force_exit:
+            await lifespan.shutdown(self.config.timeout_graceful_shutdown)
+        logger.info("Finished server process [%d]", os.getpid())
+
+    # -- signals --------------------------------------------------------------------------------
+    def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> list[int]:
+        installed = []
+        for sig in HANDLED_SIGNALS:
+            try:
+                loop.add_signal_handler(sig, self.handle_exit, sig)
+            except (ValueError, RuntimeError, NotImplementedError):
+                break  # not the main thread (tests, embedding): the caller stops us with request_exit()
+            installed.append(sig)
+        return installed
+
+    def handle_exit(self, sig: int = signal.SIGTERM) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+            if self._force_requested is not None and not self._force_requested.done():
+                self._force_requested.set_result(None)
+        self.request_exit()
+
+    def request_exit(self) -> None:
+        self.should_exit = True
+        if self._exit_requested is not None and not self._exit_requested.done():
+            self._exit_requested.set_result(None)
+
+    def _tick_date(self) -> None:
+        self.state.refresh_default_headers()
+        delay = 1.0 - (time.time() % 1.0)  # wake just after each second boundary
+        self._date_timer = asyncio.get_running_loop().call_later(delay, self._tick_date)
+
+
+def _ws_handler(config: Config, app: Any) -> Any:
+    from .websocket import upgrade_handler
+
+    return upgrade_handler(config, app)
+
+
+def bind_socket(config: Config) -> socket.socket:
+    """Bind the listening socket described by the config (also used by the supervisors)."""
+    if config.fd is not None:
+        sock = socket.socket(fileno=config.fd)
+    elif config.uds:
+        path = config.uds
+        if os.path.exists(path) and stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        os.chmod(path, 0o666)
+    else:
+        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        infos = socket.getaddrinfo(config.host, config.port, family, socket.SOCK_STREAM)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(infos[0][4])
+    if sock.type == socket.SOCK_STREAM and sock.family != socket.AF_UNIX:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.listen(config.backlog)
+    sock.set_inheritable(True)
+    return sock
+
+
+def describe_socket(sock: socket.socket, config: Config) -> str:
+    if sock.family == socket.AF_UNIX:
+        return f"unix socket {sock.getsockname()}"
+    host, port = sock.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if config.is_ssl else 'http'}://{host}:{port}"
+
+
+def create_ssl_context(config: Config) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(config.ssl_certfile, config.ssl_keyfile, config.ssl_keyfile_password)
+    context.verify_mode = ssl.VerifyMode(config.ssl_cert_reqs)
+    if config.ssl_ca_certs:
+        context.load_verify_locations(config.ssl_ca_certs)
+    if config.ssl_ciphers:
+        context.set_ciphers(config.ssl_ciphers)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def loop_factory(name: str):
+    """The event loop factory for --loop; 'auto' prefers uvloop when it is installed."""
+    if name in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if name == "uvloop":
+                raise
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+def run_coroutine(coro: Any, loop_name: str) -> Any:
+    factory = loop_factory(loop_name)
+    if hasattr(asyncio, "Runner"):
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(coro)
+    loop = factory()  # Python 3.10
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)

@@ -1,0 +1,1 @@
+"""Process supervisors: --reload (a watcher restarting one child) and --workers N (pre-fork)."""
