@@ -1,0 +1,1 @@
+"""ASGI apps the tests serve (imported by a real fastserve process with --app-dir tests)."""
