@@ -251,35 +251,22 @@ class RequestResponseCycle:
         return framing
 
     def _send_body(self, body: bytes, more_body: bool) -> None:
-        transport = self.transport
-        if not self.head_sent:
-            head = self.head + self._framing(body, more_body) + b"\r\n"
-            self.head_sent = True
-            if self.no_body:
-                transport.write(head)
-            elif self.chunked:
-                transport.write(head + chunk(body) if body else head)
-            elif len(body) <= JOIN_LIMIT:
-                transport.write(head + body)
-            else:
-                transport.writelines((head, body))
-        elif body and not self.no_body:
-            transport.write(chunk(body) if self.chunked else body)
+        overflow = False
         if self.expected_length is not None and not self.no_body:
-            self.bytes_sent += len(body)
-            if self.bytes_sent > self.expected_length:
+            remaining = self.expected_length - self.bytes_sent
+            if len(body) > remaining:
                 logger.error(
                     "Response body longer than its content-length (%d > %d); closing the connection.",
-                    self.bytes_sent,
+                    self.bytes_sent + len(body),
                     self.expected_length,
                 )
-                self._abandon()
-                return
-        elif not self.no_body:
+                body, overflow = body[:remaining], True
+        self._write(body, more_body and not overflow)
+        if not self.no_body:
             self.bytes_sent += len(body)
-        if not more_body:
-            if self.chunked and not self.no_body:
-                transport.write(FINAL_CHUNK)
+        if overflow:
+            self._abandon()
+        elif not more_body:
             if self.expected_length is not None and not self.no_body and self.bytes_sent < self.expected_length:
                 logger.error(
                     "Response body shorter than its content-length (%d < %d); closing the connection.",
@@ -291,6 +278,27 @@ class RequestResponseCycle:
             self.response_complete = True
             self._wake()
             self.conn.on_response_complete(self)
+
+    def _write(self, body: bytes, more_body: bool) -> None:
+        transport = self.transport
+        if not self.head_sent:
+            head = self.head + self._framing(body, more_body) + b"\r\n"
+            self.head_sent = True
+            if self.no_body:
+                transport.write(head)
+            elif self.chunked:
+                transport.write(head + _chunked(body, more_body))
+            elif len(body) <= JOIN_LIMIT:
+                transport.write(head + body)
+            else:
+                transport.writelines((head, body))
+        elif self.no_body:
+            pass
+        elif self.chunked:
+            if body or not more_body:
+                transport.write(_chunked(body, more_body))
+        elif body:
+            transport.write(body)
 
     def _abandon(self) -> None:
         """The response cannot be completed correctly: make the client see a broken response."""
@@ -340,6 +348,12 @@ class RequestResponseCycle:
             self.conn.on_response_complete(self)
         else:
             self._abandon()
+
+
+def _chunked(body: bytes, more_body: bool) -> bytes:
+    """One chunk (none for an empty body), plus the last-chunk marker when the body ends."""
+    data = chunk(body) if body else b""
+    return data if more_body else data + FINAL_CHUNK
 
 
 def _content_length(value: bytes) -> int:

@@ -120,13 +120,10 @@ class HTTPProtocol(asyncio.Protocol):
             self.flow.connection_lost()
 
     def eof_received(self) -> bool:
-        # The client closed its sending side. Finish the response under way, then close.
+        # A FIN means the client is gone, as apps waiting for http.disconnect expect; returning
+        # False lets asyncio close the transport, and connection_lost tells every cycle.
         self.eof = True
-        if self.cycle is not None and self.cycle.more_body:
-            self.cycle.on_disconnect()
-        if self.active is None and not self.pipeline:
-            self.transport.close()
-        return True
+        return False
 
     def data_received(self, data: bytes) -> None:
         if self.keep_alive_handle is not None:
