@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import signal
 import socket
 import ssl
@@ -34,6 +35,10 @@ class ServerState:
         self.app_state = app_state
         self.asgi_info = {"version": "3.0", "spec_version": "2.4"}
         self.total_requests = 0
+        # --limit-max-requests: the protocol compares total_requests to this after each response
+        # (None never matches) and calls request_limit_reached() once it is hit.
+        self.request_limit: int | None = None
+        self.request_limit_reached: Any = None
         self.active_requests = 0
         self.limit_concurrency = config.limit_concurrency
         self.access_log = access_log
@@ -75,6 +80,9 @@ class ServerState:
 
 
 class Server:
+    # Subclasses that manage signals themselves (the Gunicorn worker) set this to ().
+    handled_signals: tuple[int, ...] = HANDLED_SIGNALS
+
     def __init__(self, config: Config) -> None:
         self.config = config
         self.state: ServerState | None = None
@@ -117,7 +125,8 @@ class Server:
         if not await lifespan.startup():
             self.exit_code = STARTUP_FAILURE
             return
-        self.state = ServerState(config, lifespan.state, AccessLog.create(config), _ws_handler(config, app))
+        self.state = ServerState(config, lifespan.state, self.create_access_log(), _ws_handler(config, app))
+        self._arm_request_limit()
         try:
             await self._listen(app, sockets)
         except OSError as exc:
@@ -127,8 +136,28 @@ class Server:
             return
         self._tick_date()
         self.started = True
+        self.on_started()
         await self._exit_requested
         await self.shutdown(lifespan)
+
+    # -- hooks for supervisors and the Gunicorn worker ------------------------------------------
+    def on_started(self) -> None:
+        """Called once every socket is listening (a worker tells its supervisor it is ready)."""
+
+    def create_access_log(self) -> Any:
+        """The access log object: ``log(conn, cycle)`` per response, or None when disabled."""
+        return AccessLog.create(self.config)
+
+    def _arm_request_limit(self) -> None:
+        limit = self.config.limit_max_requests
+        if limit is None:
+            return
+        self.state.request_limit = limit + random.randint(0, self.config.limit_max_requests_jitter)
+        self.state.request_limit_reached = self._request_limit_reached
+
+    def _request_limit_reached(self) -> None:
+        logger.info("Served %d requests (--limit-max-requests); shutting down gracefully.", self.state.request_limit)
+        self.request_exit()
 
     async def _listen(self, app: Any, sockets: list[socket.socket] | None) -> None:
         config = self.config
@@ -180,7 +209,7 @@ class Server:
     # -- signals --------------------------------------------------------------------------------
     def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> list[int]:
         installed = []
-        for sig in HANDLED_SIGNALS:
+        for sig in self.handled_signals:
             try:
                 loop.add_signal_handler(sig, self.handle_exit, sig)
             except (ValueError, RuntimeError, NotImplementedError):

@@ -259,6 +259,8 @@ class HTTPProtocol(asyncio.Protocol):
     def on_response_complete(self, cycle: RequestResponseCycle) -> None:
         state = self.state
         state.total_requests += 1
+        if state.total_requests == state.request_limit:
+            state.request_limit_reached()
         if state.access_log is not None:
             state.access_log.log(self, cycle)
         if cycle is not self.active:
