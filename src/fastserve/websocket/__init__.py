@@ -8,8 +8,25 @@ off (upgrade requests are then served as plain HTTP), or a callable
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+logger = logging.getLogger("fastserve.error")
 
 
 def upgrade_handler(config: Any, app: Any) -> Any:
-    return None  # the WebSocket engine lands with the WebSocket issue
+    if config.ws == "none":
+        return None
+    try:
+        from .session import SessionSettings, WebSocketSession
+    except ImportError as exc:
+        if config.ws == "websockets":
+            raise ImportError(f"--ws websockets needs the websockets package (>= 13): {exc}") from exc
+        logger.warning("WebSocket support is off (%s); upgrade requests are served as plain HTTP.", exc)
+        return None
+    settings = SessionSettings(config)
+
+    def handler(conn: Any, request: Any, leftover: bytes) -> None:
+        WebSocketSession(conn, request, settings).start(request, leftover)
+
+    return handler

@@ -1,0 +1,153 @@
+"""The opening handshake, as pure functions: scope, websockets ``Request``, 101 and denial bytes.
+
+The HTTP parsers have already parsed the request head, so the websockets ``Request`` is built from
+those values: nothing is re-serialised or parsed twice. Nothing here touches a transport.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from websockets.datastructures import Headers
+from websockets.exceptions import InvalidHeaderValue
+from websockets.http11 import Request, Response
+
+from ..http.errors import InvalidResponse
+from ..http.response import CONNECTION_CLOSE, check_header_block, lower_name, status_line
+
+if TYPE_CHECKING:
+    from ..http.protocol import UpgradeRequest
+
+EXTENSIONS = {"websocket.http.response": {}}
+# Headers that belong to the handshake itself; an app cannot set them through websocket.accept.
+_HANDSHAKE_HEADERS = frozenset(
+    (b"upgrade", b"connection", b"sec-websocket-accept", b"sec-websocket-extensions", b"date")
+)
+_SUBPROTOCOL = b"sec-websocket-protocol"
+
+
+def build_scope(request: UpgradeRequest, conn: Any) -> dict[str, Any]:
+    state = conn.state
+    return {
+        "type": "websocket",
+        "asgi": state.asgi_info,
+        "http_version": request.http_version,
+        "scheme": "wss" if request.scheme == "https" else "ws",
+        "server": conn.server,
+        "client": request.client,
+        "root_path": conn.config.root_path,
+        "path": request.path,
+        "raw_path": request.raw_path,
+        "query_string": request.query_string,
+        "headers": request.headers,
+        "subprotocols": offered_subprotocols(request.headers),
+        "state": state.app_state.copy(),
+        "extensions": EXTENSIONS,
+    }
+
+
+def offered_subprotocols(headers: list[tuple[bytes, bytes]]) -> list[str]:
+    offered = []
+    for name, value in headers:
+        if name == _SUBPROTOCOL:
+            offered += (token.strip() for token in value.decode("latin-1").split(","))
+    return [token for token in offered if token]
+
+
+def websockets_request(request: UpgradeRequest) -> Request:
+    """The already-parsed request, in the form ``ServerProtocol.accept()`` checks."""
+    headers = Headers()
+    for name, value in request.headers:
+        headers[name.decode("latin-1")] = value.decode("latin-1")
+    target = request.raw_path.decode("ascii")
+    if request.query_string:
+        target += "?" + request.query_string.decode("latin-1")
+    return Request(target, headers, protocol=f"HTTP/{request.http_version}")
+
+
+def is_version_mismatch(exc: Exception | None) -> bool:
+    """RFC 6455 4.2.2: an unsupported version is answered 426 with the version we speak."""
+    return isinstance(exc, InvalidHeaderValue) and exc.name == "Sec-WebSocket-Version"
+
+
+def complete_accept(response: Response, message: dict[str, Any], default_headers: list) -> str | None:
+    """Add the app's subprotocol and headers (from ``websocket.accept``) to the 101 response.
+
+    Returns the subprotocol in use. Raises InvalidResponse for a malformed header.
+    """
+    headers = response.headers
+    subprotocol = message.get("subprotocol")
+    app_names = set()
+    for name, value in message.get("headers") or ():
+        lowered = lower_name(name)
+        check_header_block(value + b"\r\n", 1)
+        if lowered == _SUBPROTOCOL:
+            if subprotocol is None:  # as a header rather than the 'subprotocol' key: honour it
+                subprotocol = value.decode("latin-1")
+            continue
+        if lowered in _HANDSHAKE_HEADERS:
+            continue
+        app_names.add(lowered)
+        headers[name.decode("latin-1")] = value.decode("latin-1")
+    for name, value in default_headers:
+        if name not in app_names and name not in _HANDSHAKE_HEADERS:
+            headers[name.decode("latin-1")] = value.decode("latin-1")
+    if subprotocol is not None:
+        if not isinstance(subprotocol, str) or any(c in subprotocol for c in "\r\n\0,"):
+            raise InvalidResponse(f"invalid subprotocol {subprotocol!r}")
+        headers["Sec-WebSocket-Protocol"] = subprotocol
+    return subprotocol
+
+
+class DenialResponse:
+    """An HTTP response the app sends instead of accepting (``websocket.http.response.*``).
+
+    The body is collected and sent in one write with the head: denial bodies are small, and a
+    content-length lets every client read them without chunked decoding.
+    """
+
+    __slots__ = ("status", "head", "has_length", "body")
+
+    def __init__(self, message: dict[str, Any], state: Any) -> None:
+        status = message["status"]
+        headers = message.get("headers") or ()
+        parts: list[bytes] = []
+        names = set()
+        for name, value in headers:
+            lowered = lower_name(name)
+            if lowered in (b"transfer-encoding", b"connection"):
+                continue  # the connection closes after this response; framing is ours
+            names.add(lowered)
+            parts += (name, b": ", value, b"\r\n")
+        try:
+            block = b"".join(parts)
+        except TypeError:
+            raise InvalidResponse("response header names and values must be bytes") from None
+        check_header_block(block, len(parts) // 4)
+        defaults = state.defaults_without(headers) if names & {b"server", b"date"} else state.default_headers
+        self.status = status
+        self.head = status_line(status) + defaults + block
+        self.has_length = b"content-length" in names
+        self.body: list[bytes] = []
+
+    def add(self, body: bytes) -> None:
+        if body:
+            self.body.append(bytes(body))
+
+    def serialize(self) -> bytes:
+        body = b"".join(self.body)
+        length = b"" if self.has_length else b"content-length: %d\r\n" % len(body)
+        return self.head + length + CONNECTION_CLOSE + b"\r\n" + body
+
+
+class HandshakeRecord:
+    """What the access log needs to describe a handshake, shaped like an HTTP cycle."""
+
+    __slots__ = ("scope", "status", "bytes_sent", "response_headers", "start_time")
+
+    def __init__(self, scope: dict[str, Any], status: int, start_time: float) -> None:
+        self.scope = {**scope, "method": "GET"}
+        self.status = status
+        self.bytes_sent = 0
+        self.response_headers = ()
+        self.start_time = start_time

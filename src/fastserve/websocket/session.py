@@ -1,0 +1,548 @@
+"""One WebSocket connection: the websockets sans-I/O ``ServerProtocol`` driven by asyncio callbacks.
+
+The HTTP protocol (either parser) hands over the transport once it has parsed an upgrade request.
+From then on this class is the transport's protocol: bytes go into ``ServerProtocol``, frames come
+out as ASGI ``websocket.*`` messages, and the app's messages go back out as frames.
+
+Phases, as the app sees them::
+
+    HANDSHAKE --accept--> OPEN --close / error / disconnect--> CLOSED
+        |--close--> 403, exception--> 500, http.response.start--> DENIAL --last body--> CLOSED
+
+The transport is closed when websockets says so (SEND_EOF), or by a timer when the peer does not
+finish the closing handshake. The session leaves the server's registry once both the connection
+and the app task are over, so graceful shutdown also waits for the app's disconnect handling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+import os
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from websockets.exceptions import InvalidState, ProtocolError
+from websockets.frames import CloseCode, Opcode
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+from ..http.errors import ClientDisconnected
+from ..http.flow import FlowControl
+from ..http.response import simple_response
+from .handshake import (
+    DenialResponse,
+    HandshakeRecord,
+    build_scope,
+    complete_accept,
+    is_version_mismatch,
+    websockets_request,
+)
+
+if TYPE_CHECKING:
+    from ..http.protocol import HTTPProtocol, UpgradeRequest
+
+logger = logging.getLogger("fastserve.error")
+
+HANDSHAKE, OPEN, DENIAL, CLOSED = "handshake", "open", "denial", "closed"
+# How long a peer gets to answer our close frame (or read our last bytes) before the TCP
+# connection is aborted; the same default as the websockets library's close_timeout.
+CLOSE_TIMEOUT = 10.0
+_TEXT, _BINARY, _CONT, _PONG, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG, Opcode.CLOSE
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class SessionSettings:
+    """Per-server constants, computed once from the config."""
+
+    __slots__ = ("extensions", "max_size", "max_queue", "ping_interval", "ping_timeout")
+
+    def __init__(self, config: Any) -> None:
+        if config.ws_per_message_deflate:
+            from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
+
+            self.extensions = enable_server_permessage_deflate(None)
+        else:
+            self.extensions = None
+        self.max_size = config.ws_max_size
+        self.max_queue = config.ws_max_queue
+        self.ping_interval = config.ws_ping_interval or None
+        self.ping_timeout = config.ws_ping_timeout or None
+
+
+class WebSocketSession(asyncio.Protocol):
+    __slots__ = (
+        "transport",
+        "loop",
+        "app",
+        "state",
+        "settings",
+        "scope",
+        "client",
+        "protocol",
+        "response",
+        "phase",
+        "flow",
+        "inbox",
+        "waiter",
+        "disconnect",
+        "early",
+        "parts",
+        "decoder",
+        "task",
+        "connection_lost_",
+        "denial",
+        "ping_payload",
+        "ping_handle",
+        "pong_handle",
+        "close_handle",
+        "start_time",
+        "reported",
+    )
+
+    def __init__(self, conn: HTTPProtocol, request: UpgradeRequest, settings: SessionSettings) -> None:
+        self.transport = conn.transport
+        self.loop = conn.loop
+        self.app = conn.app
+        self.state = conn.state
+        self.settings = settings
+        self.scope = build_scope(request, conn)
+        self.client = request.client
+        self.protocol = ServerProtocol(extensions=settings.extensions, max_size=settings.max_size)
+        self.response = None  # the 101 response, completed when the app accepts
+        self.phase = HANDSHAKE
+        self.flow = FlowControl(self.transport)
+        self.flow.write_paused = conn.flow.write_paused
+        self.inbox: deque[dict[str, Any]] = deque()
+        self.waiter: asyncio.Future | None = None
+        self.disconnect: dict[str, Any] | None = None  # repeated to the app once the inbox is empty
+        self.early = bytearray()  # bytes received before the 101 went out
+        self.parts: list | None = None  # fragments of the message being received
+        self.decoder = None
+        self.task: asyncio.Task | None = None
+        self.connection_lost_ = False
+        self.denial: DenialResponse | None = None
+        self.ping_payload: bytes | None = None
+        self.ping_handle: asyncio.TimerHandle | None = None
+        self.pong_handle: asyncio.TimerHandle | None = None
+        self.close_handle: asyncio.TimerHandle | None = None
+        self.start_time = self.loop.time()
+        self.reported = False
+
+    # -- taking over the connection -------------------------------------------------------------
+    def start(self, request: UpgradeRequest, leftover: bytes) -> None:
+        self.transport.set_protocol(self)
+        self.state.connections.add(self)
+        if not self.transport.is_reading():
+            self.transport.resume_reading()
+        if not self._check_handshake(request):
+            return
+        self.inbox.append({"type": "websocket.connect"})
+        self.task = self.loop.create_task(self.run_asgi())
+        if leftover:
+            self.data_received(leftover)
+
+    def _check_handshake(self, request: UpgradeRequest) -> bool:
+        """Validate the handshake before the app sees it: 400 or 426 for a malformed one."""
+        protocol = self.protocol
+        try:
+            response = protocol.accept(websockets_request(request))
+        except ValueError as exc:  # a header value websockets will not hold
+            response, protocol.handshake_exc = None, exc
+        if response is not None and response.status_code == 101:
+            self.response = response
+            return True
+        exc = protocol.handshake_exc
+        logger.info("Refused a WebSocket handshake from %s: %s", _describe(self.client), exc)
+        if is_version_mismatch(exc):
+            status, extra = 426, b"sec-websocket-version: 13\r\nupgrade: websocket\r\n"
+        else:
+            status, extra = (response.status_code if response is not None else 400), b""
+        self._respond_and_close(simple_response(status, f"Invalid WebSocket handshake: {exc}", extra), status)
+        return False
+
+    # -- asyncio callbacks ----------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        protocol = self.protocol
+        if protocol.state is State.CONNECTING:  # no 101 sent (yet)
+            if self.phase is HANDSHAKE:
+                # A client may not send frames before the 101, but keep what arrives for then.
+                self.early += data
+                if len(self.early) > self.settings.max_size:
+                    self.flow.pause_reading()
+            return
+        protocol.receive_data(data)
+        events = protocol.events_received()
+        if events:
+            for frame in events:
+                self._on_frame(frame)
+        self._after_receive()
+
+    def eof_received(self) -> bool:
+        if self.protocol.state is not State.CONNECTING:
+            self.protocol.receive_eof()
+            self._after_receive()
+        return False  # close our side too
+
+    def _after_receive(self) -> None:
+        self._flush()
+        if self.protocol.parser_exc is not None and not self.reported:
+            self._report_failure()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connection_lost_ = True
+        for handle in (self.ping_handle, self.pong_handle, self.close_handle):
+            if handle is not None:
+                handle.cancel()
+        self.flow.connection_lost()
+        if self.phase is not CLOSED:
+            self.phase = CLOSED
+        self._end_receiving(*self._close_code())
+        if self.task is None:
+            self.state.connection_closed(self)
+
+    def pause_writing(self) -> None:
+        self.flow.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.flow.resume_writing()
+
+    # -- frames from the client -----------------------------------------------------------------
+    def _on_frame(self, frame: Any) -> None:
+        opcode = frame.opcode
+        if opcode is _TEXT or opcode is _BINARY:
+            if frame.fin:
+                self._on_message(opcode is _TEXT, frame.data)
+            else:
+                self.decoder = _utf8_decoder() if opcode is _TEXT else None
+                self.parts = []
+                self._on_fragment(frame.data, False)
+        elif opcode is _CONT:
+            self._on_fragment(frame.data, frame.fin)
+        elif opcode is _PONG:
+            if frame.data == self.ping_payload:
+                self._on_pong()
+        elif opcode is _CLOSE:
+            close = self.protocol.close_rcvd
+            self._end_receiving(close.code, close.reason)
+        # PING: ServerProtocol has already queued the pong.
+
+    def _on_message(self, is_text: bool, data: bytes) -> None:
+        if is_text:
+            try:
+                text = data.decode()
+            except UnicodeDecodeError as exc:
+                self._fail(CloseCode.INVALID_DATA, f"invalid UTF-8 at position {exc.start}")
+                return
+            self._queue({"type": "websocket.receive", "text": text})
+        else:
+            self._queue({"type": "websocket.receive", "bytes": data if type(data) is bytes else bytes(data)})
+
+    def _on_fragment(self, data: bytes, fin: bool) -> None:
+        parts, decoder = self.parts, self.decoder
+        if parts is None:
+            return  # dropped after a failure; the connection is closing
+        if decoder is not None:
+            # Decoded as it arrives, so invalid UTF-8 fails the connection without waiting for the end.
+            try:
+                parts.append(decoder.decode(data, fin))
+            except UnicodeDecodeError as exc:
+                self.parts = None
+                self._fail(CloseCode.INVALID_DATA, f"invalid UTF-8: {exc.reason}")
+                return
+        else:
+            parts.append(data)
+        if fin:
+            self.parts = None
+            if decoder is not None:
+                self._queue({"type": "websocket.receive", "text": "".join(parts)})
+            else:
+                self._queue({"type": "websocket.receive", "bytes": b"".join(parts)})
+
+    def _queue(self, message: dict[str, Any]) -> None:
+        if self.disconnect is not None or self.task is None:
+            return  # after a failure, or the app is gone: nobody should read it
+        inbox = self.inbox
+        inbox.append(message)
+        if len(inbox) >= self.settings.max_queue:
+            self.flow.pause_reading()  # resumed as the app catches up, in receive()
+        self._wake()
+
+    def _end_receiving(self, code: int, reason: str) -> None:
+        """No more messages from this client: the app's next receive() after the queue is empty
+        returns websocket.disconnect."""
+        if self.disconnect is None:
+            self.disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _close_code(self) -> tuple[int, str]:
+        protocol = self.protocol
+        close = protocol.close_rcvd or protocol.close_sent
+        if close is None:
+            return CloseCode.ABNORMAL_CLOSURE, ""
+        return close.code, close.reason
+
+    # -- ASGI receive ---------------------------------------------------------------------------
+    async def receive(self) -> dict[str, Any]:
+        inbox = self.inbox
+        if not inbox:
+            if self.disconnect is not None:
+                return self.disconnect
+            self.waiter = self.loop.create_future()
+            await self.waiter
+            if not inbox:
+                return self.disconnect
+        message = inbox.popleft()
+        if self.flow.read_paused and len(inbox) < self.settings.max_queue and self.phase is not HANDSHAKE:
+            self.flow.resume_reading()
+        return message
+
+    # -- ASGI send ------------------------------------------------------------------------------
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.flow.write_paused and not self.connection_lost_:
+            await self.flow.drain()
+        kind = message["type"]
+        phase = self.phase
+        if phase is OPEN:
+            if kind == "websocket.send":
+                self._send_data(message)
+            elif kind == "websocket.close":
+                self._send_close(message)
+            else:
+                raise RuntimeError(f"Expected 'websocket.send' or 'websocket.close', got {kind!r}.")
+        elif phase is HANDSHAKE:
+            self._answer_handshake(kind, message)
+        elif phase is DENIAL:
+            if kind != "websocket.http.response.body":
+                raise RuntimeError(f"Expected 'websocket.http.response.body', got {kind!r}.")
+            self._send_denial_body(message)
+        else:
+            raise ClientDisconnected(f"Cannot send {kind!r}: the WebSocket connection is closed.")
+
+    def _send_data(self, message: dict[str, Any]) -> None:
+        if self.protocol.state is not State.OPEN:
+            raise ClientDisconnected("Cannot send 'websocket.send': the WebSocket connection is closing.")
+        text = message.get("text")
+        if text is not None:
+            self.protocol.send_text(text.encode())
+        else:
+            data = message.get("bytes")
+            if data is None:
+                raise RuntimeError("'websocket.send' needs 'text' or 'bytes'.")
+            self.protocol.send_binary(data)
+        self._flush()
+
+    def _send_close(self, message: dict[str, Any]) -> None:
+        code = message.get("code") or CloseCode.NORMAL_CLOSURE
+        reason = message.get("reason") or ""
+        try:
+            self.protocol.send_close(code, reason)
+        except InvalidState:
+            raise ClientDisconnected("Cannot send 'websocket.close': the WebSocket connection is closing.") from None
+        except ProtocolError as exc:
+            raise RuntimeError(f"Invalid 'websocket.close': {exc} (code {code!r})") from None
+        self.phase = CLOSED
+        self._flush()
+        self._arm_close_timer()
+
+    def _answer_handshake(self, kind: str, message: dict[str, Any]) -> None:
+        if kind == "websocket.accept":
+            self._accept(message)
+        elif kind == "websocket.close":
+            # ASGI: closing before accepting is a 403, and the handshake never completes.
+            self._respond_and_close(simple_response(403, "Forbidden"), 403)
+        elif kind == "websocket.http.response.start":
+            self.denial = DenialResponse(message, self.state)
+            self.phase = DENIAL
+        else:
+            raise RuntimeError(
+                f"Expected 'websocket.accept', 'websocket.close' or 'websocket.http.response.start', got {kind!r}."
+            )
+
+    def _accept(self, message: dict[str, Any]) -> None:
+        response = self.response
+        self.protocol.subprotocol = complete_accept(response, message, self.state.default_header_items)
+        protocol = self.protocol
+        protocol.send_response(response)
+        # ServerProtocol's parser was started in the CONNECTING state, waiting to parse the HTTP
+        # request we already parsed; restart it so it reads frames from the first byte on.
+        protocol.parser = protocol.parse()
+        next(protocol.parser)
+        self.response = None
+        self.phase = OPEN
+        self._log_handshake(101)
+        self._flush()
+        self._schedule_ping()
+        if self.early:
+            early, self.early = bytes(self.early), bytearray()
+            self.flow.resume_reading()
+            self.data_received(early)
+
+    def _send_denial_body(self, message: dict[str, Any]) -> None:
+        denial = self.denial
+        denial.add(message.get("body", b""))
+        if not message.get("more_body", False):
+            self.denial = None
+            self._respond_and_close(denial.serialize(), denial.status)
+
+    def _respond_and_close(self, response: bytes, status: int) -> None:
+        """Answer the handshake with a plain HTTP response; the connection ends there."""
+        self.phase = CLOSED
+        self._log_handshake(status)
+        self.transport.write(response)
+        self._close_transport()
+        self._end_receiving(CloseCode.ABNORMAL_CLOSURE, "")
+
+    # -- running the app ------------------------------------------------------------------------
+    async def run_asgi(self) -> None:
+        try:
+            await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected as exc:
+            logger.debug("WebSocket app stopped: %s", exc)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            logger.error("Exception in ASGI application", exc_info=exc)
+            self._app_failed(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            self._app_returned()
+        finally:
+            self.task = None
+            if self.connection_lost_:
+                self.state.connection_closed(self)
+
+    def _app_failed(self, exc: BaseException) -> None:
+        if self.phase is HANDSHAKE or self.phase is DENIAL:
+            self._respond_and_close(simple_response(500, "Internal Server Error"), 500)
+        elif self.phase is OPEN:
+            self._close_by_server(CloseCode.INTERNAL_ERROR, "")
+
+    def _app_returned(self) -> None:
+        if self.phase is HANDSHAKE:
+            logger.error("ASGI app returned without accepting or closing the WebSocket.")
+            self._respond_and_close(simple_response(500, "Internal Server Error"), 500)
+        elif self.phase is DENIAL:
+            logger.error("ASGI app returned without completing its WebSocket denial response.")
+            self._respond_and_close(simple_response(500, "Internal Server Error"), 500)
+        elif self.phase is OPEN:
+            self._close_by_server(CloseCode.NORMAL_CLOSURE, "")
+
+    # -- closing --------------------------------------------------------------------------------
+    def _close_by_server(self, code: int, reason: str) -> None:
+        """Start the closing handshake on the server's initiative; the app sees it at once."""
+        self.phase = CLOSED
+        if self.protocol.state is State.OPEN:
+            self.protocol.send_close(code, reason)
+            self._flush()
+            self._arm_close_timer()
+        self._end_receiving(code, reason)
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Bad input from the client: send a close frame and drop the connection (RFC 6455 7.1.7)."""
+        if self.protocol.state is State.OPEN:
+            logger.info("WebSocket connection from %s failed: %s (close code %d)", _describe(self.client), reason, code)
+            self.reported = True
+            self.protocol.fail(code, reason)
+        self.phase = CLOSED
+        self._end_receiving(code, reason)
+
+    def _report_failure(self) -> None:
+        """The client broke the protocol (bad frame, too big, ...); websockets has sent the close."""
+        self.reported = True
+        exc = self.protocol.parser_exc
+        code, reason = self._close_code()
+        if isinstance(exc, EOFError):
+            logger.debug("WebSocket client %s went away without a close frame", _describe(self.client))
+        else:
+            logger.info("WebSocket connection from %s failed: %s (close code %d)", _describe(self.client), exc, code)
+        self.phase = CLOSED
+        self._end_receiving(code, reason)
+
+    def _flush(self) -> None:
+        for data in self.protocol.data_to_send():
+            if data:
+                self.transport.write(data)
+            else:  # SEND_EOF: a server closes the TCP connection itself
+                self._close_transport()
+
+    def _close_transport(self) -> None:
+        self.transport.close()
+        self._arm_close_timer()
+
+    def _arm_close_timer(self) -> None:
+        # A peer that neither answers our close frame nor reads our last bytes is dropped.
+        if self.close_handle is None and not self.connection_lost_:
+            self.close_handle = self.loop.call_later(CLOSE_TIMEOUT, self.transport.abort)
+
+    # -- keepalive pings ------------------------------------------------------------------------
+    def _schedule_ping(self) -> None:
+        interval = self.settings.ping_interval
+        if interval is not None:
+            self.ping_handle = self.loop.call_later(interval, self._send_ping)
+
+    def _send_ping(self) -> None:
+        self.ping_handle = None
+        if self.protocol.state is not State.OPEN:
+            return
+        self.ping_payload = os.urandom(4)
+        self.protocol.send_ping(self.ping_payload)
+        self._flush()
+        timeout = self.settings.ping_timeout
+        if timeout is not None:
+            self.pong_handle = self.loop.call_later(timeout, self._pong_missing)
+        else:
+            self._schedule_ping()
+
+    def _on_pong(self) -> None:
+        self.ping_payload = None
+        if self.pong_handle is not None:
+            self.pong_handle.cancel()
+            self.pong_handle = None
+            self._schedule_ping()
+
+    def _pong_missing(self) -> None:
+        self.pong_handle = None
+        if self.flow.read_paused:
+            # Reading is paused because the app is behind, so the pong may be sitting unread.
+            self.pong_handle = self.loop.call_later(self.settings.ping_timeout, self._pong_missing)
+            return
+        logger.info("WebSocket client %s did not answer a ping in time; closing (1011)", _describe(self.client))
+        self.reported = True
+        self._close_by_server(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+        self._close_transport()  # a silent peer is not waited for
+
+    # -- server shutdown ------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Server is stopping: close with 1012 (service restart); refuse a pending handshake."""
+        if self.phase is OPEN:
+            self._close_by_server(CloseCode.SERVICE_RESTART, "server shutting down")
+        elif self.phase is HANDSHAKE:
+            self._end_receiving(CloseCode.SERVICE_RESTART, "server shutting down")
+            self._respond_and_close(simple_response(503, "Service Unavailable", b"retry-after: 1\r\n"), 503)
+
+    def abort(self) -> None:
+        """Graceful shutdown timed out: cancel the app and drop the connection."""
+        if self.task is not None:
+            self.task.cancel()
+        self.transport.abort()
+        self.state.connection_closed(self)
+
+    # -- access log -----------------------------------------------------------------------------
+    def _log_handshake(self, status: int) -> None:
+        access_log = self.state.access_log
+        if access_log is not None:
+            access_log.log(self, HandshakeRecord(self.scope, status, self.start_time))
+
+
+def _describe(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else "a unix socket peer"
