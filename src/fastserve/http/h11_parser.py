@@ -7,9 +7,18 @@ pipelining and HTTP/1.0 keep-alive work without h11 ever seeing our responses.
 
 from __future__ import annotations
 
+import re
+
 import h11
 
 from .errors import BadRequest, header_section_too_large, request_line_too_long, too_many_header_fields
+
+
+_CONTENT_LENGTH = re.compile(rb"\ncontent-length[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+_H11_REASONS = {
+    "Missing mandatory Host: header": "Missing Host header",
+    "Found multiple Host: headers": "Multiple Host headers",
+}
 
 
 class H11Parser:
@@ -93,6 +102,13 @@ class H11Parser:
             raise BadRequest(400, "Malformed request: bare LF line ending")
         if b"\n " in head or b"\n\t" in head:
             raise BadRequest(400, "Malformed request: obsolete line folding")
+        # h11 merges repeated equal Content-Length values ("3, 3" or two lines); llhttp refuses.
+        if b"ength" in head:
+            lengths = _CONTENT_LENGTH.findall(head)
+            if len(lengths) > 1:
+                raise BadRequest(400, "Multiple Content-Length headers")
+            if lengths and not lengths[0].strip().isdigit():
+                raise BadRequest(400, "Malformed request: invalid Content-Length")
 
     def _bad_request(self, exc: h11.RemoteProtocolError) -> BadRequest:
         message = str(exc)
@@ -103,4 +119,6 @@ class H11Parser:
             return header_section_too_large()
         if "illegal request line" in message or "request line" in message:
             return BadRequest(400, "Malformed request line")
+        if message in _H11_REASONS:
+            return BadRequest(400, _H11_REASONS[message])
         return BadRequest(400, f"Malformed request: {message}")

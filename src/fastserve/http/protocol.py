@@ -36,8 +36,9 @@ KNOWN_METHODS = {
 }
 HTTP2_PREFACE_HINT = "HTTP/2 connection preface received, but this port speaks HTTP/1.1 only"
 _WATCHED_REQUEST_HEADERS = frozenset(
-    (b"connection", b"host", b"content-length", b"expect", b"upgrade")
+    (b"connection", b"host", b"content-length", b"transfer-encoding", b"expect", b"upgrade")
 )
+_SUPPORTED_VERSIONS = frozenset(("1.1", "1.0"))
 _PROXY_HEADERS = frozenset((b"x-forwarded-for", b"x-forwarded-proto", b"forwarded"))
 
 
@@ -76,6 +77,7 @@ class HTTPProtocol(asyncio.Protocol):
         "closing",
         "eof",
         "upgrade_request",
+        "pending_refusal",
     )
 
     def __init__(self, config: Config, app: Any, state: ServerState, parser_class: type, loop=None) -> None:
@@ -93,6 +95,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.closing = False
         self.eof = False
         self.upgrade_request: UpgradeRequest | None = None
+        self.pending_refusal: BadRequest | None = None
 
     # -- asyncio callbacks ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -147,9 +150,11 @@ class HTTPProtocol(asyncio.Protocol):
             if method == b"PRI":
                 raise BadRequest(400, HTTP2_PREFACE_HINT)
             raise BadRequest(400, "Invalid or unsupported HTTP method")
+        if http_version not in _SUPPORTED_VERSIONS:
+            raise BadRequest(400, "Unsupported HTTP version")
         keep_alive = http_version != "1.0"
         expect_100 = False
-        upgrade = connection_upgrade = False
+        upgrade = connection_upgrade = chunked = False
         hosts = content_lengths = 0
         proxy_headers = None
         for name, value in headers:
@@ -166,6 +171,8 @@ class HTTPProtocol(asyncio.Protocol):
                     hosts += 1
                 elif name == b"content-length":
                     content_lengths += 1
+                elif name == b"transfer-encoding":
+                    chunked = True
                 elif name == b"expect":
                     expect_100 = value.lower() == b"100-continue"
                 else:
@@ -178,6 +185,9 @@ class HTTPProtocol(asyncio.Protocol):
             raise BadRequest(400, "Missing Host header" if not hosts else "Multiple Host headers")
         if content_lengths > 1:
             raise BadRequest(400, "Multiple Content-Length headers")
+        if content_lengths and chunked:
+            # Ambiguous framing, the root of request smuggling: never guess (RFC 9112 6.1).
+            raise BadRequest(400, "Content-Length together with Transfer-Encoding")
         raw_path, query_string = _split_target(target)
         if not raw_path.isascii():
             raise BadRequest(400, "Invalid request target")
@@ -269,7 +279,17 @@ class HTTPProtocol(asyncio.Protocol):
         if not cycle.keep_alive or self.transport.is_closing():
             self.transport.close()
             return
-        self.parser.response_complete()  # h11 may deliver a buffered pipelined request here
+        if self.closing:
+            if self.pipeline:
+                self._start(self.pipeline.popleft())
+            else:
+                self._close_after_refusal()
+            return
+        try:
+            self.parser.response_complete()  # h11 may deliver a buffered pipelined request here
+        except BadRequest as exc:
+            self.refuse(exc)
+            return
         if self.active is not None:
             return
         if self.pipeline:
@@ -283,19 +303,33 @@ class HTTPProtocol(asyncio.Protocol):
             self._arm_keep_alive()
 
     def refuse(self, error: BadRequest) -> None:
-        """Answer a malformed request with a 4xx and close; the app never sees it."""
+        """Answer a malformed request with a 4xx and close; no app ever sees it."""
         logger.info("Refused a request from %s: %s (%d)", _describe(self.client), error.reason, error.status)
-        if self.active is None or self.active.head_sent:
-            # With a response under way the 4xx cannot be sent without corrupting it.
-            if self.active is None:
-                self.transport.write(simple_response(error.status, error.reason))
         self.closing = True
-        for cycle in (self.cycle, *self.pipeline):
-            if cycle is not None and cycle is not self.active:
-                cycle.on_disconnect()
-        self.pipeline.clear()
-        if self.active is None:
+        broken = self.cycle if self.cycle is not None and self.cycle.more_body else None
+        if broken is not None:
+            broken.on_disconnect()  # its body is unusable: the app sees http.disconnect
+            if broken.response_complete:
+                self.transport.close()  # already answered; a 400 now would answer nothing
+                return
+            if broken is self.active:
+                if not broken.head_sent:
+                    broken.head_sent = broken.response_complete = True
+                    self.transport.write(simple_response(error.status, error.reason))
+                self.transport.close()
+                return
+            self.pipeline.remove(broken)
+        if self.active is None and not self.pipeline:
+            self.transport.write(simple_response(error.status, error.reason))
             self.transport.close()
+        else:
+            self.pending_refusal = error  # answered after the responses queued ahead of it
+
+    def _close_after_refusal(self) -> None:
+        error, self.pending_refusal = self.pending_refusal, None
+        if error is not None:
+            self.transport.write(simple_response(error.status, error.reason))
+        self.transport.close()
 
     # -- keep-alive and shutdown ----------------------------------------------------------------
     def _arm_keep_alive(self) -> None:
