@@ -1,0 +1,120 @@
+"""Malformed WebSocket input, sent over raw sockets: each gets a clear close code or 4xx, an
+info-level log line, and the server keeps serving everyone else."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+from websockets.asyncio.client import connect
+
+from .helpers import ServerProcess, raw_request, status_of
+from .wsclient import BINARY, CONT, PING, PONG, TEXT, RawWebSocket, frame, handshake_request
+
+MAX_SIZE = 65536
+
+
+@pytest.fixture(scope="module")
+def server(module_impl):
+    http, loop = module_impl
+    server = ServerProcess("apps.ws:app", "--http", http, "--loop", loop, "--ws-max-size", str(MAX_SIZE))
+    server.start()
+    yield server
+    server.stop()
+
+
+def expect_failure(server, payload: bytes, code: int, log_text: str) -> None:
+    """Send ``payload`` on an open connection while a healthy client is also connected."""
+    start = len(server.lines)
+
+    async def scenario():
+        async with connect(f"ws://127.0.0.1:{server.port}/ws/echo") as healthy:
+            ws = RawWebSocket(server.port)
+            try:
+                ws.send(payload)
+                assert ws.recv_close()[0] == code
+                assert ws.closed_by_server(), "the server must drop the connection after failing it"
+            finally:
+                ws.close()
+            await healthy.send("still here")
+            assert await healthy.recv() == "still here"
+
+    asyncio.run(asyncio.wait_for(scenario(), 15))
+    line = server.wait_for_line(f"(close code {code})", start=start)
+    assert line.startswith("INFO:") and log_text in line, line
+
+
+def test_reserved_opcode_is_1002(server):
+    expect_failure(server, frame(0x3, b"x"), 1002, "invalid opcode")
+
+
+def test_reserved_bits_without_extension_are_1002(server):
+    expect_failure(server, frame(TEXT, b"x", rsv=0x20), 1002, "reserved bits")
+
+
+def test_unmasked_client_frame_is_1002(server):
+    expect_failure(server, frame(TEXT, b"hello", masked=False), 1002, "incorrect masking")
+
+
+def test_continuation_without_start_is_1002(server):
+    expect_failure(server, frame(CONT, b"x"), 1002, "unexpected continuation")
+
+
+def test_invalid_utf8_text_is_1007(server):
+    expect_failure(server, frame(TEXT, b"caf\xc3"), 1007, "invalid UTF-8")
+
+
+def test_invalid_utf8_in_a_fragment_is_1007_without_waiting_for_the_end(server):
+    payload = frame(TEXT, b"ok", fin=False) + frame(CONT, b"\xff\xfe", fin=False)
+    expect_failure(server, payload, 1007, "invalid UTF-8")
+
+
+def test_message_above_max_size_is_1009(server):
+    expect_failure(server, frame(BINARY, b"x" * (MAX_SIZE + 1)), 1009, "exceeds limit")
+
+
+def test_fragmented_message_above_max_size_is_1009(server):
+    half = b"x" * (MAX_SIZE // 2 + 1)
+    expect_failure(server, frame(BINARY, half, fin=False) + frame(CONT, half), 1009, "exceeds limit")
+
+
+def test_message_at_max_size_is_accepted(server):
+    ws = RawWebSocket(server.port)
+    try:
+        ws.send(frame(BINARY, b"y" * MAX_SIZE))
+        assert ws.recv_frame() == (BINARY, b"y" * MAX_SIZE)
+    finally:
+        ws.close()
+
+
+def test_client_ping_gets_a_pong(server):
+    ws = RawWebSocket(server.port)
+    try:
+        ws.send(frame(PING, b"are you there"))
+        assert ws.recv_frame() == (PONG, b"are you there")
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        (handshake_request(key="not-base64!"), 400),
+        (handshake_request(key="c2hvcnQ="), 400),  # decodes to 5 bytes, not 16
+        (handshake_request(version="8"), 426),
+        (b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n", 400),
+    ],
+    ids=["key-not-base64", "key-wrong-length", "version-8", "key-missing"],
+)
+def test_bad_handshake_is_refused(server, request_bytes, status):
+    start = len(server.lines)
+    response = raw_request(server.port, request_bytes)
+    assert status_of(response) == status, response
+    if status == 426:
+        assert b"sec-websocket-version: 13\r\n" in response.lower()
+    line = server.wait_for_line("Refused a WebSocket handshake", start=start)
+    assert line.startswith("INFO:"), line
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:  # the server is unharmed
+        sock.sendall(handshake_request())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 101 ")
