@@ -278,3 +278,20 @@ def test_date_header_is_current_and_cached(basic_server):
     r1 = httpx.get(basic_server.url + "/")
     parsed = time.mktime(time.strptime(r1.headers["date"], "%a, %d %b %Y %H:%M:%S GMT")) - time.timezone
     assert abs(parsed - time.time()) < 3
+
+
+def test_send_waits_while_client_is_not_reading(basic_server):
+    with socket.create_connection(("127.0.0.1", basic_server.port), timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(b"GET /firehose HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(1.0)
+        stalled_at = int(httpx.get(basic_server.url + "/firehose-progress").text)
+        # Kernel buffers hold a few MiB at most; without back-pressure all 64 MiB would be queued.
+        assert stalled_at < 16 * 1024 * 1024
+        received = 0
+        while True:
+            data = sock.recv(1 << 20)
+            received += len(data)
+            if data.endswith(b"0\r\n\r\n") or not data:
+                break
+    assert received > 64 * 1024 * 1024

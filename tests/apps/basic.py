@@ -182,6 +182,23 @@ async def stream_forever(scope, receive, send, query):
         EVENTS.append(f"stream-forever: {type(exc).__name__}")
 
 
+FIREHOSE = {"sent": 0}
+
+
+async def firehose(scope, receive, send):
+    """Streams 64 MiB; FIREHOSE['sent'] shows how far send() got while the client was not reading."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    chunk = b"f" * 65536
+    for _ in range(1024):
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        FIREHOSE["sent"] += len(chunk)
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def firehose_progress(scope, receive, send, query):
+    await respond(send, 200, str(FIREHOSE["sent"]).encode())
+
+
 ROUTES = {
     "/": hello,
     "/echo": echo,
@@ -206,4 +223,6 @@ ROUTES = {
     "/pid": pid,
     "/stream-forever": stream_forever,
     "/päth": hello,
+    "/firehose": lambda scope, receive, send, query: firehose(scope, receive, send),
+    "/firehose-progress": firehose_progress,
 }
