@@ -1,0 +1,201 @@
+"""``--workers N``: pre-fork N server processes that share the parent's listening socket.
+
+Signals to the parent:
+- SIGINT / SIGTERM: every worker shuts down gracefully (``--timeout-graceful-shutdown``, then
+  lifespan shutdown); a worker still running after that plus a short margin is killed. A second
+  SIGINT makes the workers skip the graceful wait.
+- SIGHUP: roll every worker over, one at a time: a new worker starts, and only once it is
+  listening is an old one asked to stop. Old workers finish their requests; the shared socket keeps
+  queueing connections, so none is refused. A new worker that fails to start ends the roll-over
+  and the remaining old workers keep serving.
+- SIGTTIN / SIGTTOU: one worker more / one fewer (never below one).
+
+A worker that exits on its own (a crash, or ``--limit-max-requests`` reached) is replaced and its
+exit status logged. If a worker exits with an error before the pool ever served (the app cannot be
+imported, lifespan startup failed), the supervisor stops and returns that worker's exit status
+instead of restarting it forever; other start-up failures (a worker killed while booting, or a bad
+deploy during a roll-over) are retried with a growing delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+from ..config import Config
+from .process import (
+    ChildProcess,
+    bind_sockets,
+    check_picklable,
+    close_sockets,
+    describe_exit,
+    install_signal_handlers,
+    stop_deadline,
+)
+
+logger = logging.getLogger("fastserve.error")
+
+RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)  # before restarting a worker that failed to start
+
+
+def run(config: Config) -> int:
+    if not check_picklable(config):
+        return 1
+    sockets = bind_sockets(config)
+    if sockets is None:
+        return 1
+    try:
+        return asyncio.run(Supervisor(config, sockets).run())
+    finally:
+        close_sockets(config, sockets)
+
+
+class Supervisor:
+    def __init__(self, config: Config, sockets: list) -> None:
+        self.config = config
+        self.sockets = sockets
+        self.target = config.workers or 1
+        self.workers: list[ChildProcess] = []  # the pool, oldest first
+        self.children: set[ChildProcess] = set()  # every process not yet exited, retiring ones too
+        self.stopping = False
+        self.exit_code = 0
+        self.pool_ready = False
+        self.failed_starts = 0
+        self.rolling: asyncio.Task | None = None
+        self.background: set[asyncio.Task] = set()
+        self.retry_handle: asyncio.TimerHandle | None = None
+        self.stop_requested: asyncio.Event | None = None
+
+    async def run(self) -> int:
+        self.stop_requested = asyncio.Event()
+        install_signal_handlers({
+            signal.SIGINT: self.handle_stop,
+            signal.SIGTERM: self.handle_stop,
+            signal.SIGHUP: self.handle_hup,
+            signal.SIGTTIN: self.handle_ttin,
+            signal.SIGTTOU: self.handle_ttou,
+        })
+        logger.info("Started parent process [%d]; starting %d workers", os.getpid(), self.target)
+        initial = [self.spawn() for _ in range(self.target)]
+        self.watch(self._pool_started(initial))
+        await self.stop_requested.wait()
+        await self.stop_all()
+        logger.info("Stopped parent process [%d]", os.getpid())
+        return self.exit_code
+
+    # -- workers ----------------------------------------------------------------------------------
+    def spawn(self) -> ChildProcess:
+        worker = ChildProcess(self.config, self.sockets, self._worker_exited, name="fastserve-worker").start()
+        self.workers.append(worker)
+        self.children.add(worker)
+        worker.ready.add_done_callback(lambda _: self._worker_ready(worker))
+        return worker
+
+    def _worker_ready(self, worker: ChildProcess) -> None:
+        if worker.ready.result():
+            self.failed_starts = 0
+            logger.info("Worker [%d] is serving", worker.pid)
+
+    async def _pool_started(self, initial: list[ChildProcess]) -> None:
+        results = await asyncio.gather(*(w.ready for w in initial))
+        if all(results):
+            self.pool_ready = True
+
+    def _worker_exited(self, worker: ChildProcess) -> None:
+        self.children.discard(worker)
+        if worker in self.workers:
+            self.workers.remove(worker)
+        if self.stopping or worker.stop_requested:
+            logger.info("Worker [%d] stopped (%s)", worker.pid, describe_exit(worker.exitcode))
+            return
+        if not self.pool_ready and not worker.ready.result() and (worker.exitcode or 0) > 0:
+            logger.error("Worker [%d] failed to start (%s); stopping.", worker.pid, describe_exit(worker.exitcode))
+            self.exit_code = worker.exitcode or 1
+            self.stop_requested.set()
+            return
+        log = logger.info if worker.exitcode == 0 else logger.warning
+        log("Worker [%d] exited (%s); starting a replacement.", worker.pid, describe_exit(worker.exitcode))
+        if worker.ready.result():
+            self.spawn()
+        else:
+            self._retry_later()
+
+    def _retry_later(self) -> None:
+        delay = RETRY_DELAYS[min(self.failed_starts, len(RETRY_DELAYS) - 1)]
+        self.failed_starts += 1
+        logger.warning("Worker failed to start; retrying in %.1fs.", delay)
+        self.retry_handle = asyncio.get_running_loop().call_later(delay, self._top_up)
+
+    def _top_up(self) -> None:
+        self.retry_handle = None
+        if not self.stopping:
+            for _ in range(self.target - len(self.workers)):
+                self.spawn()
+
+    def retire(self, worker: ChildProcess) -> None:
+        """Stop one worker gracefully in the background (it finishes its requests)."""
+        self.workers.remove(worker)
+        self.watch(worker.stop(stop_deadline(self.config)))
+
+    def watch(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    # -- signals ----------------------------------------------------------------------------------
+    def handle_stop(self, sig: int) -> None:
+        if self.stopping and sig == signal.SIGINT:
+            logger.info("Second interrupt: workers skip the graceful wait")
+            for worker in self.children:
+                worker.send_signal(signal.SIGINT)
+        self.stop_requested.set()
+
+    def handle_hup(self, sig: int) -> None:
+        if self.rolling is not None and not self.rolling.done():
+            logger.info("SIGHUP: a roll-over is already under way")
+            return
+        logger.info("SIGHUP: restarting %d workers one by one", len(self.workers))
+        self.rolling = asyncio.get_running_loop().create_task(self.roll_over())
+
+    def handle_ttin(self, sig: int) -> None:
+        if self.stopping:
+            return
+        self.target += 1
+        logger.info("SIGTTIN: %d workers", self.target)
+        self.spawn()
+
+    def handle_ttou(self, sig: int) -> None:
+        if self.stopping or self.target <= 1:
+            return
+        self.target -= 1
+        logger.info("SIGTTOU: %d workers", self.target)
+        if self.workers:
+            self.retire(self.workers[0])
+
+    async def roll_over(self) -> None:
+        for old in list(self.workers):
+            if self.stopping:
+                return
+            if old not in self.workers:
+                continue  # it died meanwhile and was replaced already
+            new = self.spawn()
+            if not await new.ready:
+                logger.error("Roll-over stopped: worker [%d] failed to start; the old workers keep serving.", new.pid)
+                return
+            if old in self.workers:
+                self.retire(old)
+        logger.info("Roll-over complete")
+
+    # -- shutdown ---------------------------------------------------------------------------------
+    async def stop_all(self) -> None:
+        self.stopping = True
+        if self.retry_handle is not None:
+            self.retry_handle.cancel()
+        if self.rolling is not None:
+            self.rolling.cancel()
+        deadline = stop_deadline(self.config)
+        await asyncio.gather(*(w.stop(deadline) for w in list(self.workers)))
+        if self.background:
+            await asyncio.gather(*self.background, return_exceptions=True)

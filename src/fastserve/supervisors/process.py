@@ -1,0 +1,218 @@
+"""Child-process plumbing shared by ``--reload`` and ``--workers``.
+
+The parent binds the listening sockets once; every child serves those same sockets. A child is
+started with multiprocessing's *spawn* method (a fresh interpreter, so edited code is imported
+anew) and receives the sockets as duplicated file descriptors: restarting a child never re-binds,
+so there is no "address already in use" window and the kernel queues connections meanwhile.
+
+A child
+- tells the parent it is serving through a one-way pipe (``ready``),
+- shuts down gracefully on SIGTERM and at once on a second SIGINT (the Server's own handlers),
+- shuts itself down if the parent dies (it watches the parent's sentinel), so it is never orphaned.
+
+The parent side is event-driven: each child's exit and readiness are ``loop.add_reader`` callbacks
+on the process sentinel and the readiness pipe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import socket
+import stat
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ..config import Config
+from ..logging import configure_logging
+from ..server import Server, bind_socket, run_coroutine
+
+logger = logging.getLogger("fastserve.error")
+
+SPAWN = multiprocessing.get_context("spawn")
+# Lifespan shutdown runs after the connections' grace period; give it this long before SIGKILL.
+SHUTDOWN_MARGIN = 5.0
+
+
+# -- parent side --------------------------------------------------------------------------------
+def bind_sockets(config: Config) -> list[socket.socket] | None:
+    """Bind once in the parent; None (after logging why) when the address cannot be bound."""
+    try:
+        return [bind_socket(config)]
+    except OSError as exc:
+        logger.error("Could not bind %s: %s", config.bind_description(), exc)
+        return None
+
+
+def close_sockets(config: Config, sockets: list[socket.socket]) -> None:
+    for sock in sockets:
+        sock.close()
+    if config.uds and _is_socket_file(config.uds):
+        os.unlink(config.uds)
+
+
+def _is_socket_file(path: str) -> bool:
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def check_picklable(config: Config) -> bool:
+    """Children receive the config pickled; an app object defined in ``__main__`` or a lambda
+    cannot cross. Say so plainly instead of failing deep inside multiprocessing."""
+    try:
+        pickle.dumps(config)
+    except Exception as exc:
+        logger.error(
+            "Cannot hand the application to child processes (%s). Pass it as an import string, "
+            'e.g. fastserve.run("package.module:app", ...).', exc
+        )
+        return False
+    return True
+
+
+def stop_deadline(config: Config) -> float:
+    """Seconds a child gets to exit after SIGTERM before it is killed."""
+    return config.timeout_graceful_shutdown + SHUTDOWN_MARGIN
+
+
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "unknown status"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit status {exitcode}"
+
+
+class ChildProcess:
+    """One server process. ``ready`` resolves True once it listens, False if it exits first;
+    ``exited`` resolves to its exit code. ``on_exit(child)`` is called when it exits."""
+
+    def __init__(self, config: Config, sockets: list[socket.socket], on_exit: Callable[[ChildProcess], None], name: str = "fastserve-server") -> None:
+        self.config = config
+        self.sockets = sockets
+        self.on_exit = on_exit
+        self.name = name
+        self.stop_requested = False
+        self.process: Any = None
+        self.pid: int | None = None
+        self._loop = asyncio.get_running_loop()
+        self.ready: asyncio.Future[bool] = self._loop.create_future()
+        self.exited: asyncio.Future[int | None] = self._loop.create_future()
+        self._ready_reader: Any = None
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.exited.result() if self.exited.done() else None
+
+    def start(self) -> ChildProcess:
+        reader, writer = SPAWN.Pipe(duplex=False)
+        self.process = SPAWN.Process(target=child_main, args=(self.config, self.sockets, writer), name=self.name)
+        self.process.start()
+        self.pid = self.process.pid
+        writer.close()  # the child holds the only write end: EOF then means it exited
+        self._ready_reader = reader
+        self._loop.add_reader(reader.fileno(), self._on_ready_pipe)
+        self._loop.add_reader(self.process.sentinel, self._on_sentinel)
+        return self
+
+    def _on_ready_pipe(self) -> None:
+        reader, self._ready_reader = self._ready_reader, None
+        self._loop.remove_reader(reader.fileno())
+        try:
+            reader.recv_bytes()
+            listening = True
+        except (EOFError, OSError):
+            listening = False
+        reader.close()
+        if not self.ready.done():
+            self.ready.set_result(listening)
+
+    def _on_sentinel(self) -> None:
+        self._loop.remove_reader(self.process.sentinel)
+        self.process.join()  # the sentinel fires as the child exits; reaping is immediate
+        if self._ready_reader is not None:
+            self._on_ready_pipe()
+        if not self.ready.done():
+            self.ready.set_result(False)
+        self.exited.set_result(self.process.exitcode)
+        self.process.close()
+        self.on_exit(self)
+
+    def send_signal(self, sig: int) -> None:
+        if not self.exited.done():
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass  # exited already; the sentinel callback is on its way
+
+    async def stop(self, timeout: float) -> int | None:
+        """SIGTERM (graceful shutdown), then SIGKILL if the child is still there after ``timeout``."""
+        self.stop_requested = True
+        self.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.exited), timeout)
+        except asyncio.TimeoutError:
+            logger.warning("Server process [%d] did not stop within %.1fs; killing it.", self.pid, timeout)
+            self.send_signal(signal.SIGKILL)
+            return await self.exited
+
+
+def install_signal_handlers(handlers: dict[int, Callable[[int], None]]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig, handler in handlers.items():
+        loop.add_signal_handler(sig, handler, sig)
+
+
+# -- child side ---------------------------------------------------------------------------------
+class ChildServer(Server):
+    """A Server that tells its supervisor when it is listening."""
+
+    def __init__(self, config: Config, ready_writer: Any) -> None:
+        super().__init__(config)
+        self.ready_writer = ready_writer
+
+    def on_started(self) -> None:
+        try:
+            self.ready_writer.send_bytes(b"ready")
+        except OSError:
+            pass  # the supervisor is gone; the parent-sentinel watch stops us
+        self.ready_writer.close()
+
+
+def child_main(config: Config, sockets: list[socket.socket], ready_writer: Any) -> None:
+    """Entry point of a child process (runs in a freshly spawned interpreter)."""
+    configure_logging(config)
+    server = ChildServer(config, ready_writer)
+    try:
+        run_coroutine(_serve_while_parent_lives(server, sockets), config.loop)
+    except KeyboardInterrupt:
+        sys.exit(1)
+    except Exception:
+        # E.g. a syntax error in the app: show it, and let the supervisor decide what comes next.
+        logger.exception("Server process [%d] failed to start", os.getpid())
+        sys.exit(1)
+    sys.exit(server.exit_code)
+
+
+async def _serve_while_parent_lives(server: Server, sockets: list[socket.socket]) -> None:
+    loop = asyncio.get_running_loop()
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        loop.add_reader(parent.sentinel, _parent_gone, server, loop, parent.sentinel)
+    await server.serve(sockets)
+
+
+def _parent_gone(server: Server, loop: asyncio.AbstractEventLoop, sentinel: int) -> None:
+    loop.remove_reader(sentinel)
+    logger.warning("Supervisor process is gone; server process [%d] shutting down.", os.getpid())
+    server.request_exit()

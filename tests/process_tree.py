@@ -1,0 +1,113 @@
+"""Process-tree checks for supervisor tests: walk /proc (no psutil) by session and parent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # "pid (comm) state ppid pgrp session ...": comm may contain spaces; split after the last ')'
+    return [str(pid), text[text.index("(") + 1:text.rindex(")")], *text[text.rindex(")") + 2:].split()]
+
+
+def _live(fields: list[str] | None) -> bool:
+    return fields is not None and fields[2] not in ("Z", "X")
+
+
+def is_running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    return _live(_stat_fields(pid))
+
+
+def session_members(sid: int) -> list[int]:
+    """Live processes whose session id is ``sid`` (servers are started with start_new_session)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if _live(fields) and fields[5] == str(sid):
+                members.append(int(entry.name))
+    return members
+
+
+def children_of(pid: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if _live(fields) and fields[3] == str(pid):
+                children.append(int(entry.name))
+    return children
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def server_children(pid: int) -> list[int]:
+    """The server processes under a supervisor (not multiprocessing's resource tracker)."""
+    return sorted(c for c in children_of(pid) if "resource_tracker" not in cmdline(c))
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} not met within {timeout}s")
+        time.sleep(interval)
+
+
+def kill_session(sid: int) -> list[int]:
+    """SIGKILL whatever is left in the session; returns the pids that were still running."""
+    survivors = session_members(sid)
+    for pid in survivors:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return survivors
+
+
+class Supervised:
+    """Starts supervisor-style servers (fastserve --workers/--reload, gunicorn) and, at teardown,
+    stops them and checks that no process of theirs is left: survivors are killed and reported."""
+
+    def __init__(self) -> None:
+        self.servers: list = []
+
+    def start(self, app: str, *args: str, **kwargs):
+        from .helpers import ServerProcess
+
+        server = ServerProcess(app, *args, **kwargs)
+        self.servers.append(server)
+        return server.start(timeout=30.0)
+
+    def cleanup(self) -> list[str]:
+        problems = []
+        for server in self.servers:
+            if server.proc is None:
+                continue
+            try:
+                server.stop(timeout=20)
+            except AssertionError as exc:
+                problems.append(str(exc)[:2000])
+            sid = server.proc.pid
+            try:
+                wait_for(lambda sid=sid: not session_members(sid), timeout=5, message="session empty")
+            except AssertionError:
+                survivors = kill_session(sid)
+                problems.append(f"processes left after the server stopped: {[cmdline(p) for p in survivors]}")
+        return problems

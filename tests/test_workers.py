@@ -1,0 +1,214 @@
+"""--workers N: real supervisor and worker processes sharing one socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+
+from .process_tree import Supervised, is_running, server_children, session_members, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def supervised():
+    tracker = Supervised()
+    yield tracker.start
+    problems = tracker.cleanup()
+    assert not problems, "\n".join(problems)
+
+
+def get(url: str, timeout: float = 5.0) -> httpx.Response:
+    """One request on a fresh connection, so the kernel may hand it to any worker."""
+    return httpx.get(url, headers={"connection": "close"}, timeout=timeout)
+
+
+def pids_serving(server, at_least: int, attempts: int = 60) -> set[int]:
+    seen: set[int] = set()
+    for _ in range(attempts):
+        seen.add(int(get(server.url + "/pid").text))
+        if len(seen) >= at_least:
+            break
+    return seen
+
+
+def wait_for_workers(server, count: int, timeout: float = 15.0) -> list[int]:
+    """The supervisor's worker pids, once exactly ``count`` of them are serving."""
+
+    def serving():
+        children = server_children(server.proc.pid)
+        output = server.output
+        if len(children) == count and all(f"Worker [{pid}] is serving" in output for pid in children):
+            return children
+        return None
+
+    return wait_for(serving, timeout, message=f"{count} serving workers")
+
+
+class ClientLoop:
+    """Requests on fresh connections from a few threads until stopped; counts every failure."""
+
+    def __init__(self, url: str, threads: int = 3) -> None:
+        self.url = url
+        self.ok = 0
+        self.errors: list[str] = []
+        self.pids: set[int] = set()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                r = get(self.url, timeout=10)
+                outcome = None if r.status_code == 200 else f"status {r.status_code}"
+            except httpx.HTTPError as exc:
+                outcome = f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                if outcome is None:
+                    self.ok += 1
+                    self.pids.add(int(r.text))
+                else:
+                    self.errors.append(outcome)
+
+    def __enter__(self) -> ClientLoop:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(15)
+
+
+def test_two_workers_from_web_concurrency_serve_with_per_worker_lifespan(supervised):
+    server = supervised("apps.workerapp:app", env={"WEB_CONCURRENCY": "2"})
+    workers = wait_for_workers(server, 2)
+    assert pids_serving(server, 2) == set(workers)
+    for pid in workers:
+        assert f"lifespan startup in pid {pid}" in server.output
+    states = {}
+    for _ in range(60):
+        state = json.loads(get(server.url + "/state").text)
+        states[state["pid"]] = state
+        if len(states) == 2:
+            break
+    assert {s["lifespan_pid"] for s in states.values()} == set(workers)  # lifespan state is per worker
+    assert sum(s["hits"] for s in states.values()) < 2 * len(states) + 60  # module state not shared
+
+
+def test_killed_worker_is_replaced_and_logged(supervised):
+    server = supervised("apps.workerapp:app", "--workers", "2")
+    first, second = wait_for_workers(server, 2)
+    os.kill(first, signal.SIGKILL)
+    server.wait_for_line(f"Worker [{first}] exited (killed by SIGKILL); starting a replacement")
+    workers = wait_for_workers(server, 2)
+    assert first not in workers and second in workers
+    assert pids_serving(server, 2) == set(workers)
+
+
+def test_sighup_rolls_every_worker_without_failing_a_request(supervised):
+    server = supervised("apps.workerapp:app", "--workers", "2")
+    old = set(wait_for_workers(server, 2))
+    in_flight: dict = {}
+    slow = threading.Thread(target=lambda: in_flight.update(r=get(server.url + "/sleep?t=1.5", timeout=10)))
+    with ClientLoop(server.url + "/pid") as clients:
+        slow.start()
+        time.sleep(0.3)
+        os.kill(server.proc.pid, signal.SIGHUP)
+        server.wait_for_line("Roll-over complete", timeout=20)
+        new = set(wait_for_workers(server, 2))
+        time.sleep(0.3)
+    slow.join(10)
+    assert not old & new, "every worker was replaced"
+    assert clients.errors == [], clients.errors[:5]
+    assert clients.ok > 20
+    assert clients.pids & new, "the new workers served"
+    assert in_flight["r"].status_code == 200 and in_flight["r"].text == "slept"  # old worker finished it
+
+
+def test_limit_max_requests_recycles_workers(supervised):
+    server = supervised("apps.workerapp:app", "--workers", "2", "--limit-max-requests", "3")
+    first = set(wait_for_workers(server, 2))
+    statuses = [get(server.url + "/pid").status_code for _ in range(12)]
+    assert statuses == [200] * 12
+    server.wait_for_line("(--limit-max-requests); shutting down gracefully")
+    server.wait_for_line("exited (exit status 0); starting a replacement")
+    later = set(wait_for_workers(server, 2))
+    assert later - first, "recycled workers were replaced by new ones"
+
+
+def test_sigttin_adds_and_sigttou_removes_a_worker(supervised):
+    server = supervised("apps.workerapp:app", "--workers", "2")
+    wait_for_workers(server, 2)
+    os.kill(server.proc.pid, signal.SIGTTIN)
+    three = wait_for_workers(server, 3)
+    os.kill(server.proc.pid, signal.SIGTTOU)
+    two = wait_for_workers(server, 2)
+    assert set(two) < set(three)
+    assert min(three) not in two  # the oldest worker is the one retired
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stop_signal_finishes_requests_then_leaves_no_process(supervised, sig):
+    server = supervised("apps.workerapp:app", "--workers", "2", "--timeout-graceful-shutdown", "5")
+    workers = wait_for_workers(server, 2)
+    result: dict = {}
+    slow = threading.Thread(target=lambda: result.update(r=get(server.url + "/sleep?t=1", timeout=10)))
+    slow.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert server.stop(sig) == 0
+    slow.join(10)
+    assert result["r"].text == "slept"
+    assert time.monotonic() - started < 5
+    for pid in workers:
+        assert f"lifespan shutdown in pid {pid}" in server.output
+        assert not is_running(pid)
+    wait_for(lambda: not session_members(server.proc.pid), 5, message="no process left")
+
+
+def test_graceful_shutdown_timeout_bounds_the_stop(supervised):
+    server = supervised("apps.workerapp:app", "--workers", "2", "--timeout-graceful-shutdown", "1")
+    wait_for_workers(server, 2)
+    hung = threading.Thread(target=lambda: _swallow(get, server.url + "/sleep?t=30", 30), daemon=True)
+    hung.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    server.stop(signal.SIGTERM)
+    assert time.monotonic() - started < 4
+    assert "Graceful shutdown timed out" in server.output
+
+
+def _swallow(fn, *args):
+    try:
+        fn(*args)
+    except httpx.HTTPError:
+        pass
+
+
+def test_workers_share_a_unix_socket(supervised, tmp_path):
+    path = str(tmp_path / "fs.sock")
+    server = supervised("apps.workerapp:app", "--workers", "2", "--uds", path, wait_for="is serving")
+    workers = wait_for_workers(server, 2)
+    seen = set()
+    for _ in range(60):
+        with httpx.Client(transport=httpx.HTTPTransport(uds=path)) as client:
+            seen.add(int(client.get("http://fastserve/pid", headers={"connection": "close"}).text))
+        if len(seen) == 2:
+            break
+    assert seen == set(workers)
+
+
+def test_app_that_cannot_start_stops_the_supervisor(supervised):
+    server = supervised("apps.no_such_module:app", "--workers", "2", wait_for=None)
+    assert server.proc.wait(20) == 1
+    server.wait_for_line('Could not import module "apps.no_such_module"')
+    assert "failed to start" in server.output
