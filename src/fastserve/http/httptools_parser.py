@@ -13,7 +13,7 @@ _ERROR_REASONS = {
 
 
 class HttptoolsParser:
-    __slots__ = ("conn", "parser", "url", "headers", "header_bytes", "in_head", "head_fed", "limit_line", "limit_size", "limit_fields", "head_budget")
+    __slots__ = ("conn", "parser", "url", "headers", "header_bytes", "in_head", "head_fed", "limit_line", "limit_size", "limit_fields", "head_budget", "upgrade_body", "body_only")
 
     def __init__(self, conn, config) -> None:
         self.conn = conn
@@ -28,6 +28,10 @@ class HttptoolsParser:
         self.limit_fields = config.limit_request_fields
         # llhttp buffers a partial header line itself; bound what one head may make it hold.
         self.head_budget = config.limit_request_line + config.limit_request_headers_size + 4
+        # llhttp never parses the body of an upgrade request. For one served as plain HTTP, its
+        # framing header is kept here, then the body is parsed behind a synthetic request head.
+        self.upgrade_body: bytes | None = None
+        self.body_only = False
 
     def feed(self, data: bytes) -> None:
         if self.in_head:
@@ -52,9 +56,13 @@ class HttptoolsParser:
         if self.conn.upgrade_request is not None:
             self.conn.switch_protocols(leftover)
             return
-        # Not an upgrade we take (h2c, or --ws none): llhttp stopped after the request, which was
-        # served as plain HTTP with its body; go on parsing the bytes that follow it.
+        # Not an upgrade we take (h2c, or --ws none): llhttp stopped after the request head, which
+        # is served as plain HTTP; go on parsing its body, if any, and the bytes that follow it.
         self.parser = httptools.HttpRequestParser(self)
+        if self.upgrade_body is not None:
+            leftover = b"PUT / HTTP/1.1\r\n" + self.upgrade_body + b"\r\n\r\n" + leftover
+            self.upgrade_body = None
+            self.body_only = True
         if leftover:
             self.feed(leftover)
 
@@ -84,11 +92,28 @@ class HttptoolsParser:
 
     def on_headers_complete(self) -> None:
         self.in_head = False
+        if self.body_only:
+            return  # the synthetic head in front of an upgrade request's body
         parser = self.parser
         self.conn.on_request(parser.get_method(), self.url, parser.get_http_version(), self.headers)
+        if parser.should_upgrade() and self.conn.upgrade_request is None:
+            self.upgrade_body = _body_framing(self.headers)
 
     def on_body(self, body: bytes) -> None:
         self.conn.on_body(body)
 
     def on_message_complete(self) -> None:
+        if self.upgrade_body is not None:
+            return  # llhttp skipped the body; the request completes once _after_upgrade parsed it
+        self.body_only = False
         self.conn.on_message_complete()
+
+
+def _body_framing(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    for name, value in headers:
+        if name == b"content-length":
+            value = value.strip()
+            return b"content-length: " + value if value.strip(b"0") else None
+        if name == b"transfer-encoding" and b"chunked" in value.lower():
+            return b"transfer-encoding: chunked"
+    return None
