@@ -141,7 +141,9 @@ async def record(scope, receive, send, query):
     while True:
         message = await receive()
         if message["type"] == "websocket.disconnect":
-            EVENTS.append(f"{name}: disconnect {message['code']} {message.get('reason', '')}".rstrip())
+            event = f"{name}: disconnect {message['code']} {message.get('reason', '')}".rstrip()
+            EVENTS.append(event)
+            print(event, flush=True)  # visible after shutdown too
             return
 
 

@@ -1,0 +1,118 @@
+"""--ws none, keepalive pings, --no-ws-per-message-deflate and graceful shutdown of open WebSockets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from .helpers import ServerProcess, raw_request, status_of
+from .wsclient import PING, RawWebSocket, handshake_request
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+def test_ws_none_serves_upgrades_as_plain_http_with_body(serve, impl):
+    http, loop = impl
+    server = serve("apps.ws:app", "--http", http, "--loop", loop, "--ws", "none")
+    request = handshake_request("/ws/echo", extra="Content-Length: 5\r\n") + b"hello"
+    response = raw_request(server.port, request + b"GET /again HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert status_of(response) == 200, response
+    assert response.count(b"HTTP/1.1 200 ") == 2, response  # the connection stays HTTP after it
+    assert b"http:hello" in response
+
+    chunked = handshake_request("/ws/echo", extra="Transfer-Encoding: chunked\r\n") + b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    response = raw_request(server.port, chunked + b"GET /again HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert response.count(b"HTTP/1.1 200 ") == 2 and b"http:abcde" in response, response
+
+    async def scenario():
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(f"ws://127.0.0.1:{server.port}/ws/echo"):
+                pass
+        return info.value.response.status_code
+
+    assert run(scenario()) == 200
+
+
+@pytest.fixture(scope="module")
+def keepalive_server(module_impl):
+    http, loop = module_impl
+    server = ServerProcess("apps.ws:app", "--http", http, "--loop", loop, "--ws-ping-interval", "0.2",
+                           "--ws-ping-timeout", "0.3", "--no-ws-per-message-deflate")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_ping_timeout_closes_with_1011_and_ends_the_app(keepalive_server):
+    server = keepalive_server
+    start = len(server.lines)
+    ws = RawWebSocket(server.port, "/ws/record?name=silent")
+    try:
+        opcode, _ = ws.recv_frame()
+        assert opcode == PING  # ... which this client never answers
+        started = time.monotonic()
+        assert ws.recv_close() == (1011, "keepalive ping timeout")
+        assert time.monotonic() - started < 2
+        assert ws.closed_by_server()
+    finally:
+        ws.close()
+    server.wait_for_line("silent: disconnect 1011 keepalive ping timeout", start=start)
+    assert server.wait_for_line("did not answer a ping", start=start).startswith("INFO:")
+
+
+def test_answered_pings_keep_the_connection_open(keepalive_server):
+    async def scenario():
+        async with connect(f"ws://127.0.0.1:{keepalive_server.port}/ws/echo") as ws:
+            await asyncio.sleep(1.2)  # several ping intervals and timeouts
+            await ws.send("alive")
+            return await ws.recv()
+
+    assert run(scenario()) == "alive"
+
+
+def test_deflate_off_is_not_negotiated(keepalive_server):
+    async def scenario():
+        async with connect(f"ws://127.0.0.1:{keepalive_server.port}/ws/echo", compression="deflate") as ws:
+            await ws.send("q" * 50_000)
+            assert await ws.recv() == "q" * 50_000
+            return ws.response.headers.get("Sec-WebSocket-Extensions")
+
+    assert run(scenario()) is None
+
+
+def test_shutdown_closes_websockets_with_1012(serve, impl):
+    http, loop = impl
+    server = serve("apps.ws:app", "--http", http, "--loop", loop, "--timeout-graceful-shutdown", "20")
+
+    async def scenario():
+        async with connect(f"ws://127.0.0.1:{server.port}/ws/record?name=shutdown") as ws:
+            await ws.send("x")
+            started = time.monotonic()
+            server.proc.send_signal(2)
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+            return ws.close_code, time.monotonic() - started
+
+    code, elapsed = run(scenario())
+    assert code == 1012
+    assert server.proc.wait(5) == 0
+    assert elapsed < 2, "shutdown must not wait for long-lived connections"
+    assert "shutdown: disconnect 1012 server shutting down" in server.output
+
+
+def test_shutdown_does_not_hang_on_a_client_ignoring_the_close(serve):
+    server = serve("apps.ws:app", "--timeout-graceful-shutdown", "1")
+    ws = RawWebSocket(server.port, "/ws/record?name=deaf")
+    try:
+        started = time.monotonic()
+        assert server.stop(timeout=8) == 0
+        assert time.monotonic() - started < 4
+        assert ws.recv_close()[0] == 1012
+    finally:
+        ws.close()
