@@ -1,0 +1,191 @@
+"""The seed documents' stack on fastserve: Django + Channels (+ channels_redis), a plain Django
+project that cannot take WebSockets, and a real browser running the seed's page."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from .helpers import TESTS, ServerProcess
+
+APPS = TESTS / "apps"
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+NON_ASCII = "你好! héllo ✓ 🚀"
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+def channels_server(*args: str, redis_url: str = "") -> ServerProcess:
+    return ServerProcess("chatproject.asgi:application", *args, app_dir=APPS, env={"REDIS_URL": redis_url})
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def chat_server(module_impl):
+    """The Channels project with the in-memory channel layer, on each parser x loop."""
+    http, loop = module_impl
+    server = channels_server("--http", http, "--loop", loop).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    if not os.path.exists(REDIS_SERVER):
+        pytest.skip(f"SKIPPED LOUDLY: redis-server not found at {REDIS_SERVER}; install it "
+                    "(apt-get install redis-server, or `make system-deps` as root) to run the channels_redis tests")
+    port = free_port()
+    proc = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"redis-server did not start: {proc.stdout.read().decode(errors='replace')}")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def chat(url: str, message: str) -> dict:
+    async with connect(url) as ws:
+        await ws.send(json.dumps({"message": message}))
+        return json.loads(await ws.recv())
+
+
+def test_seed_index_consumer_echo(chat_server):
+    reply = run(chat(f"ws://127.0.0.1:{chat_server.port}/ws/index/", NON_ASCII))
+    assert reply == {"message": NON_ASCII, "user": "AnonymousUser"}  # AuthMiddlewareStack ran
+
+
+def test_group_chat_with_in_memory_layer(chat_server):
+    room = f"ws://127.0.0.1:{chat_server.port}/ws/chat/lobby/"
+
+    async def scenario():
+        async with connect(room) as alice, connect(room) as bob:
+            await alice.send(json.dumps({"message": "hi bob"}))
+            return json.loads(await alice.recv()), json.loads(await bob.recv())
+
+    to_alice, to_bob = run(scenario())
+    assert to_alice["message"] == to_bob["message"] == "hi bob"
+
+
+def test_django_http_page_alongside(chat_server):
+    with urllib.request.urlopen(f"http://127.0.0.1:{chat_server.port}/", timeout=5) as response:
+        page = response.read().decode()
+    assert "'/ws/index/'" in page and response.headers["content-type"].startswith("text/html")
+
+
+def test_unrouted_websocket_path_is_500_and_logged(chat_server):
+    start = len(chat_server.lines)
+
+    async def scenario():
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(f"ws://127.0.0.1:{chat_server.port}/ws/nowhere/"):
+                pass
+        return info.value.response.status_code
+
+    assert run(scenario()) == 500
+    chat_server.wait_for_line("No route found for path", start=start)
+    assert run(chat(f"ws://127.0.0.1:{chat_server.port}/ws/index/", "still up"))["message"] == "still up"
+
+
+def test_group_chat_across_processes_with_channels_redis(redis_url):
+    """Two fastserve processes (one per parser) share a room through a real redis-server."""
+    first = channels_server("--http", "httptools", redis_url=redis_url).start()
+    second = channels_server("--http", "h11", redis_url=redis_url).start()
+    try:
+        async def scenario():
+            async with connect(f"ws://127.0.0.1:{first.port}/ws/chat/redis-room/") as alice, \
+                       connect(f"ws://127.0.0.1:{second.port}/ws/chat/redis-room/") as bob:
+                await alice.send(json.dumps({"message": NON_ASCII}))
+                from_first = json.loads(await alice.recv())
+                from_second = json.loads(await bob.recv())
+                await bob.send(json.dumps({"message": "back at you"}))
+                return from_first, from_second, json.loads(await alice.recv())
+
+        to_alice, to_bob, reply = run(scenario())
+    finally:
+        first.stop()
+        second.stop()
+    assert to_alice["message"] == to_bob["message"] == NON_ASCII
+    assert to_bob["sender_pid"] == first.proc.pid and to_bob["receiver_pid"] == second.proc.pid
+    assert reply["message"] == "back at you" and reply["sender_pid"] == second.proc.pid
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_plain_django_answers_a_websocket_with_500_and_keeps_serving(serve, http):
+    server = serve("plaindjango.asgi:application", "--http", http, app_dir=APPS)
+
+    async def scenario():
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(f"ws://127.0.0.1:{server.port}/ws/index/"):
+                pass
+        return info.value.response.status_code
+
+    assert run(scenario()) == 500
+    line = server.wait_for_line("Django can only handle ASGI/HTTP connections, not websocket")
+    assert "ValueError" in line
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/", timeout=5) as response:
+        assert response.read() == b"plain django"
+
+
+def test_browser_runs_the_seed_page_and_shows_the_echo(tmp_path):
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"SKIPPED LOUDLY: chromium not found at {CHROMIUM}; install Debian's chromium package "
+                    "(apt-get install chromium, or `make system-deps` as root) to run the browser test")
+    server = channels_server().start()
+    try:
+        dom = dump_dom(f"http://127.0.0.1:{server.port}/", tmp_path)
+    finally:
+        server.stop()
+    assert '<p id="status">echoed</p>' in dom, dom
+    assert f'<p id="echo">{NON_ASCII}</p>' in dom, dom  # the page sends NON_ASCII
+    assert "GET /ws/index/ HTTP/1.1\" 101" in server.output
+
+
+def dump_dom(url: str, tmp_path) -> str:
+    """Headless Chromium loads the page, runs its JavaScript (virtual time), prints the DOM."""
+    with tempfile.TemporaryDirectory(dir=tmp_path) as profile:
+        result = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-default-apps",
+             f"--user-data-dir={profile}", "--virtual-time-budget=8000", "--dump-dom", url],
+            capture_output=True, text=True, timeout=60, start_new_session=True,
+        )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
