@@ -8,7 +8,9 @@ validation, the scope, pipelining, keep-alive, shutdown - is written once, here 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import sys
 from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -35,11 +37,20 @@ KNOWN_METHODS = {
     ).split()
 }
 HTTP2_PREFACE_HINT = "HTTP/2 connection preface received, but this port speaks HTTP/1.1 only"
-_WATCHED_REQUEST_HEADERS = frozenset(
-    (b"connection", b"host", b"content-length", b"transfer-encoding", b"expect", b"upgrade")
-)
+# Request headers the server itself looks at; any other header costs one failed dict lookup.
+_CONNECTION, _HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _EXPECT, _UPGRADE, _PROXY = range(7)
+_WATCHED_REQUEST_HEADERS = {
+    b"connection": _CONNECTION,
+    b"host": _HOST,
+    b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"expect": _EXPECT,
+    b"upgrade": _UPGRADE,
+    b"x-forwarded-for": _PROXY,
+    b"x-forwarded-proto": _PROXY,
+    b"forwarded": _PROXY,
+}
 _SUPPORTED_VERSIONS = frozenset(("1.1", "1.0"))
-_PROXY_HEADERS = frozenset((b"x-forwarded-for", b"x-forwarded-proto", b"forwarded"))
 
 
 class UpgradeRequest:
@@ -74,6 +85,7 @@ class HTTPProtocol(asyncio.Protocol):
         "active",
         "pipeline",
         "keep_alive_handle",
+        "idle_since",
         "closing",
         "eof",
         "upgrade_request",
@@ -92,6 +104,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.active: RequestResponseCycle | None = None  # the request whose response is under way
         self.pipeline: deque[RequestResponseCycle] = deque()
         self.keep_alive_handle: asyncio.TimerHandle | None = None
+        self.idle_since: float | None = None
         self.closing = False
         self.eof = False
         self.upgrade_request: UpgradeRequest | None = None
@@ -110,7 +123,7 @@ class HTTPProtocol(asyncio.Protocol):
             self.client is None or self.client[0] in self.config.trusted_proxies
         )
         self.state.connections.add(self)
-        self._arm_keep_alive()
+        self._become_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connection_closed(self)
@@ -129,8 +142,7 @@ class HTTPProtocol(asyncio.Protocol):
         return False
 
     def data_received(self, data: bytes) -> None:
-        if self.keep_alive_handle is not None:
-            self._cancel_keep_alive()
+        self.idle_since = None
         try:
             self.parser.feed(data)
         except BadRequest as exc:
@@ -157,27 +169,30 @@ class HTTPProtocol(asyncio.Protocol):
         upgrade = connection_upgrade = chunked = False
         hosts = content_lengths = 0
         proxy_headers = None
+        watched = _WATCHED_REQUEST_HEADERS.get
         for name, value in headers:
-            if name in _WATCHED_REQUEST_HEADERS:
-                if name == b"connection":
-                    tokens = value.lower()
-                    if b"close" in tokens:
-                        keep_alive = False
-                    elif b"keep-alive" in tokens:
-                        keep_alive = True
-                    if b"upgrade" in tokens:
-                        connection_upgrade = True
-                elif name == b"host":
-                    hosts += 1
-                elif name == b"content-length":
-                    content_lengths += 1
-                elif name == b"transfer-encoding":
-                    chunked = True
-                elif name == b"expect":
-                    expect_100 = value.lower() == b"100-continue"
-                else:
-                    upgrade = value.lower() == b"websocket"
-            elif name in _PROXY_HEADERS and self.trusted_peer:
+            kind = watched(name)
+            if kind is None:
+                continue
+            if kind == _HOST:
+                hosts += 1
+            elif kind == _CONNECTION:
+                tokens = value.lower()
+                if b"close" in tokens:
+                    keep_alive = False
+                elif b"keep-alive" in tokens:
+                    keep_alive = True
+                if b"upgrade" in tokens:
+                    connection_upgrade = True
+            elif kind == _CONTENT_LENGTH:
+                content_lengths += 1
+            elif kind == _TRANSFER_ENCODING:
+                chunked = True
+            elif kind == _EXPECT:
+                expect_100 = value.lower() == b"100-continue"
+            elif kind == _UPGRADE:
+                upgrade = value.lower() == b"websocket"
+            elif self.trusted_peer:
                 if proxy_headers is None:
                     proxy_headers = {}
                 proxy_headers[name] = value
@@ -232,8 +247,11 @@ class HTTPProtocol(asyncio.Protocol):
         self.cycle.on_body(data)
 
     def on_message_complete(self) -> None:
-        if self.cycle is not None:
-            self.cycle.on_message_complete()
+        cycle = self.cycle
+        if cycle is not None:
+            cycle.on_message_complete()
+            if self.active is None and not self.pipeline and not self.closing:
+                self._become_idle()  # the app answered before the request had fully arrived
 
     def switch_protocols(self, leftover: bytes) -> None:
         """Hand the connection to the WebSocket session (called by the adapter)."""
@@ -258,7 +276,22 @@ class HTTPProtocol(asyncio.Protocol):
         state.active_requests += 1
         if state.access_log is not None:
             cycle.start_time = self.loop.time()
-        cycle.task = self.loop.create_task(cycle.run_asgi(self.app))
+        coro = cycle.run_asgi(self.app)
+        if not EAGER_START:
+            cycle.task = self.loop.create_task(coro)
+            return
+        # Run the app at once; most requests finish without ever waiting, and then need no Task.
+        # A fresh context per request keeps context variables from leaking between requests.
+        context = contextvars.copy_context()
+        try:
+            awaited = context.run(coro.send, None)
+        except StopIteration:
+            return
+        cycle.task = self.loop.create_task(_resume(coro, awaited), context=context)
+
+    def _start_pipelined(self) -> None:
+        if self.active is None and self.pipeline and not self.transport.is_closing():
+            self._start(self.pipeline.popleft())
 
     def on_cycle_done(self, cycle: RequestResponseCycle) -> None:
         self.state.active_requests -= 1
@@ -281,7 +314,7 @@ class HTTPProtocol(asyncio.Protocol):
             return
         if self.closing:
             if self.pipeline:
-                self._start(self.pipeline.popleft())
+                self.loop.call_soon(self._start_pipelined)
             else:
                 self._close_after_refusal()
             return
@@ -293,14 +326,14 @@ class HTTPProtocol(asyncio.Protocol):
         if self.active is not None:
             return
         if self.pipeline:
-            self._start(self.pipeline.popleft())
+            self.loop.call_soon(self._start_pipelined)
             return
         if self.eof or self.closing:
             self.transport.close()
             return
         self.flow.resume_reading()
         if self.cycle is None or not self.cycle.more_body:
-            self._arm_keep_alive()
+            self._become_idle()
 
     def refuse(self, error: BadRequest) -> None:
         """Answer a malformed request with a 4xx and close; no app ever sees it."""
@@ -332,8 +365,13 @@ class HTTPProtocol(asyncio.Protocol):
         self.transport.close()
 
     # -- keep-alive and shutdown ----------------------------------------------------------------
-    def _arm_keep_alive(self) -> None:
-        self.keep_alive_handle = self.loop.call_later(self.config.timeout_keep_alive, self._keep_alive_expired)
+    def _become_idle(self) -> None:
+        # One timer per connection, not one per request: it checks the idle time when it fires.
+        self.idle_since = self.loop.time()
+        if self.keep_alive_handle is None:
+            self.keep_alive_handle = self.loop.call_at(
+                self.idle_since + self.config.timeout_keep_alive, self._keep_alive_expired
+            )
 
     def _cancel_keep_alive(self) -> None:
         if self.keep_alive_handle is not None:
@@ -342,8 +380,13 @@ class HTTPProtocol(asyncio.Protocol):
 
     def _keep_alive_expired(self) -> None:
         self.keep_alive_handle = None
-        if self.active is None and not self.pipeline:
+        if self.idle_since is None or self.active is not None or self.pipeline:
+            return  # busy; the timer is armed again when the connection next becomes idle
+        deadline = self.idle_since + self.config.timeout_keep_alive
+        if self.loop.time() >= deadline:
             self.transport.close()
+        else:
+            self.keep_alive_handle = self.loop.call_at(deadline, self._keep_alive_expired)
 
     def shutdown(self) -> None:
         """Server is stopping: close now if idle, otherwise after the response under way."""
@@ -360,6 +403,39 @@ class HTTPProtocol(asyncio.Protocol):
         if self.active is not None and self.active.task is not None:
             self.active.task.cancel()
         self.transport.abort()
+
+
+EAGER_START = sys.version_info >= (3, 11)  # create_task(context=...) is 3.11+
+
+
+class _Suspended:
+    """Awaiting this hands a coroutine that already ran to its first suspension over to a Task."""
+
+    __slots__ = ("coro", "awaited")
+
+    def __init__(self, coro, awaited) -> None:
+        self.coro = coro
+        self.awaited = awaited
+
+    def __await__(self):
+        coro, value = self.coro, self.awaited
+        while True:
+            try:
+                result = yield value
+            except BaseException as exc:  # the Task throws in cancellation and errors
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coro.send(result)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _resume(coro, awaited):
+    return await _Suspended(coro, awaited)
 
 
 def _split_target(target: bytes) -> tuple[bytes, bytes]:
