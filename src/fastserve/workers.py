@@ -36,7 +36,8 @@ Gunicorn settings that apply
   Gunicorn's error log at Gunicorn's log level.
 - Signals: SIGTERM graceful stop; SIGINT/SIGQUIT quick stop (``worker_int`` hook, connections
   closed at once, no lifespan shutdown); SIGUSR1 reopens log files; SIGABRT (sent by the arbiter
-  on timeout) runs ``worker_abort`` and exits. SIGHUP, SIGTTIN, SIGTTOU go to the arbiter, which
+  on timeout) runs ``worker_abort`` and exits at once (``os._exit``: the stuck loop cannot be
+  unwound safely, so ``worker_exit`` does not run for an aborted worker). SIGHUP, SIGTTIN, SIGTTOU go to the arbiter, which
   rolls over / adds / removes workers. Hooks ``post_worker_init``, ``worker_int``, ``worker_abort``,
   ``worker_exit``, ``child_exit``, ``pre_fork``, ``post_fork``, ``when_ready`` and the rest of the
   arbiter hooks run as usual. ``SCRIPT_NAME`` in the environment becomes the ASGI ``root_path``.
@@ -127,6 +128,19 @@ class Worker(GunicornWorker):
         self.alive = False
         self.cfg.worker_int(self)
         self.server.quit_now()
+
+    def handle_abort(self, sig: int, frame: Any) -> None:
+        """SIGABRT from the arbiter: this worker's event loop is stuck (see ``timeout``).
+
+        Gunicorn's base class raises SystemExit from the signal handler, but here that exception
+        would surface inside whatever app code blocked the loop and could be swallowed on the
+        way out (by the app, or by a parser callback). Exit for certain instead.
+        """
+        self.alive = False
+        self.cfg.worker_abort(self)
+        self.log.info("Worker aborted (pid: %s)", self.pid)
+        logging.shutdown()
+        os._exit(1)
 
     # -- heartbeat ------------------------------------------------------------------------------
     def _heartbeat(self) -> None:

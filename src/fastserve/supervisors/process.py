@@ -25,6 +25,7 @@ import signal
 import socket
 import stat
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -197,8 +198,11 @@ def child_main(config: Config, sockets: list[socket.socket], ready_writer: Any) 
         run_coroutine(_serve_while_parent_lives(server, sockets), config.loop)
     except KeyboardInterrupt:
         sys.exit(1)
+    except SyntaxError as exc:
+        # The usual --reload mistake: the file and line are what matter, not our stack.
+        logger.error("Server process [%d] failed to start:\n%s", os.getpid(), "".join(traceback.format_exception_only(exc)).rstrip())
+        sys.exit(1)
     except Exception:
-        # E.g. a syntax error in the app: show it, and let the supervisor decide what comes next.
         logger.exception("Server process [%d] failed to start", os.getpid())
         sys.exit(1)
     sys.exit(server.exit_code)

@@ -1,0 +1,178 @@
+"""``gunicorn -k fastserve.workers.Worker``: a real gunicorn arbiter with fastserve workers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import ssl
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .helpers import TESTS, raw_request, status_of
+from .process_tree import Supervised, is_running, server_children, session_members, wait_for
+
+pytest.importorskip("gunicorn", reason="gunicorn is not installed: pip install 'fastserve[gunicorn]'")
+pytestmark = pytest.mark.timeout(60)
+
+GUNICORN = str(Path(sys.executable).parent / "gunicorn")
+
+
+@pytest.fixture
+def supervised():
+    tracker = Supervised()
+    yield tracker.start
+    problems = tracker.cleanup()
+    assert not problems, "\n".join(problems)
+
+
+@pytest.fixture
+def gunicorn(supervised):
+    def start(*args: str, app: str = "workerapp:app", worker: str = "fastserve.workers.Worker", bind: str = "127.0.0.1:0"):
+        command = [GUNICORN, "-k", worker, "--no-control-socket", "--chdir", str(TESTS / "apps"),
+                   "-b", bind, *args, app]
+        return supervised(app, command=command, wait_for="running on")
+
+    return start
+
+
+def get(url: str, timeout: float = 5.0, **kwargs) -> httpx.Response:
+    return httpx.get(url, headers={"connection": "close", **kwargs.pop("headers", {})}, timeout=timeout, **kwargs)
+
+
+def wait_for_workers(server, count: int, timeout: float = 15.0, exclude: set[int] = frozenset()) -> list[int]:
+    """The arbiter's worker pids, once ``count`` of them (none in ``exclude``) are listening."""
+
+    def serving():
+        workers = server_children(server.proc.pid)
+        if len(workers) != count or set(workers) & exclude:
+            return None
+        listening = {line.split("]")[1].strip(" [") for line in server.lines if "running on" in line}
+        return workers if all(str(pid) in listening for pid in workers) else None
+
+    return wait_for(serving, timeout, message=f"{count} gunicorn workers serving")
+
+
+def pids_serving(server, count: int, attempts: int = 60) -> set[int]:
+    seen: set[int] = set()
+    for _ in range(attempts):
+        seen.add(int(get(server.url + "/pid").text))
+        if len(seen) >= count:
+            break
+    return seen
+
+
+def test_two_workers_serve_http_with_lifespan_per_worker_and_gunicorn_settings(gunicorn):
+    server = gunicorn(
+        "-w", "2", "--access-logfile", "-", "--access-logformat", "ACCESS %(m)s %(U)s %(s)s %({x-probe}i)s",
+        "--limit-request-line", "100", "--forwarded-allow-ips", "*",
+    )
+    workers = wait_for_workers(server, 2)
+    assert pids_serving(server, 2) == set(workers)
+    states = {}
+    for _ in range(60):
+        state = json.loads(get(server.url + "/state").text)
+        states[state["pid"]] = state
+        if len(states) == 2:
+            break
+    assert {s["lifespan_pid"] for s in states.values()} == set(workers)
+    for pid in workers:
+        assert f"lifespan startup in pid {pid}" in server.output
+
+    get(server.url + "/state", headers={"x-probe": "seen-by-gunicorn-logger"})
+    server.wait_for_line("ACCESS GET /state 200 seen-by-gunicorn-logger")
+    scope = json.loads(get(server.url + "/scope", headers={"x-forwarded-for": "203.0.113.7"}).text)
+    assert scope["client"][0] == "203.0.113.7"
+    long_line = b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert status_of(raw_request(server.port, long_line)) == 414
+
+
+def test_h11_worker_over_tls_and_a_unix_socket(gunicorn, tmp_path):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    certfile, keyfile, cafile = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.cert_chain_pems[0].write_to_path(str(certfile))
+    cert.private_key_pem.write_to_path(str(keyfile))
+    ca.cert_pem.write_to_path(str(cafile))
+    uds = str(tmp_path / "g.sock")
+    server = gunicorn("-w", "1", "-b", f"unix:{uds}", "--certfile", str(certfile), "--keyfile", str(keyfile),
+                      worker="fastserve.workers.H11Worker")
+    assert server.scheme == "https"
+    r = httpx.get(f"https://127.0.0.1:{server.port}/pid", verify=ssl.create_default_context(cafile=str(cafile)), timeout=5)
+    assert r.status_code == 200 and int(r.text) in server_children(server.proc.pid)
+    with httpx.Client(transport=httpx.HTTPTransport(uds=uds, verify=ssl.create_default_context(cafile=str(cafile)))) as client:
+        assert client.get("https://localhost/scope").json()["scheme"] == "https"
+
+
+def test_sigterm_finishes_requests_and_exits_within_graceful_timeout(gunicorn):
+    server = gunicorn("-w", "2", "--graceful-timeout", "3")
+    workers = wait_for_workers(server, 2)
+    results: dict = {}
+
+    def request(name: str, path: str) -> None:
+        try:
+            results[name] = get(server.url + path, timeout=30).text
+        except httpx.HTTPError as exc:
+            results[name] = type(exc).__name__
+
+    threads = [threading.Thread(target=request, args=("short", "/sleep?t=0.5")),
+               threading.Thread(target=request, args=("long", "/sleep?t=30"))]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert server.stop(signal.SIGTERM) == 0
+    elapsed = time.monotonic() - started
+    for t in threads:
+        t.join(5)
+    assert results["short"] == "slept"
+    assert results["long"] != "slept"
+    assert elapsed < 3 + 0.5, f"took {elapsed:.1f}s"
+    for pid in workers:
+        assert f"lifespan shutdown in pid {pid}" in server.output
+    assert "was sent SIGKILL" not in server.output
+
+
+def test_busy_worker_survives_timeout_and_a_blocked_one_is_aborted(gunicorn):
+    server = gunicorn("-w", "1", "--timeout", "2", "-c", str(TESTS / "apps" / "gunicorn_hooks.py"))
+    [worker] = wait_for_workers(server, 1)
+    assert get(server.url + "/sleep?t=4", timeout=10).text == "slept"  # twice the timeout, loop alive
+    assert "WORKER TIMEOUT" not in server.output
+    assert server_children(server.proc.pid) == [worker]
+
+    with pytest.raises(httpx.HTTPError):
+        get(server.url + "/block?t=10", timeout=15)  # the event loop is stuck: the arbiter aborts it
+    server.wait_for_line(f"WORKER TIMEOUT (pid:{worker})")
+    server.wait_for_line(f"hook worker_abort {worker}")
+    wait_for_workers(server, 1, exclude={worker})
+
+
+def test_max_requests_recycles_the_worker(gunicorn):
+    server = gunicorn("-w", "1", "--max-requests", "3")
+    [first] = wait_for_workers(server, 1)
+    pids = [int(get(server.url + "/pid").text) for _ in range(7)]
+    assert pids[:3] == [first] * 3
+    assert first not in pids[3:]
+    server.wait_for_line("Served 3 requests (--limit-max-requests)")
+
+
+def test_sighup_replaces_workers_and_sigint_runs_worker_int(gunicorn):
+    server = gunicorn("-w", "2", "-c", str(TESTS / "apps" / "gunicorn_hooks.py"))
+    old = wait_for_workers(server, 2)
+    server.proc.send_signal(signal.SIGHUP)
+    new = wait_for_workers(server, 2, exclude=set(old))
+    assert pids_serving(server, 2) == set(new)
+    for pid in new:
+        server.wait_for_line(f"hook post_worker_init {pid}")
+    started = time.monotonic()
+    assert server.stop(signal.SIGINT) == 0
+    assert time.monotonic() - started < 3
+    for pid in new:
+        assert f"hook worker_int {pid}" in server.output
+        assert not is_running(pid)
+    wait_for(lambda: not session_members(server.proc.pid), 5, message="no process left")
