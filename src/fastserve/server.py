@@ -121,11 +121,12 @@ class Server:
             logger.error("%s", exc)
             self.exit_code = 1
             return
+        ws_handler = _ws_handler(config, app)  # before lifespan: it may refuse to start (--ws websockets)
         lifespan = Lifespan(app, config.lifespan)
         if not await lifespan.startup():
             self.exit_code = STARTUP_FAILURE
             return
-        self.state = ServerState(config, lifespan.state, self.create_access_log(), _ws_handler(config, app))
+        self.state = ServerState(config, lifespan.state, self.create_access_log(), ws_handler)
         self._arm_request_limit()
         try:
             await self._listen(app, sockets)
