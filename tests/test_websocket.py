@@ -280,3 +280,15 @@ def test_plain_http_still_served_alongside(ws_server):
 
     with urllib.request.urlopen(f"http://127.0.0.1:{ws_server.port}/anything", data=b"body") as response:
         assert response.read() == b"http:body"
+
+
+def test_bytes_sent_with_the_handshake_are_not_lost(ws_server):
+    from .wsclient import TEXT, RawWebSocket, frame
+
+    early = frame(TEXT, "early bïrd".encode()) + frame(TEXT, b"second")
+    ws = RawWebSocket(ws_server.port, "/ws/echo", early=early)
+    try:
+        assert ws.recv_frame() == (TEXT, "early bïrd".encode())
+        assert ws.recv_frame() == (TEXT, b"second")
+    finally:
+        ws.close()

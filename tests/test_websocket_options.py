@@ -116,3 +116,64 @@ def test_shutdown_does_not_hang_on_a_client_ignoring_the_close(serve):
         assert ws.recv_close()[0] == 1012
     finally:
         ws.close()
+
+
+def test_wss_over_tls(serve, impl, tmp_path):
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    key_file, cert_file, ca_file = tmp_path / "key.pem", tmp_path / "cert.pem", tmp_path / "ca.pem"
+    cert.private_key_pem.write_to_path(key_file)
+    cert.cert_chain_pems[0].write_to_path(cert_file)
+    ca.cert_pem.write_to_path(ca_file)
+    http, loop = impl
+    server = serve("apps.ws:app", "--http", http, "--loop", loop, "--ssl-keyfile", str(key_file), "--ssl-certfile", str(cert_file))
+    context = ssl.create_default_context(cafile=str(ca_file))
+
+    async def scenario():
+        async with connect(f"wss://127.0.0.1:{server.port}/ws/echo", ssl=context) as ws:
+            await ws.send("secret ✓" * 10_000)
+            assert await ws.recv() == "secret ✓" * 10_000
+        async with connect(f"wss://127.0.0.1:{server.port}/ws/scope", ssl=context) as ws:
+            return __import__("json").loads(await ws.recv())["scheme"]
+
+    assert run(scenario()) == "wss"
+
+
+def test_shutdown_refuses_a_pending_handshake_with_503(serve):
+    server = serve("apps.ws:app", "--timeout-graceful-shutdown", "10")
+    ws_sock = __import__("socket").create_connection(("127.0.0.1", server.port), timeout=5)
+    try:
+        ws_sock.sendall(handshake_request("/ws/slow-accept?delay=0.5"))
+        time.sleep(0.2)  # the app is deciding
+        started = time.monotonic()
+        server.proc.send_signal(2)
+        response = ws_sock.recv(4096)
+        assert status_of(response) == 503, response
+        assert server.proc.wait(5) == 0
+        assert time.monotonic() - started < 3
+    finally:
+        ws_sock.close()
+    assert "slow-accept: ClientDisconnected" in server.output
+
+
+def test_ws_auto_without_the_engine_serves_plain_http(serve, tmp_path):
+    """A stand-in ``websockets`` package that cannot be imported, ahead of the real one."""
+    fake = tmp_path / "websockets"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('simulated: websockets is not installed')\n")
+    env = {"PYTHONPATH": str(tmp_path)}
+    server = serve("apps.ws:app", "--ws", "auto", env=env)
+    server.wait_for_line("WebSocket support is off")
+    response = raw_request(server.port, handshake_request("/ws/echo", extra="Content-Length: 2\r\nConnection: Upgrade, close\r\n") + b"ok")
+    assert status_of(response) == 200 and b"http:ok" in response, response
+
+    explicit = ServerProcess("apps.ws:app", "--ws", "websockets", env=env, wait_for=None).start()
+    try:
+        assert explicit.proc.wait(20) != 0
+    finally:
+        explicit.stop()
+    assert "--ws websockets needs the websockets package" in explicit.output

@@ -44,9 +44,9 @@ def close_frame(code: int, reason: str = "") -> bytes:
 class RawWebSocket:
     """An open connection after a successful handshake; reads server frames one at a time."""
 
-    def __init__(self, port: int, path: str = "/ws/echo", extra: str = "", timeout: float = 5.0) -> None:
+    def __init__(self, port: int, path: str = "/ws/echo", extra: str = "", timeout: float = 5.0, early: bytes = b"") -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.sock.sendall(handshake_request(path, extra=extra))
+        self.sock.sendall(handshake_request(path, extra=extra) + early)  # early: frames sent before the 101
         self.buffer = b""
         head = self._read_until(b"\r\n\r\n")
         self.response_head = head.decode("latin-1")

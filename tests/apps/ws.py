@@ -173,6 +173,22 @@ async def flood(scope, receive, send, query):
     await receive()
 
 
+async def slow_accept(scope, receive, send, query):
+    await receive()
+    await asyncio.sleep(float(query.get("delay", "0.5")))
+    try:
+        await accept_now(send)
+    except OSError as exc:
+        EVENTS.append(f"slow-accept: {type(exc).__name__}")
+        print(f"slow-accept: {type(exc).__name__}", flush=True)
+        return
+    await receive()
+
+
+async def accept_now(send):
+    await send({"type": "websocket.accept"})
+
+
 ROUTES = {
     "/ws/echo": echo,
     "/ws/scope": scope_view,
@@ -187,4 +203,5 @@ ROUTES = {
     "/ws/record": record,
     "/ws/slow-reader": slow_reader,
     "/ws/flood": flood,
+    "/ws/slow-accept": slow_accept,
 }

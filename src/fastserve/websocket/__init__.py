@@ -21,7 +21,8 @@ def upgrade_handler(config: Any, app: Any) -> Any:
         from .session import SessionSettings, WebSocketSession
     except ImportError as exc:
         if config.ws == "websockets":
-            raise ImportError(f"--ws websockets needs the websockets package (>= 13): {exc}") from exc
+            logger.error("--ws websockets needs the websockets package (>= 13): %s", exc)
+            raise SystemExit(1) from None
         logger.warning("WebSocket support is off (%s); upgrade requests are served as plain HTTP.", exc)
         return None
     settings = SessionSettings(config)
