@@ -111,3 +111,20 @@ class Supervised:
                 survivors = kill_session(sid)
                 problems.append(f"processes left after the server stopped: {[cmdline(p) for p in survivors]}")
         return problems
+
+
+def with_inherited_socket(argv: list[str]) -> list[str]:
+    """A command that binds a TCP socket on an ephemeral port, then execs ``argv`` with the
+    socket's fd inherited; ``{fd}`` in ``argv`` is replaced by its number (for --fd / fd://)."""
+    import sys
+
+    launcher = (
+        "import os, socket, sys\n"
+        "s = socket.socket()\n"
+        "s.bind(('127.0.0.1', 0))\n"
+        "s.listen(128)\n"
+        "os.set_inheritable(s.fileno(), True)\n"
+        "argv = [a.replace('{fd}', str(s.fileno())) for a in sys.argv[1:]]\n"
+        "os.execv(argv[0], argv)\n"
+    )
+    return [sys.executable, "-c", launcher, *argv]

@@ -14,7 +14,14 @@ import httpx
 import pytest
 
 from .helpers import TESTS, raw_request, status_of
-from .process_tree import Supervised, is_running, server_children, session_members, wait_for
+from .process_tree import (
+    Supervised,
+    is_running,
+    server_children,
+    session_members,
+    wait_for,
+    with_inherited_socket,
+)
 
 pytest.importorskip("gunicorn", reason="gunicorn is not installed: pip install 'fastserve[gunicorn]'")
 pytestmark = pytest.mark.timeout(60)
@@ -107,6 +114,14 @@ def test_h11_worker_over_tls_and_a_unix_socket(gunicorn, tmp_path):
     assert r.status_code == 200 and int(r.text) in server_children(server.proc.pid)
     with httpx.Client(transport=httpx.HTTPTransport(uds=uds, verify=ssl.create_default_context(cafile=str(cafile)))) as client:
         assert client.get("https://localhost/scope").json()["scheme"] == "https"
+
+
+def test_bind_to_an_inherited_fd(supervised):
+    command = with_inherited_socket([GUNICORN, "-k", "fastserve.workers.Worker", "--no-control-socket",
+                                     "--chdir", str(TESTS / "apps"), "-b", "fd://{fd}", "-w", "1", "workerapp:app"])
+    server = supervised("unused", command=command)
+    [worker] = wait_for_workers(server, 1)
+    assert int(get(server.url + "/pid").text) == worker
 
 
 def test_sigterm_finishes_requests_and_exits_within_graceful_timeout(gunicorn):

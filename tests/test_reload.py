@@ -133,6 +133,28 @@ def test_server_process_exits_when_the_supervisor_is_killed(supervised, project)
     wait_for(lambda: not session_members(server.proc.pid), 5, message="every process of the session exited")
 
 
+def test_terminal_ctrl_c_stops_supervisor_and_server_cleanly(supervised, project):
+    server = start_reloader(supervised, project)
+    assert version(server) == "v1"
+    os.killpg(server.proc.pid, signal.SIGINT)  # a terminal sends SIGINT to every process of the group
+    assert server.proc.wait(10) == 0
+    assert "Traceback" not in server.output
+    wait_for(lambda: not session_members(server.proc.pid), 5, message="every process of the session exited")
+
+
+def test_stat_polling_fallback_without_watchfiles(supervised, project, tmp_path):
+    shadow = tmp_path / "no_watchfiles"
+    (shadow / "watchfiles").mkdir(parents=True)
+    (shadow / "watchfiles" / "__init__.py").write_text("raise ImportError('watchfiles hidden for this test')\n")
+    server = supervised("app:app", "--reload", "--reload-delay", "0.1", cwd=project, app_dir=project,
+                        env={"PYTHONPATH": str(shadow)})
+    server.wait_for_line("using StatReload")
+    assert version(server) == "v1"
+    time.sleep(0.1)  # a different mtime even on coarse-grained file systems
+    write_app(project, "v2")
+    wait_for_version(server, "v2", within=3.0)
+
+
 def test_hung_app_does_not_block_a_reload(supervised, project):
     server = start_reloader(supervised, project)
     assert version(server) == "v1"

@@ -5,13 +5,23 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
 import httpx
 import pytest
 
-from .process_tree import Supervised, is_running, server_children, session_members, wait_for
+from .helpers import TESTS
+from .process_tree import (
+    Supervised,
+    is_running,
+    server_children,
+    session_members,
+    wait_for,
+    with_inherited_socket,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -212,3 +222,29 @@ def test_app_that_cannot_start_stops_the_supervisor(supervised):
     assert server.proc.wait(20) == 1
     server.wait_for_line('Could not import module "apps.no_such_module"')
     assert "failed to start" in server.output
+
+
+def test_workers_share_a_socket_passed_as_fd(supervised):
+    command = with_inherited_socket([sys.executable, "-m", "fastserve", "apps.workerapp:app", "--fd", "{fd}",
+                                     "--workers", "2", "--app-dir", str(TESTS)])
+    server = supervised("unused", command=command)
+    workers = wait_for_workers(server, 2)
+    assert pids_serving(server, 2) == set(workers)
+
+
+def test_terminal_ctrl_c_reaches_the_whole_group_and_all_exit_cleanly(supervised):
+    server = supervised("apps.workerapp:app", "--workers", "2")
+    workers = wait_for_workers(server, 2)
+    os.killpg(server.proc.pid, signal.SIGINT)  # a terminal sends SIGINT to every process of the group
+    assert server.proc.wait(15) == 0
+    assert "Traceback" not in server.output
+    for pid in workers:
+        assert f"lifespan shutdown in pid {pid}" in server.output
+    wait_for(lambda: not session_members(server.proc.pid), 5, message="no process left")
+
+
+def test_app_object_that_cannot_reach_the_workers_is_refused_plainly():
+    code = "import fastserve; raise SystemExit(fastserve.run(lambda scope, receive, send: None, workers=2, port=0))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert result.returncode == 1
+    assert "Pass it as an import string" in result.stderr
