@@ -100,7 +100,7 @@ class RawWebSocket:
                 pass
         except ConnectionResetError:
             pass
-        except socket.timeout:
+        except TimeoutError:
             return False
         return True
 

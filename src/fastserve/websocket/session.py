@@ -196,8 +196,7 @@ class WebSocketSession(asyncio.Protocol):
             if handle is not None:
                 handle.cancel()
         self.flow.connection_lost()
-        if self.phase is not CLOSED:
-            self.phase = CLOSED
+        self.phase = CLOSED
         self._end_receiving(*self._close_code())
         if self.task is None:
             self.state.connection_closed(self)
@@ -261,8 +260,8 @@ class WebSocketSession(asyncio.Protocol):
                 self._queue({"type": "websocket.receive", "bytes": b"".join(parts)})
 
     def _queue(self, message: dict[str, Any]) -> None:
-        if self.disconnect is not None or self.task is None:
-            return  # after a failure, or the app is gone: nobody should read it
+        if self.phase is CLOSED or self.task is None:
+            return  # closing (by the app, the server or a failure), or the app is gone
         inbox = self.inbox
         inbox.append(message)
         if len(inbox) >= self.settings.max_queue:
@@ -352,6 +351,7 @@ class WebSocketSession(asyncio.Protocol):
         self.phase = CLOSED
         self._flush()
         self._arm_close_timer()
+        self.flow.resume_reading()  # even with a full queue, the client's close frame must be read
 
     def _answer_handshake(self, kind: str, message: dict[str, Any]) -> None:
         if kind == "websocket.accept":
@@ -445,6 +445,7 @@ class WebSocketSession(asyncio.Protocol):
             self.protocol.send_close(code, reason)
             self._flush()
             self._arm_close_timer()
+            self.flow.resume_reading()  # the client's close frame must be read
         self._end_receiving(code, reason)
 
     def _fail(self, code: int, reason: str) -> None:
