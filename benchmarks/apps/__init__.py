@@ -1,0 +1,1 @@
+"""The apps every server serves in the benchmarks (the same files for all of them)."""

@@ -1,0 +1,147 @@
+"""``python -m benchmarks``: options, the setup checks, then the run and its report."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import peers_env, report
+from .runner import Settings, run_matrix
+from .scenarios import DEFAULT_SCENARIOS, QUICK_SCENARIOS, SCENARIOS, parse_scenario_list
+from .servers import DEFAULT_SERVERS, SERVERS, parse_server_list
+from .system import loadavg, machine_description, raise_fd_limit, require_tools, wrk_version
+
+BENCH_DIR = Path(__file__).resolve().parent
+VERSIONED = ["fastserve", "uvicorn", "granian", "hypercorn", "daphne", "uvloop", "httptools", "h11",
+             "websockets", "starlette", "django"]
+
+DESCRIPTION = """\
+Benchmark fastserve against uvicorn, granian, hypercorn and daphne on the same apps.
+
+Each run starts a fresh server (one worker) pinned to one CPU with taskset, warms it up, then
+measures with wrk (HTTP) or benchmarks.loadgen (WebSocket, idle memory) pinned to another CPU.
+Servers run interleaved (A B C A B C ...) for --repeat repetitions; tables show medians. CPU used
+by other processes during a run is measured from /proc; a run where it exceeds --max-other-cpu is
+discarded and redone (at most --retries times, then the least disturbed is kept and flagged).
+The peers are installed into benchmarks/.venv on first use (with fastserve, editable).
+
+scenarios:
+""" + "\n".join(f"  {s.name:<15} {s.title}" for s in SCENARIOS.values()) + """
+
+servers:
+""" + "\n".join(f"  {s.name:<15} {s.description}" for s in SERVERS.values())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
+                   help="comma-separated servers to run, or 'all' (default: %(default)s)")
+    p.add_argument("--scenarios", default=None,
+                   help="comma-separated scenarios, or 'all' (default: all; with --quick: "
+                        + ",".join(QUICK_SCENARIOS) + ")")
+    p.add_argument("--duration", type=float, default=None,
+                   help="seconds measured per run (default 10; with --quick 1)")
+    p.add_argument("--warmup", type=float, default=None,
+                   help="seconds of the same load before each measured run (default 3; --quick 1)")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="interleaved repetitions per server and scenario (default 3; --quick 1)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: 1 s runs, 1 s warm-up, 1 repetition, no retries, fewer scenarios")
+    p.add_argument("--server-cpu", type=int, default=0, help="CPU the server is pinned to (default 0)")
+    p.add_argument("--load-cpu", type=int, default=1,
+                   help="CPU wrk and the load generator are pinned to (default 1)")
+    p.add_argument("--no-pin", action="store_true", help="do not use taskset (not comparable numbers)")
+    p.add_argument("--max-other-cpu", type=float, default=0.10,
+                   help="discard a run if other processes used more than this many cores on average "
+                        "during it (default %(default)s)")
+    p.add_argument("--retries", type=int, default=None,
+                   help="redos of a disturbed run before keeping the least disturbed (default 3; --quick 0)")
+    p.add_argument("--output", type=Path, default=BENCH_DIR / "RESULTS.md",
+                   help="Markdown report (default benchmarks/RESULTS.md); results.json goes next to it")
+    p.add_argument("--chart", type=Path, default=None,
+                   help="PNG bar chart (default: results.png next to --output)")
+    p.add_argument("--no-chart", action="store_true", help="skip the matplotlib chart")
+    p.add_argument("--note", default="",
+                   help="a sentence about the conditions, written into the report")
+    p.add_argument("--skip-install", action="store_true",
+                   help="use benchmarks/.venv as it is, even if it looks out of date")
+    p.add_argument("--server-python", type=Path, default=None,
+                   help="run the servers with this interpreter instead of benchmarks/.venv's, and "
+                        "install nothing (it must have the selected servers; the test suite uses "
+                        "this with fastserve only)")
+    return p
+
+
+def settings_from(args: argparse.Namespace, bench_python: Path) -> Settings:
+    quick = args.quick
+    scenarios_text = args.scenarios or ",".join(QUICK_SCENARIOS if quick else DEFAULT_SCENARIOS)
+
+    def pick(value, normal, fast):
+        return value if value is not None else (fast if quick else normal)
+
+    return Settings(
+        servers=parse_server_list(args.servers),
+        scenarios=[SCENARIOS[n] for n in parse_scenario_list(scenarios_text)],
+        duration=pick(args.duration, 10.0, 1.0),
+        warmup=pick(args.warmup, 3.0, 1.0),
+        repeat=pick(args.repeat, 3, 1),
+        server_cpu=None if args.no_pin else args.server_cpu,
+        load_cpu=None if args.no_pin else args.load_cpu,
+        max_other_cpu=args.max_other_cpu,
+        retries=pick(args.retries, 3, 0),
+        bench_python=bench_python,
+        say=lambda text: print(text, flush=True),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    missing = require_tools()
+    if missing:
+        print(f"missing tools: {', '.join(missing)} (apt-get install wrk util-linux)", file=sys.stderr)
+        return 2
+    if args.server_python is not None:
+        bench_python = args.server_python
+    elif args.skip_install:
+        bench_python = peers_env.VENV_PYTHON
+    else:
+        bench_python = peers_env.ensure_venv()
+    try:
+        settings = settings_from(args, bench_python)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    raise_fd_limit()
+    started_load = loadavg()
+    started = time.monotonic()
+    settings.say(f"logs of every server run: {settings.log_dir}")
+    results = run_matrix(settings)
+    results["meta"] = {
+        "command": "python -m benchmarks " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
+        "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "elapsed_seconds": round(time.monotonic() - started),
+        "machine": machine_description(),
+        "wrk": wrk_version(),
+        "versions": peers_env.installed_versions(bench_python, VERSIONED),
+        "servers": settings.servers,
+        "scenarios": [s.name for s in settings.scenarios],
+        "duration": settings.duration,
+        "warmup": settings.warmup,
+        "repeat": settings.repeat,
+        "server_cpu": settings.server_cpu,
+        "load_cpu": settings.load_cpu,
+        "max_other_cpu": settings.max_other_cpu,
+        "loadavg_start": started_load,
+        "loadavg_end": loadavg(),
+        "conditions_note": args.note,
+    }
+    chart = None if args.no_chart else (args.chart or args.output.with_name("results.png"))
+    report.write_outputs(results, args.output, args.output.with_name("results.json"), chart,
+                         bench_python, say=settings.say)
+    settings.say(f"wrote {args.output}")
+    return 0

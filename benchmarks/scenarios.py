@@ -1,0 +1,71 @@
+"""What is measured: each scenario names an app, a kind of load and how its result reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .wrk import WrkLoad
+
+RAW_APP = "benchmarks.apps.raw:app"
+STARLETTE_APP = "benchmarks.apps.starlette_app:app"
+DJANGO_APP = "benchmarks.apps.django_site.asgi:application"
+ECHO_BODY_BYTES = 1024 * 1024
+PIPELINE_DEPTH = 16
+IDLE_CONNECTIONS = 1000
+WS_CLIENTS = 32
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    app: str
+    kind: str  # "wrk" (HTTP load), "ws" (loadgen messages/s) or "idle" (RSS per connection)
+    unit: str
+    wrk: WrkLoad | None = None
+    loadgen_mode: str = ""
+    loadgen_args: tuple[str, ...] = field(default=())
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("hello-c64", "hello world, keep-alive, 64 connections", RAW_APP, "wrk", "req/s",
+                 WrkLoad("/", 64)),
+        Scenario("hello-c256", "hello world, keep-alive, 256 connections", RAW_APP, "wrk", "req/s",
+                 WrkLoad("/", 256)),
+        Scenario("64k", "64 KiB response, 64 connections", RAW_APP, "wrk", "req/s", WrkLoad("/64k", 64)),
+        Scenario("echo-1m", "1 MiB POST echoed back, streamed both ways, 16 connections", RAW_APP, "wrk",
+                 "req/s", WrkLoad("/echo", 16, "post_body.lua", env={"POST_BODY_BYTES": str(ECHO_BODY_BYTES)})),
+        Scenario("close", "hello world, Connection: close (new connection per request), 64 conns",
+                 RAW_APP, "wrk", "req/s", WrkLoad("/", 64, headers=("Connection: close",))),
+        Scenario("pipeline16", f"hello world, pipelined depth {PIPELINE_DEPTH}, 64 connections", RAW_APP,
+                 "wrk", "req/s", WrkLoad("/", 64, "pipeline.lua", env={"PIPELINE_DEPTH": str(PIPELINE_DEPTH)},
+                         latency=False)),
+        Scenario("starlette-json", "Starlette JSONResponse endpoint, 64 connections", STARLETTE_APP,
+                 "wrk", "req/s", WrkLoad("/json", 64)),
+        Scenario("django", "Django async view returning JsonResponse (ASGI handler), 64 connections", DJANGO_APP, "wrk",
+                 "req/s", WrkLoad("/django/", 64)),
+        Scenario("ws-echo", f"WebSocket echo, {WS_CLIENTS} clients, 1 message in flight each", RAW_APP,
+                 "ws", "msg/s", loadgen_mode="ws-echo", loadgen_args=("--clients", str(WS_CLIENTS))),
+        Scenario("ws-broadcast", f"WebSocket broadcast to {WS_CLIENTS} clients, 1 sender", RAW_APP,
+                 "ws", "deliveries/s", loadgen_mode="ws-broadcast",
+                 loadgen_args=("--clients", str(WS_CLIENTS))),
+        Scenario("idle-http", f"RSS per {IDLE_CONNECTIONS} idle keep-alive connections", RAW_APP, "idle",
+                 "KiB/1000", loadgen_mode="idle-http", loadgen_args=("--count", str(IDLE_CONNECTIONS))),
+        Scenario("idle-ws", f"RSS per {IDLE_CONNECTIONS} idle WebSockets", RAW_APP, "idle", "KiB/1000",
+                 loadgen_mode="idle-ws", loadgen_args=("--count", str(IDLE_CONNECTIONS))),
+    )
+}
+DEFAULT_SCENARIOS = tuple(SCENARIOS)
+QUICK_SCENARIOS = ("hello-c64", "64k", "echo-1m", "close", "pipeline16", "ws-echo", "idle-http")
+
+
+def parse_scenario_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names == ["all"]:
+        return list(DEFAULT_SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise ValueError(f"unknown scenario(s): {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    return names
