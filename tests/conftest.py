@@ -1,8 +1,16 @@
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import time
+
 import pytest
 
 from .helpers import IMPL_IDS, IMPLS, ServerProcess
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 def pytest_addoption(parser):
@@ -52,3 +60,43 @@ def serve():
     yield start
     for server in started:
         server.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A throw-away redis-server for the channels_redis tests (WebSocket and --workers scale-out)."""
+    if not os.path.exists(REDIS_SERVER):
+        pytest.skip(f"SKIPPED LOUDLY: redis-server not found at {REDIS_SERVER}; install it "
+                    "(apt-get install redis-server, or `make system-deps` as root) to run the channels_redis tests")
+    port = free_port()
+    proc = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"redis-server did not start: {proc.stdout.read().decode(errors='replace')}")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -7,10 +7,8 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 import urllib.request
 
 import pytest
@@ -20,7 +18,6 @@ from websockets.exceptions import InvalidStatus
 from .helpers import TESTS, ServerProcess
 
 APPS = TESTS / "apps"
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 NON_ASCII = "你好! héllo ✓ 🚀"
 
@@ -33,12 +30,6 @@ def channels_server(*args: str, redis_url: str = "") -> ServerProcess:
     return ServerProcess("chatproject.asgi:application", *args, app_dir=APPS, env={"REDIS_URL": redis_url})
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def chat_server(module_impl):
     """The Channels project with the in-memory channel layer, on each parser x loop."""
@@ -46,39 +37,6 @@ def chat_server(module_impl):
     server = channels_server("--http", http, "--loop", loop).start()
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def redis_url():
-    if not os.path.exists(REDIS_SERVER):
-        pytest.skip(f"SKIPPED LOUDLY: redis-server not found at {REDIS_SERVER}; install it "
-                    "(apt-get install redis-server, or `make system-deps` as root) to run the channels_redis tests")
-    port = free_port()
-    proc = subprocess.Popen(
-        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"redis-server did not start: {proc.stdout.read().decode(errors='replace')}")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def chat(url: str, message: str) -> dict:

@@ -257,8 +257,12 @@ class HTTPProtocol(asyncio.Protocol):
         """Hand the connection to the WebSocket session (called by the adapter)."""
         request, self.upgrade_request = self.upgrade_request, None
         self._cancel_keep_alive()
-        self.state.connection_closed(self)
-        self.state.ws_handler(self, request, leftover)
+        state = self.state
+        state.connection_closed(self)
+        state.ws_handler(self, request, leftover)
+        state.total_requests += 1  # a WebSocket session counts as one request for --limit-max-requests
+        if state.total_requests == state.request_limit:
+            state.request_limit_reached()
 
     # -- request lifecycle ----------------------------------------------------------------------
     def _start(self, cycle: RequestResponseCycle) -> None:
