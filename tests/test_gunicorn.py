@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import ssl
@@ -114,6 +115,26 @@ def test_h11_worker_over_tls_and_a_unix_socket(gunicorn, tmp_path):
     assert r.status_code == 200 and int(r.text) in server_children(server.proc.pid)
     with httpx.Client(transport=httpx.HTTPTransport(uds=uds, verify=ssl.create_default_context(cafile=str(cafile)))) as client:
         assert client.get("https://localhost/scope").json()["scheme"] == "https"
+
+
+@pytest.mark.parametrize("worker", ["fastserve.workers.Worker", "fastserve.workers.H11Worker"])
+def test_websocket_and_http_on_two_workers(gunicorn, worker):
+    from websockets.asyncio.client import connect
+
+    server = gunicorn("-w", "2", "--access-logfile", "-", app="ws:app", worker=worker)
+    wait_for_workers(server, 2)
+
+    async def echo_round(count: int) -> list[str]:
+        replies = []
+        for i in range(count):
+            async with connect(f"ws://127.0.0.1:{server.port}/ws/echo") as ws:
+                await ws.send(f"hello {i} ✓")
+                replies.append(await asyncio.wait_for(ws.recv(), 5))
+        return replies
+
+    assert asyncio.run(echo_round(4)) == [f"hello {i} ✓" for i in range(4)]
+    assert get(server.url + "/anything").text == "http:"
+    server.wait_for_line('"GET /ws/echo HTTP/1.1" 101')  # the handshake, through gunicorn's access log
 
 
 def test_bind_to_an_inherited_fd(supervised):

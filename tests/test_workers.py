@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -153,6 +154,30 @@ def test_limit_max_requests_recycles_workers(supervised):
     server.wait_for_line("exited (exit status 0); starting a replacement")
     later = set(wait_for_workers(server, 2))
     assert later - first, "recycled workers were replaced by new ones"
+
+
+def test_limit_max_requests_counts_websocket_sessions(supervised):
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    server = supervised("apps.ws:app", "--limit-max-requests", "2")
+
+    async def sessions() -> list[str]:
+        outcomes = []
+        for i in range(2):
+            try:
+                async with connect(f"ws://127.0.0.1:{server.port}/ws/echo") as ws:
+                    await ws.send(f"hi {i}")
+                    outcomes.append(await asyncio.wait_for(ws.recv(), 5))
+            except ConnectionClosed as exc:
+                outcomes.append(f"closed {exc.rcvd.code if exc.rcvd else None}")
+        return outcomes
+
+    first, second = asyncio.run(sessions())
+    assert first == "hi 0"
+    assert second in ("hi 1", "closed 1012")  # the session reaching the limit may be told to reconnect
+    assert server.proc.wait(10) == 0
+    assert "Served 2 requests (--limit-max-requests)" in server.output
 
 
 def test_sigttin_adds_and_sigttou_removes_a_worker(supervised):
