@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ClientDisconnected, InvalidResponse
 from .response import (
+    _NAME_CACHE,
+    _STATUS_LINES,
     CHUNKED,
     CONNECTION_CLOSE,
     CONTINUE_RESPONSE,
@@ -190,13 +192,13 @@ class RequestResponseCycle:
         headers = message.get("headers", ())
         self.status = status
         self.response_headers = headers
-        line = status_line(status)
+        line = _STATUS_LINES.get(status) or status_line(status)
         parts: list[bytes] = []
         count = 0
         replaces_defaults = False
         app_closes = False
         for name, value in headers:
-            lowered = lower_name(name)
+            lowered = _NAME_CACHE.get(name) or lower_name(name)
             if lowered in _SPECIAL_RESPONSE_HEADERS:
                 if lowered == b"content-length":
                     self.expected_length = _content_length(value)
@@ -251,6 +253,26 @@ class RequestResponseCycle:
         return framing
 
     def _send_body(self, body: bytes, more_body: bool) -> None:
+        if (
+            not more_body
+            and not self.head_sent
+            and self.expected_length is None
+            and self.keep_alive
+            and not (self.no_body or self.chunked or self.http10)
+        ):
+            # The common case, kept to one branch (measured): the whole body in one message,
+            # sent with the head and a content-length in a single write.
+            self.head_sent = self.response_complete = True
+            self.bytes_sent = size = len(body)
+            head = self.head + b"content-length: %d\r\n\r\n" % size
+            if size <= JOIN_LIMIT:
+                self.transport.write(head + body)
+            else:
+                self.transport.writelines((head, body))
+            if self.waiter is not None:
+                self._wake()
+            self.conn.on_response_complete(self)
+            return
         overflow = False
         if self.expected_length is not None and not self.no_body:
             remaining = self.expected_length - self.bytes_sent
@@ -309,31 +331,49 @@ class RequestResponseCycle:
 
     # -- running the app ------------------------------------------------------------------------
     async def run_asgi(self, app: Any) -> None:
+        """Run the app in a Task from the start (Python 3.10, or an app that is not a coroutine)."""
         try:
             await app(self.scope, self.receive, self.send)
-        except ClientDisconnected:
-            logger.debug("Client disconnected while the app was sending its response.")
-        except InvalidResponse as exc:
-            logger.error("Invalid response from the ASGI app: %s", exc)
-            self._fail()
-        except asyncio.CancelledError:
-            if not self.response_complete:
-                self._fail(quiet=True)
-            raise
         except BaseException as exc:
-            logger.error("Exception in ASGI application", exc_info=exc)
-            self._fail()
+            self.app_failed(exc)
             if not isinstance(exc, Exception):
                 raise
         else:
-            if not self.response_started and not self.disconnected:
+            self.app_finished()
+
+    async def run_suspended(self, coro: Any, awaited: Any) -> None:
+        """Finish an app coroutine that was started eagerly and then had to wait."""
+        try:
+            await _Suspended(coro, awaited)
+        except BaseException as exc:
+            self.app_failed(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            self.app_finished()
+
+    def app_finished(self) -> None:
+        if not self.response_complete and not self.disconnected:
+            if not self.response_started:
                 logger.error("ASGI app returned without starting a response.")
-                self._fail()
-            elif not self.response_complete and not self.disconnected:
+            else:
                 logger.error("ASGI app returned without completing its response.")
-                self._fail()
-        finally:
-            self.conn.on_cycle_done(self)
+            self._fail()
+        self.conn.on_cycle_done(self)
+
+    def app_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, ClientDisconnected):
+            logger.debug("Client disconnected while the app was sending its response.")
+        elif isinstance(exc, InvalidResponse):
+            logger.error("Invalid response from the ASGI app: %s", exc)
+            self._fail()
+        elif isinstance(exc, asyncio.CancelledError):
+            if not self.response_complete:
+                self._fail(quiet=True)
+        else:
+            logger.error("Exception in ASGI application", exc_info=exc)
+            self._fail()
+        self.conn.on_cycle_done(self)
 
     def _fail(self, quiet: bool = False) -> None:
         """Answer 500 if nothing was sent yet, otherwise cut the connection."""
@@ -348,6 +388,32 @@ class RequestResponseCycle:
             self.conn.on_response_complete(self)
         else:
             self._abandon()
+
+
+class _Suspended:
+    """Awaiting this resumes a coroutine that already ran up to its first suspension."""
+
+    __slots__ = ("coro", "awaited")
+
+    def __init__(self, coro: Any, awaited: Any) -> None:
+        self.coro = coro
+        self.awaited = awaited
+
+    def __await__(self):
+        coro, value = self.coro, self.awaited
+        while True:
+            try:
+                result = yield value
+            except BaseException as exc:  # the Task throws in cancellation and errors
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coro.send(result)
+                except StopIteration as stop:
+                    return stop.value
 
 
 def _chunked(body: bytes, more_body: bool) -> bytes:

@@ -280,18 +280,30 @@ class HTTPProtocol(asyncio.Protocol):
         state.active_requests += 1
         if state.access_log is not None:
             cycle.start_time = self.loop.time()
-        coro = cycle.run_asgi(self.app)
         if not EAGER_START:
-            cycle.task = self.loop.create_task(coro)
+            cycle.task = self.loop.create_task(cycle.run_asgi(self.app))
             return
-        # Run the app at once; most requests finish without ever waiting, and then need no Task.
+        # Run the app at once: most requests finish without ever waiting and then need no Task.
         # A fresh context per request keeps context variables from leaking between requests.
         context = contextvars.copy_context()
         try:
+            coro = self.app(cycle.scope, cycle.receive, cycle.send)
             awaited = context.run(coro.send, None)
         except StopIteration:
+            cycle.app_finished()
             return
-        cycle.task = self.loop.create_task(_resume(coro, awaited), context=context)
+        except AttributeError:
+            if hasattr(coro, "send"):
+                raise
+            # The app returned an awaitable that is not a coroutine: let a Task drive it.
+            cycle.task = self.loop.create_task(cycle.run_asgi(lambda *args: coro))
+            return
+        except BaseException as exc:
+            cycle.app_failed(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        cycle.task = self.loop.create_task(cycle.run_suspended(coro, awaited), context=context)
 
     def _start_pipelined(self) -> None:
         if self.active is None and self.pipeline and not self.transport.is_closing():
@@ -410,36 +422,6 @@ class HTTPProtocol(asyncio.Protocol):
 
 
 EAGER_START = sys.version_info >= (3, 11)  # create_task(context=...) is 3.11+
-
-
-class _Suspended:
-    """Awaiting this hands a coroutine that already ran to its first suspension over to a Task."""
-
-    __slots__ = ("coro", "awaited")
-
-    def __init__(self, coro, awaited) -> None:
-        self.coro = coro
-        self.awaited = awaited
-
-    def __await__(self):
-        coro, value = self.coro, self.awaited
-        while True:
-            try:
-                result = yield value
-            except BaseException as exc:  # the Task throws in cancellation and errors
-                try:
-                    value = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    value = coro.send(result)
-                except StopIteration as stop:
-                    return stop.value
-
-
-async def _resume(coro, awaited):
-    return await _Suspended(coro, awaited)
 
 
 def _split_target(target: bytes) -> tuple[bytes, bytes]:
