@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import peers_env, report
-from .runner import Settings, run_matrix
+from .runner import Settings, run_matrix, snapshot_fastserve_source
 from .scenarios import DEFAULT_SCENARIOS, QUICK_SCENARIOS, SCENARIOS, parse_scenario_list
 from .servers import DEFAULT_SERVERS, SERVERS, parse_server_list
 from .system import loadavg, machine_description, raise_fd_limit, require_tools, wrk_version
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a sentence about the conditions, written into the report")
     p.add_argument("--skip-install", action="store_true",
                    help="use benchmarks/.venv as it is, even if it looks out of date")
+    p.add_argument("--live-source", action="store_true",
+                   help="run fastserve from the live src/ tree instead of a snapshot copied when the "
+                        "run starts (the snapshot keeps edits made during a long run out of it)")
     p.add_argument("--server-python", type=Path, default=None,
                    help="run the servers with this interpreter instead of benchmarks/.venv's, and "
                         "install nothing (it must have the selected servers; the test suite uses "
@@ -99,6 +103,22 @@ def settings_from(args: argparse.Namespace, bench_python: Path) -> Settings:
     )
 
 
+def fastserve_source_state() -> str:
+    """The commit fastserve was measured at, and whether src/ had uncommitted edits."""
+    root = peers_env.REPO_ROOT
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "src")
+    if not dirty:
+        return f"commit {commit}, src/ clean"
+    files = ", ".join(line[3:] for line in dirty.splitlines())
+    return f"commit {commit} plus uncommitted edits in {files}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     missing = require_tools()
@@ -117,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     raise_fd_limit()
+    source_state = fastserve_source_state()
+    if not args.live_source:
+        snapshot_fastserve_source(settings)
+        source_state += " (snapshot of src/ taken at the start of the run)"
     started_load = loadavg()
     started = time.monotonic()
     settings.say(f"logs of every server run: {settings.log_dir}")
@@ -128,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_description(),
         "wrk": wrk_version(),
         "versions": peers_env.installed_versions(bench_python, VERSIONED),
+        "fastserve_source": source_state,
         "servers": settings.servers,
         "scenarios": [s.name for s in settings.scenarios],
         "duration": settings.duration,

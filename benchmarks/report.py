@@ -153,6 +153,8 @@ def render_markdown(results: dict, chart_name: str | None, kept_notes: str) -> s
         "",
         ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
         "",
+        f"fastserve source measured: {meta.get('fastserve_source', 'unknown')} (editable install).",
+        "",
         "## Servers",
         "",
         *[f"- `{name}`: {SERVERS[name].description}" for name in meta["servers"]],
