@@ -292,3 +292,15 @@ def test_bytes_sent_with_the_handshake_are_not_lost(ws_server):
         assert ws.recv_frame() == (TEXT, b"second")
     finally:
         ws.close()
+
+
+def test_proxy_headers_from_a_trusted_proxy_make_wss(ws_server):
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+
+    async def scenario():
+        async with connect(url(ws_server, "/ws/scope"), additional_headers=headers) as ws:
+            return json.loads(await ws.recv())
+
+    scope = run(scenario())
+    assert scope["scheme"] == "wss"
+    assert scope["client"][0] == "203.0.113.7"

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
+import zlib
 
 import pytest
 from websockets.asyncio.client import connect
 
 from .helpers import ServerProcess, raw_request, status_of
-from .wsclient import BINARY, CONT, PING, PONG, TEXT, RawWebSocket, frame, handshake_request
+from .wsclient import BINARY, CLOSE, CONT, PING, PONG, TEXT, RawWebSocket, frame, handshake_request
 
 MAX_SIZE = 65536
 
@@ -61,6 +63,18 @@ def test_continuation_without_start_is_1002(server):
     expect_failure(server, frame(CONT, b"x"), 1002, "unexpected continuation")
 
 
+def test_control_frame_too_long_is_1002(server):
+    expect_failure(server, frame(PING, b"p" * 126), 1002, "control frame too long")
+
+
+def test_fragmented_control_frame_is_1002(server):
+    expect_failure(server, frame(PING, b"p", fin=False), 1002, "fragmented control frame")
+
+
+def test_close_frame_with_a_reserved_code_is_1002(server):
+    expect_failure(server, frame(CLOSE, struct.pack("!H", 1005)), 1002, "invalid status code")
+
+
 def test_invalid_utf8_text_is_1007(server):
     expect_failure(server, frame(TEXT, b"caf\xc3"), 1007, "invalid UTF-8")
 
@@ -77,6 +91,22 @@ def test_message_above_max_size_is_1009(server):
 def test_fragmented_message_above_max_size_is_1009(server):
     half = b"x" * (MAX_SIZE // 2 + 1)
     expect_failure(server, frame(BINARY, half, fin=False) + frame(CONT, half), 1009, "exceeds limit")
+
+
+def test_compressed_message_inflating_above_max_size_is_1009(server):
+    """A deflate bomb: 1 MiB of zeros is about 1 KiB on the wire, but the limit is on the message."""
+    compressor = zlib.compressobj(wbits=-15)
+    payload = compressor.compress(b"\0" * (1 << 20)) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert payload.endswith(b"\x00\x00\xff\xff") and len(payload) < MAX_SIZE
+    start = len(server.lines)
+    ws = RawWebSocket(server.port, extra="Sec-WebSocket-Extensions: permessage-deflate\r\n")
+    try:
+        assert "permessage-deflate" in ws.response_head.lower()
+        ws.send(frame(BINARY, payload[:-4], rsv=0x40))  # RSV1: compressed
+        assert ws.recv_close()[0] == 1009
+    finally:
+        ws.close()
+    assert server.wait_for_line("(close code 1009)", start=start).startswith("INFO:")
 
 
 def test_message_at_max_size_is_accepted(server):
