@@ -268,6 +268,20 @@ def test_terminal_ctrl_c_reaches_the_whole_group_and_all_exit_cleanly(supervised
     wait_for(lambda: not session_members(server.proc.pid), 5, message="no process left")
 
 
+def test_second_ctrl_c_skips_the_graceful_wait(supervised):
+    server = supervised("apps.workerapp:app", "--workers", "2", "--timeout-graceful-shutdown", "30")
+    wait_for_workers(server, 2)
+    threading.Thread(target=_swallow, args=(get, server.url + "/sleep?t=30", 30), daemon=True).start()
+    time.sleep(0.3)
+    os.killpg(server.proc.pid, signal.SIGINT)
+    server.wait_for_line("Waiting for 1 connection(s) to finish")
+    started = time.monotonic()
+    os.killpg(server.proc.pid, signal.SIGINT)
+    assert server.proc.wait(10) == 0
+    assert time.monotonic() - started < 3
+    assert "Second interrupt" in server.output
+
+
 def test_app_object_that_cannot_reach_the_workers_is_refused_plainly():
     code = "import fastserve; raise SystemExit(fastserve.run(lambda scope, receive, send: None, workers=2, port=0))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)

@@ -230,6 +230,11 @@ class Server:
         if self._exit_requested is not None and not self._exit_requested.done():
             self._exit_requested.set_result(None)
 
+    def quit_now(self) -> None:
+        """Stop without the graceful wait and skip lifespan shutdown (a second Ctrl+C)."""
+        self.should_exit = True
+        self.handle_exit(signal.SIGINT)
+
     def _tick_date(self) -> None:
         self.state.refresh_default_headers()
         delay = 1.0 - (time.time() % 1.0)  # wake just after each second boundary

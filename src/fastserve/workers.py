@@ -180,11 +180,6 @@ class WorkerServer(Server):
         log = self.worker.log
         return GunicornAccessLog(log) if log.access_log_enabled else None
 
-    def quit_now(self) -> None:
-        """Gunicorn's quick shutdown: close connections now and skip lifespan shutdown."""
-        self.should_exit = True
-        self.handle_exit(signal.SIGINT)  # a SIGINT while exiting means "force"
-
 
 def config_from_gunicorn(cfg: Any, app: Any, max_requests: int, **overrides: Any) -> Config:
     """One fastserve Config from gunicorn's settings (see the module docstring)."""

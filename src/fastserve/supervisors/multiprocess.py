@@ -149,7 +149,7 @@ class Supervisor:
         if self.stopping and sig == signal.SIGINT:
             logger.info("Second interrupt: workers skip the graceful wait")
             for worker in self.children:
-                worker.send_signal(signal.SIGINT)
+                worker.send_signal(signal.SIGQUIT)
         self.stop_requested.set()
 
     def handle_hup(self, sig: int) -> None:

@@ -7,7 +7,10 @@ so there is no "address already in use" window and the kernel queues connections
 
 A child
 - tells the parent it is serving through a one-way pipe (``ready``),
-- shuts down gracefully on SIGTERM and at once on a second SIGINT (the Server's own handlers),
+- shuts down gracefully on SIGTERM and at once on SIGQUIT, and ignores SIGINT: a terminal's
+  Ctrl+C reaches the whole process group, and were children to act on it too, the supervisor's
+  SIGTERM arriving first would make the terminal's SIGINT look like a second, forcing Ctrl+C.
+  The supervisor turns Ctrl+C into SIGTERM, and a second one into SIGQUIT.
 - shuts itself down if the parent dies (it watches the parent's sentinel), so it is never orphaned.
 
 The parent side is event-driven: each child's exit and readiness are ``loop.add_reader`` callbacks
@@ -176,7 +179,9 @@ def install_signal_handlers(handlers: dict[int, Callable[[int], None]]) -> None:
 
 # -- child side ---------------------------------------------------------------------------------
 class ChildServer(Server):
-    """A Server that tells its supervisor when it is listening."""
+    """A Server that tells its supervisor when it is listening; signals as in the module doc."""
+
+    handled_signals = (signal.SIGTERM,)
 
     def __init__(self, config: Config, ready_writer: Any) -> None:
         super().__init__(config)
@@ -192,12 +197,13 @@ class ChildServer(Server):
 
 def child_main(config: Config, sockets: list[socket.socket], ready_writer: Any) -> None:
     """Entry point of a child process (runs in a freshly spawned interpreter)."""
+    # Ignored also while the app is imported; a handler rather than SIG_IGN, which processes the
+    # app starts would inherit.
+    signal.signal(signal.SIGINT, _ignore_signal)
     configure_logging(config)
     server = ChildServer(config, ready_writer)
     try:
         run_coroutine(_serve_while_parent_lives(server, sockets), config.loop)
-    except KeyboardInterrupt:
-        sys.exit(1)
     except SyntaxError as exc:
         # The usual --reload mistake: the file and line are what matter, not our stack.
         logger.error("Server process [%d] failed to start:\n%s", os.getpid(), "".join(traceback.format_exception_only(exc)).rstrip())
@@ -208,11 +214,16 @@ def child_main(config: Config, sockets: list[socket.socket], ready_writer: Any) 
     sys.exit(server.exit_code)
 
 
+def _ignore_signal(sig: int, frame: Any) -> None:
+    pass
+
+
 async def _serve_while_parent_lives(server: Server, sockets: list[socket.socket]) -> None:
     loop = asyncio.get_running_loop()
     parent = multiprocessing.parent_process()
     if parent is not None:
         loop.add_reader(parent.sentinel, _parent_gone, server, loop, parent.sentinel)
+    loop.add_signal_handler(signal.SIGQUIT, server.quit_now)
     await server.serve(sockets)
 
 

@@ -239,7 +239,7 @@ class Reloader:
 
     def handle_stop(self, sig: int) -> None:
         if self.stop_event.is_set() and sig == signal.SIGINT and self.child is not None:
-            self.child.send_signal(signal.SIGINT)  # second Ctrl+C: the child skips the graceful wait
+            self.child.send_signal(signal.SIGQUIT)  # second Ctrl+C: the child skips the graceful wait
         self.stop_event.set()
 
     def start_child(self) -> None:
