@@ -304,3 +304,26 @@ def test_proxy_headers_from_a_trusted_proxy_make_wss(ws_server):
     scope = run(scenario())
     assert scope["scheme"] == "wss"
     assert scope["client"][0] == "203.0.113.7"
+
+
+def test_h2c_upgrade_request_is_served_as_http_with_its_body(ws_server):
+    from .helpers import raw_request
+
+    request = (b"POST /h2c HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+               b"HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nContent-Length: 4\r\n\r\nbody")
+    response = raw_request(ws_server.port, request + b"GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert response.count(b"HTTP/1.1 200 ") == 2, response
+    assert b"http:body" in response
+
+
+def test_many_concurrent_connections_stay_isolated(ws_server):
+    async def client(i):
+        async with connect(url(ws_server, "/ws/echo")) as ws:
+            for j in range(5):
+                await ws.send(f"{i}:{j}")
+                assert await ws.recv() == f"{i}:{j}"
+
+    async def scenario():
+        await asyncio.gather(*(client(i) for i in range(100)))
+
+    run(scenario())
