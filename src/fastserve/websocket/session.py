@@ -50,6 +50,7 @@ HANDSHAKE, OPEN, DENIAL, CLOSED = "handshake", "open", "denial", "closed"
 # connection is aborted; the same default as the websockets library's close_timeout.
 CLOSE_TIMEOUT = 10.0
 _TEXT, _BINARY, _CONT, _PONG, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG, Opcode.CLOSE
+_WS_OPEN, _WS_CONNECTING = State.OPEN, State.CONNECTING
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
@@ -165,7 +166,7 @@ class WebSocketSession(asyncio.Protocol):
     # -- asyncio callbacks ----------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         protocol = self.protocol
-        if protocol.state is State.CONNECTING:  # no 101 sent (yet)
+        if protocol.state is _WS_CONNECTING:  # no 101 sent (yet)
             if self.phase is HANDSHAKE:
                 # A client may not send frames before the 101, but keep what arrives for then.
                 self.early += data
@@ -180,7 +181,7 @@ class WebSocketSession(asyncio.Protocol):
         self._after_receive()
 
     def eof_received(self) -> bool:
-        if self.protocol.state is not State.CONNECTING:
+        if self.protocol.state is not _WS_CONNECTING:
             self.protocol.receive_eof()
             self._after_receive()
         return False  # close our side too
@@ -327,7 +328,7 @@ class WebSocketSession(asyncio.Protocol):
             raise ClientDisconnected(f"Cannot send {kind!r}: the WebSocket connection is closed.")
 
     def _send_data(self, message: dict[str, Any]) -> None:
-        if self.protocol.state is not State.OPEN:
+        if self.protocol.state is not _WS_OPEN:
             raise ClientDisconnected("Cannot send 'websocket.send': the WebSocket connection is closing.")
         text = message.get("text")
         if text is not None:
@@ -441,7 +442,7 @@ class WebSocketSession(asyncio.Protocol):
     def _close_by_server(self, code: int, reason: str) -> None:
         """Start the closing handshake on the server's initiative; the app sees it at once."""
         self.phase = CLOSED
-        if self.protocol.state is State.OPEN:
+        if self.protocol.state is _WS_OPEN:
             self.protocol.send_close(code, reason)
             self._flush()
             self._arm_close_timer()
@@ -450,7 +451,7 @@ class WebSocketSession(asyncio.Protocol):
 
     def _fail(self, code: int, reason: str) -> None:
         """Bad input from the client: send a close frame and drop the connection (RFC 6455 7.1.7)."""
-        if self.protocol.state is State.OPEN:
+        if self.protocol.state is _WS_OPEN:
             logger.info("WebSocket connection from %s failed: %s (close code %d)", _describe(self.client), reason, code)
             self.reported = True
             self.protocol.fail(code, reason)
@@ -493,7 +494,7 @@ class WebSocketSession(asyncio.Protocol):
 
     def _send_ping(self) -> None:
         self.ping_handle = None
-        if self.protocol.state is not State.OPEN:
+        if self.protocol.state is not _WS_OPEN:
             return
         self.ping_payload = os.urandom(4)
         self.protocol.send_ping(self.ping_payload)
