@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import ssl
 import sys
 import threading
@@ -14,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .helpers import TESTS, raw_request, status_of
+from .conftest import free_port
+from .helpers import TESTS, raw_request, read_until_closed, status_of
 from .process_tree import (
     Supervised,
     is_running,
@@ -77,7 +79,8 @@ def pids_serving(server, count: int, attempts: int = 60) -> set[int]:
 def test_two_workers_serve_http_with_lifespan_per_worker_and_gunicorn_settings(gunicorn):
     server = gunicorn(
         "-w", "2", "--access-logfile", "-", "--access-logformat", "ACCESS %(m)s %(U)s %(s)s %({x-probe}i)s",
-        "--limit-request-line", "100", "--forwarded-allow-ips", "*",
+        "--limit-request-line", "100", "--limit-request-fields", "10", "--forwarded-allow-ips", "*",
+        "--keep-alive", "1",
     )
     workers = wait_for_workers(server, 2)
     assert pids_serving(server, 2) == set(workers)
@@ -97,6 +100,15 @@ def test_two_workers_serve_http_with_lifespan_per_worker_and_gunicorn_settings(g
     assert scope["client"][0] == "203.0.113.7"
     long_line = b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
     assert status_of(raw_request(server.port, long_line)) == 414
+    many_fields = b"GET /pid HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(12)) + b"\r\n"
+    assert status_of(raw_request(server.port, many_fields)) == 431
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:  # --keep-alive 1
+        sock.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+        started = time.monotonic()
+        response = read_until_closed(sock, timeout=5)
+    assert status_of(response) == 200
+    assert 0.5 < time.monotonic() - started < 3, "the idle connection was closed after about 1s"
 
 
 def test_h11_worker_over_tls_and_a_unix_socket(gunicorn, tmp_path):
@@ -135,6 +147,24 @@ def test_websocket_and_http_on_two_workers(gunicorn, worker):
     assert asyncio.run(echo_round(4)) == [f"hello {i} ✓" for i in range(4)]
     assert get(server.url + "/anything").text == "http:"
     server.wait_for_line('"GET /ws/echo HTTP/1.1" 101')  # the handshake, through gunicorn's access log
+
+
+def test_log_level_is_gunicorns(supervised):
+    port = free_port()
+    command = [GUNICORN, "-k", "fastserve.workers.Worker", "--no-control-socket", "--chdir", str(TESTS / "apps"),
+               "-b", f"127.0.0.1:{port}", "-w", "1", "--log-level", "warning", "workerapp:app"]
+    server = supervised("unused", command=command, wait_for=None)
+    server.port = port
+    wait_for(lambda: _answers(server.url + "/pid"), 15, message="gunicorn serving")
+    assert "running on" not in server.output and "Application startup complete" not in server.output
+    assert "lifespan startup in pid" in server.output  # the app's own print, not a log record
+
+
+def _answers(url: str) -> bool:
+    try:
+        return get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def test_bind_to_an_inherited_fd(supervised):
