@@ -155,9 +155,12 @@ class Worker(GunicornWorker):
 
     # -- logging --------------------------------------------------------------------------------
     def _route_fastserve_logs(self) -> None:
-        """fastserve's messages go to gunicorn's error log, at gunicorn's level."""
-        error_log = self.log.error_log
+        """fastserve's messages go to gunicorn's error log, at gunicorn's level, unless a
+        ``logconfig`` has configured the ``fastserve`` logger itself."""
         logger = logging.getLogger("fastserve")
+        if logger.handlers:
+            return
+        error_log = self.log.error_log
         logger.handlers = list(error_log.handlers)
         logger.setLevel(error_log.level)
         logger.propagate = False

@@ -52,6 +52,8 @@ def run(config: Config) -> int:
         return 1
     if not check_picklable(config):
         return 1
+    if (config.workers or 1) > 1:
+        logger.warning("--reload serves from one process; --workers %d is ignored.", config.workers)
     sockets = bind_sockets(config)
     if sockets is None:
         return 1
@@ -247,6 +249,9 @@ class Reloader:
 
     def _child_exited(self, child: ChildProcess) -> None:
         if child.stop_requested or self.stop_event.is_set():
+            return
+        if child.exitcode == 0:
+            logger.info("Server process [%d] exited; it restarts on the next change.", child.pid)
             return
         logger.error(
             "Server process [%d] exited (%s); fix the error and save: watching for changes.",
