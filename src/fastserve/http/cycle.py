@@ -264,11 +264,10 @@ class RequestResponseCycle:
             # sent with the head and a content-length in a single write.
             self.head_sent = self.response_complete = True
             self.bytes_sent = size = len(body)
-            head = self.head + b"content-length: %d\r\n\r\n" % size
             if size <= JOIN_LIMIT:
-                self.transport.write(head + body)
+                self.transport.write(b"%scontent-length: %d\r\n\r\n%s" % (self.head, size, body))
             else:
-                self.transport.writelines((head, body))
+                self.transport.writelines((self.head + b"content-length: %d\r\n\r\n" % size, body))
             if self.waiter is not None:
                 self._wake()
             self.conn.on_response_complete(self)

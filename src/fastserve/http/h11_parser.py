@@ -76,6 +76,8 @@ class H11Parser:
             raise header_section_too_large()
         self.conn.on_request(event.method, target, event.http_version.decode("ascii"), headers)
 
+    wants_response_complete = True  # h11 holds pipelined bytes until told the response is done
+
     def response_complete(self) -> None:
         self.response_done = True
         if self.request_done:

@@ -21,7 +21,7 @@ class HttptoolsParser:
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
-        self.in_head = False
+        self.in_head = True  # between requests counts as head: the next one starts there
         self.head_fed = 0
         self.limit_line = config.limit_request_line
         self.limit_size = config.limit_request_headers_size
@@ -66,17 +66,13 @@ class HttptoolsParser:
         if leftover:
             self.feed(leftover)
 
+    wants_response_complete = False  # llhttp parses pipelined requests eagerly
+
     def response_complete(self) -> None:
         pass
 
-    # -- llhttp callbacks -----------------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self.url = b""
-        self.headers = []
-        self.header_bytes = 0
-        self.in_head = True
-        self.head_fed = 0
-
+    # -- llhttp callbacks (no on_message_begin: state is reset after each head instead, which
+    # saves a call per request) ---------------------------------------------------------------
     def on_url(self, url: bytes) -> None:
         self.url += url
         if len(self.url) > self.limit_line:
@@ -91,18 +87,23 @@ class HttptoolsParser:
             raise too_many_header_fields()
 
     def on_headers_complete(self) -> None:
+        url, headers = self.url, self.headers
+        self.url = b""
+        self.headers = []
+        self.header_bytes = self.head_fed = 0
         self.in_head = False
         if self.body_only:
             return  # the synthetic head in front of an upgrade request's body
         parser = self.parser
-        self.conn.on_request(parser.get_method(), self.url, parser.get_http_version(), self.headers)
+        self.conn.on_request(parser.get_method(), url, parser.get_http_version(), headers)
         if parser.should_upgrade() and self.conn.upgrade_request is None:
-            self.upgrade_body = _body_framing(self.headers)
+            self.upgrade_body = _body_framing(headers)
 
     def on_body(self, body: bytes) -> None:
         self.conn.on_body(body)
 
     def on_message_complete(self) -> None:
+        self.in_head = True
         if self.upgrade_body is not None:
             return  # llhttp skipped the body; the request completes once _after_upgrade parsed it
         self.body_only = False

@@ -89,6 +89,8 @@ class HTTPProtocol(asyncio.Protocol):
         "closing",
         "eof",
         "upgrade_request",
+        "upgrade_leftover",
+        "switched",
         "pending_refusal",
     )
 
@@ -108,6 +110,8 @@ class HTTPProtocol(asyncio.Protocol):
         self.closing = False
         self.eof = False
         self.upgrade_request: UpgradeRequest | None = None
+        self.upgrade_leftover: bytes | None = None  # an upgrade waiting for earlier responses
+        self.switched = False
         self.pending_refusal: BadRequest | None = None
 
     # -- asyncio callbacks ----------------------------------------------------------------------
@@ -254,7 +258,13 @@ class HTTPProtocol(asyncio.Protocol):
                 self._become_idle()  # the app answered before the request had fully arrived
 
     def switch_protocols(self, leftover: bytes) -> None:
-        """Hand the connection to the WebSocket session (called by the adapter)."""
+        """Hand the connection to the WebSocket session (called by the adapter), once the responses
+        to requests pipelined ahead of the upgrade are complete."""
+        if self.active is not None or self.pipeline:
+            self.upgrade_leftover = leftover
+            self.flow.pause_reading()
+            return
+        self.switched = True
         request, self.upgrade_request = self.upgrade_request, None
         self._cancel_keep_alive()
         state = self.state
@@ -334,20 +344,26 @@ class HTTPProtocol(asyncio.Protocol):
             else:
                 self._close_after_refusal()
             return
-        try:
-            self.parser.response_complete()  # h11 may deliver a buffered pipelined request here
-        except BadRequest as exc:
-            self.refuse(exc)
-            return
-        if self.active is not None:
-            return
+        if self.parser.wants_response_complete:
+            try:
+                self.parser.response_complete()  # h11 may deliver a buffered pipelined request here
+            except BadRequest as exc:
+                self.refuse(exc)
+                return
+            if self.active is not None or self.switched:
+                return
         if self.pipeline:
             self.loop.call_soon(self._start_pipelined)
+            return
+        if self.upgrade_leftover is not None:
+            leftover, self.upgrade_leftover = self.upgrade_leftover, None
+            self.switch_protocols(leftover)
             return
         if self.eof or self.closing:
             self.transport.close()
             return
-        self.flow.resume_reading()
+        if self.flow.read_paused:
+            self.flow.resume_reading()
         if self.cycle is None or not self.cycle.more_body:
             self._become_idle()
 
