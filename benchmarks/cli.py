@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -144,9 +145,36 @@ def main(argv: list[str] | None = None) -> int:
     started_load = loadavg()
     started = time.monotonic()
     settings.say(f"logs of every server run: {settings.log_dir}")
-    results = run_matrix(settings)
-    results["meta"] = {
-        "command": "python -m benchmarks " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
+    chart = None if args.no_chart else (args.chart or args.output.with_name("results.png"))
+    command = "python -m benchmarks " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+
+    def write(results: dict, with_chart: bool) -> None:
+        results["meta"] = run_metadata(args, settings, bench_python, command, source_state,
+                                       started_load, started, results)
+        report.write_outputs(results, args.output, args.output.with_name("results.json"),
+                             chart if with_chart else None, bench_python, say=settings.say)
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        results = run_matrix(settings, on_scenario_done=lambda partial: write(partial, False))
+    except KeyboardInterrupt:
+        settings.say("interrupted: the report holds the scenarios completed so far")
+        return 130
+    write(results, True)
+    settings.say(f"wrote {args.output}")
+    return 0
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt  # unwinds through the runner, which stops its server and load
+
+
+def run_metadata(args, settings: Settings, bench_python: Path, command: str, source_state: str,
+                 started_load: str, started: float, results: dict) -> dict:
+    measured = sorted({r["scenario"] for r in results["runs"]}, key=[s.name for s in settings.scenarios].index)
+    return {
+        "command": command,
+        "complete": results.get("complete", False),
         "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "elapsed_seconds": round(time.monotonic() - started),
         "machine": machine_description(),
@@ -154,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": peers_env.installed_versions(bench_python, VERSIONED),
         "fastserve_source": source_state,
         "servers": settings.servers,
-        "scenarios": [s.name for s in settings.scenarios],
+        "scenarios": measured,
         "duration": settings.duration,
         "warmup": settings.warmup,
         "repeat": settings.repeat,
@@ -165,8 +193,3 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_end": loadavg(),
         "conditions_note": args.note,
     }
-    chart = None if args.no_chart else (args.chart or args.output.with_name("results.png"))
-    report.write_outputs(results, args.output, args.output.with_name("results.json"), chart,
-                         bench_python, say=settings.say)
-    settings.say(f"wrote {args.output}")
-    return 0

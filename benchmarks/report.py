@@ -136,6 +136,9 @@ def render_markdown(results: dict, chart_name: str | None, kept_notes: str) -> s
         "",
         f"Generated {meta['finished']} by `{meta['command']}`.",
         "",
+        *([] if meta.get("complete") else
+          ["**Partial report: the run was interrupted or is still going; only the scenarios "
+           "listed below were measured.**", ""]),
         "## Conditions",
         "",
         f"- Machine: {meta['machine']['cpu']}, {meta['machine']['cores']} cores, "

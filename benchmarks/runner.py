@@ -244,11 +244,19 @@ def _other_cpu(result: dict) -> float:
     return result.get("disturbance", {}).get("other_cpu", 0.0)
 
 
-def run_matrix(settings: Settings) -> dict:
-    """Scenario by scenario: repetition 1 of every server, then repetition 2, ... (A B C A B C)."""
+def run_matrix(settings: Settings, on_scenario_done=None) -> dict:
+    """Scenario by scenario: repetition 1 of every server, then repetition 2, ... (A B C A B C).
+
+    ``on_scenario_done(partial_results)`` is called after each scenario, so that a long run that
+    is interrupted still leaves a report of what it measured.
+    """
     runs: list[dict] = []
     discarded: list[dict] = []
-    for scenario in settings.scenarios:
+    for index, scenario in enumerate(settings.scenarios):
+        if index and on_scenario_done is not None:
+            done = settings.scenarios[:index]
+            on_scenario_done({"runs": runs, "discarded": discarded,
+                              "summary": summarize(runs, settings, done), "complete": False})
         settings.say(f"== {scenario.name}: {scenario.title}")
         for rep in range(settings.repeat):
             for server_name in settings.servers:
@@ -258,7 +266,8 @@ def run_matrix(settings: Settings) -> dict:
                 runs.append({**base, **result})
                 discarded += [{**base, **d} for d in dropped]
                 settings.say("  " + _describe_run(server_name, rep, scenario, result))
-    return {"runs": runs, "discarded": discarded, "summary": summarize(runs, settings)}
+    return {"runs": runs, "discarded": discarded,
+            "summary": summarize(runs, settings, settings.scenarios), "complete": True}
 
 
 def _describe_run(server: str, rep: int, scenario: Scenario, result: dict) -> str:
@@ -272,10 +281,10 @@ def _describe_run(server: str, rep: int, scenario: Scenario, result: dict) -> st
     return text + ("  DISTURBED" if result.get("disturbed") else "")
 
 
-def summarize(runs: list[dict], settings: Settings) -> list[dict]:
+def summarize(runs: list[dict], settings: Settings, scenarios: list[Scenario]) -> list[dict]:
     """Medians per (scenario, server) over the runs that completed."""
     rows = []
-    for scenario in settings.scenarios:
+    for scenario in scenarios:
         for server in settings.servers:
             mine = [r for r in runs if r["scenario"] == scenario.name and r["server"] == server]
             good = [r for r in mine if "error" not in r]
