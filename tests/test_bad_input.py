@@ -81,3 +81,25 @@ def test_bad_request_after_good_pipelined_one(basic_server):
     response = raw_request(basic_server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n\r\n")
     assert response.startswith(b"HTTP/1.1 200 OK")
     assert b"HTTP/1.1 400 Bad Request" in response
+
+
+def test_large_body_sharing_a_read_with_its_head_is_not_refused(basic_server):
+    # One write holding the head and 1 MiB of body, then a head split over reads: both are fine.
+    import socket
+    body = b"b" * (1024 * 1024)
+    with socket.create_connection(("127.0.0.1", basic_server.port), timeout=10) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        data = b""
+        while not data.endswith(body):
+            data += sock.recv(1 << 20)
+        assert status_of(data) == 200
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nX-Long: " + b"h" * 2000)
+        import time
+        time.sleep(0.1)
+        sock.sendall(b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+        data = b""
+        while not data.endswith(body):
+            chunk = sock.recv(1 << 20)
+            assert chunk, data[:200]
+            data += chunk
+        assert status_of(data) == 200

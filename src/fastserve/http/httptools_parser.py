@@ -13,7 +13,7 @@ _ERROR_REASONS = {
 
 
 class HttptoolsParser:
-    __slots__ = ("conn", "parser", "url", "headers", "header_bytes", "in_head", "head_fed", "limit_line", "limit_size", "limit_fields", "head_budget", "upgrade_body", "body_only")
+    __slots__ = ("conn", "parser", "url", "headers", "header_bytes", "in_head", "stalled", "limit_line", "limit_size", "limit_fields", "head_budget", "upgrade_body", "body_only")
 
     def __init__(self, conn, config) -> None:
         self.conn = conn
@@ -21,12 +21,12 @@ class HttptoolsParser:
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
-        self.in_head = True  # between requests counts as head: the next one starts there
-        self.head_fed = 0
+        self.in_head = False
+        self.stalled = 0  # bytes fed with no parsing progress while a head is incomplete
         self.limit_line = config.limit_request_line
         self.limit_size = config.limit_request_headers_size
         self.limit_fields = config.limit_request_fields
-        # llhttp buffers a partial header line itself; bound what one head may make it hold.
+        # httptools buffers a partial header line itself, with no limit: bound it.
         self.head_budget = config.limit_request_line + config.limit_request_headers_size + 4
         # llhttp never parses the body of an upgrade request. For one served as plain HTTP, its
         # framing header is kept here, then the body is parsed behind a synthetic request head.
@@ -34,10 +34,6 @@ class HttptoolsParser:
         self.body_only = False
 
     def feed(self, data: bytes) -> None:
-        if self.in_head:
-            self.head_fed += len(data)
-            if self.head_fed > self.head_budget:
-                raise request_line_too_long() if not self.url or len(self.url) > self.limit_line else header_section_too_large()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -51,6 +47,20 @@ class HttptoolsParser:
         except httptools.HttpParserError as exc:
             status, reason = _ERROR_REASONS.get(str(exc), (400, f"Malformed request: {exc}"))
             raise BadRequest(status, reason) from None
+        else:
+            if self.in_head:
+                self._count_stall(len(data))
+
+    def _count_stall(self, size: int) -> None:
+        # Head callbacks set stalled to -1: a chunk that made progress is not counted, so body
+        # bytes sharing a chunk with a head never count against it; only the bytes of chunks
+        # that merely extend one unfinished line do (at most one chunk of slack).
+        if self.stalled < 0:
+            self.stalled = 0
+            return
+        self.stalled += size
+        if self.stalled > self.head_budget:
+            raise request_line_too_long() if not self.url else header_section_too_large()
 
     def _after_upgrade(self, leftover: bytes) -> None:
         if self.conn.upgrade_request is not None:
@@ -71,14 +81,19 @@ class HttptoolsParser:
     def response_complete(self) -> None:
         pass
 
-    # -- llhttp callbacks (no on_message_begin: state is reset after each head instead, which
-    # saves a call per request) ---------------------------------------------------------------
+    # -- llhttp callbacks -----------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.in_head = True
+        self.stalled = -1
+
     def on_url(self, url: bytes) -> None:
+        self.stalled = -1
         self.url += url
         if len(self.url) > self.limit_line:
             raise request_line_too_long()
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.stalled = -1
         self.headers.append((name.lower(), value))
         self.header_bytes += len(name) + len(value) + 4
         if self.header_bytes > self.limit_size:
@@ -90,7 +105,7 @@ class HttptoolsParser:
         url, headers = self.url, self.headers
         self.url = b""
         self.headers = []
-        self.header_bytes = self.head_fed = 0
+        self.header_bytes = 0
         self.in_head = False
         if self.body_only:
             return  # the synthetic head in front of an upgrade request's body
@@ -103,7 +118,6 @@ class HttptoolsParser:
         self.conn.on_body(body)
 
     def on_message_complete(self) -> None:
-        self.in_head = True
         if self.upgrade_body is not None:
             return  # llhttp skipped the body; the request completes once _after_upgrade parsed it
         self.body_only = False
