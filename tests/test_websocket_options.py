@@ -177,3 +177,26 @@ def test_ws_auto_without_the_engine_serves_plain_http(serve, tmp_path):
     finally:
         explicit.stop()
     assert "--ws websockets needs the websockets package" in explicit.output
+
+
+def test_upgrade_after_http_requests_on_one_connection(serve, impl):
+    """Sequential and pipelined: the 101 follows the earlier responses, and the HTTP keep-alive
+    timer no longer applies once the connection is a WebSocket."""
+    import socket
+
+    from .wsclient import TEXT, frame
+
+    http, loop = impl
+    server = serve("apps.ws:app", "--http", http, "--loop", loop, "--timeout-keep-alive", "0.3")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"POST /one HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n1")
+        assert sock.recv(4096).endswith(b"http:1")
+        pipelined = b"POST /two HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n2" + handshake_request("/ws/echo")
+        sock.sendall(pipelined + frame(TEXT, b"early"))
+        received = b""
+        while b"early" not in received:
+            received += sock.recv(4096)
+        assert received.index(b"http:2") < received.index(b"HTTP/1.1 101 ") < received.index(b"early")
+        time.sleep(0.8)  # well past --timeout-keep-alive
+        sock.sendall(frame(TEXT, b"still open"))
+        assert sock.recv(4096) == b"\x81\x0astill open"
