@@ -133,9 +133,10 @@ def test_client_ping_gets_a_pong(server):
         (handshake_request(key="not-base64!"), 400),
         (handshake_request(key="c2hvcnQ="), 400),  # decodes to 5 bytes, not 16
         (handshake_request(version="8"), 426),
+        (handshake_request().replace(b"HTTP/1.1", b"HTTP/1.0"), 400),
         (b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n", 400),
     ],
-    ids=["key-not-base64", "key-wrong-length", "version-8", "key-missing"],
+    ids=["key-not-base64", "key-wrong-length", "version-8", "http-1.0", "key-missing"],
 )
 def test_bad_handshake_is_refused(server, request_bytes, status):
     start = len(server.lines)

@@ -62,7 +62,7 @@ def websockets_request(request: UpgradeRequest) -> Request:
     target = request.raw_path.decode("ascii")
     if request.query_string:
         target += "?" + request.query_string.decode("latin-1")
-    return Request(target, headers, protocol=f"HTTP/{request.http_version}")
+    return Request(target, headers)  # the HTTP version is checked by the session (websockets < 14 has no field)
 
 
 def is_version_mismatch(exc: Exception | None) -> bool:

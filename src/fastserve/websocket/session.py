@@ -148,8 +148,10 @@ class WebSocketSession(asyncio.Protocol):
         """Validate the handshake before the app sees it: 400 or 426 for a malformed one."""
         protocol = self.protocol
         try:
+            if request.http_version != "1.1":
+                raise ValueError(f"WebSocket needs HTTP/1.1, not HTTP/{request.http_version}")
             response = protocol.accept(websockets_request(request))
-        except ValueError as exc:  # a header value websockets will not hold
+        except ValueError as exc:  # an HTTP version or a header value websockets will not take
             response, protocol.handshake_exc = None, exc
         if response is not None and response.status_code == 101:
             self.response = response
