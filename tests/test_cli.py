@@ -260,3 +260,56 @@ def test_programmatic_run_function(tmp_path):
 def test_cli_command_is_generated_from_the_option_table():
     names = {p.name for p in cli_command.params}
     assert {f.name for f in option_fields()} <= names
+
+
+def test_timeout_request_header_answers_408(serve, impl):
+    import socket
+    import time
+    http, loop = impl
+    server = serve("apps.basic:app", "--http", http, "--loop", loop, "--timeout-request-header", "1")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        for piece in (b"X-A: 1\r\n", b"X-B: 2\r\n"):  # trickling does not extend the deadline
+            time.sleep(0.4)
+            sock.sendall(piece)
+        data = b""
+        while chunk := sock.recv(1024):
+            data += chunk
+        assert status_of(data) == 408 and 0.9 < time.monotonic() - started < 3
+    assert httpx.get(server.url).status_code == 200
+
+
+def test_timeout_request_body_answers_408(serve, impl):
+    import socket
+    import time
+    http, loop = impl
+    server = serve("apps.basic:app", "--http", http, "--loop", loop, "--timeout-request-body", "1")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        started = time.monotonic()
+        data = b""
+        while chunk := sock.recv(1024):
+            data += chunk
+        assert status_of(data) == 408 and 0.9 < time.monotonic() - started < 3
+    server.wait_for_line("Request body timeout (408)")
+
+
+def test_limit_connections_pauses_accepting(serve):
+    import socket
+    import time
+    server = serve("apps.basic:app", "--limit-connections", "2")
+    first = socket.create_connection(("127.0.0.1", server.port))
+    second = socket.create_connection(("127.0.0.1", server.port))
+    server.wait_for_line("Connection limit of 2 reached")
+    results = []
+    import threading
+    waiter = threading.Thread(target=lambda: results.append(httpx.get(server.url, timeout=10).status_code))
+    waiter.start()
+    time.sleep(0.5)
+    assert not results  # queued in the backlog, not served, not refused
+    first.close()
+    waiter.join(10)
+    assert results == [200]
+    second.close()
+    server.wait_for_line("accepting connections")

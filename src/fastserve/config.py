@@ -96,7 +96,10 @@ class Config:
     headers: list[str] = option((), "Default response header NAME:VALUE (repeatable).", group="http", multiple=True, flag="--header", metavar="NAME:VALUE")
     timeout_keep_alive: float = option(5.0, "Close idle keep-alive connections after this many seconds.", group="http")
     timeout_graceful_shutdown: float = option(30.0, "Seconds to let in-flight requests finish on shutdown.", group="http")
+    timeout_request_header: float = option(10.0, "Answer 408 and close when a request head takes longer than this to arrive.", group="http")
+    timeout_request_body: float = option(60.0, "Answer 408 and close when the request body stalls this long while the app waits for it.", group="http")
     limit_concurrency: int | None = option(None, "Answer 503 when more requests than this are in flight.", group="http", type=int)
+    limit_connections: int | None = option(None, "Stop accepting connections above this many; resume below it.", group="http", type=int)
     limit_request_line: int = option(8190, "Longest request line accepted (414 above it).", group="http")
     limit_request_headers_size: int = option(65536, "Largest header section accepted, in bytes (431 above it).", group="http")
     limit_request_fields: int = option(100, "Most header fields accepted (431 above it).", group="http")
@@ -159,12 +162,15 @@ class Config:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive")
         non_negative = ("timeout_keep_alive", "timeout_graceful_shutdown", "reload_delay", "limit_max_requests_jitter")
+        for name in ("timeout_request_header", "timeout_request_body"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be positive")
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must not be negative")
         if not 0 <= self.port <= 65535:
             raise ConfigError("port must be between 0 and 65535")
-        for name in ("limit_concurrency", "workers", "limit_max_requests"):
+        for name in ("limit_concurrency", "limit_connections", "workers", "limit_max_requests"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be at least 1")

@@ -41,6 +41,8 @@ class ServerState:
         self.request_limit_reached: Any = None
         self.active_requests = 0
         self.limit_concurrency = config.limit_concurrency
+        self.limit_connections = config.limit_connections
+        self.accepting: Any = None  # the Server's listener switch, for --limit-connections
         self.access_log = access_log
         self.ws_handler = ws_handler
         self._server_header = config.server_header
@@ -67,8 +69,15 @@ class ServerState:
         names = {bytes(name).lower() for name, _ in app_headers}
         return b"".join(n + b": " + v + b"\r\n" for n, v in self.default_header_items if n not in names)
 
+    def connection_opened(self, conn: Any) -> None:
+        self.connections.add(conn)
+        if self.limit_connections is not None and len(self.connections) >= self.limit_connections:
+            self.accepting.pause()
+
     def connection_closed(self, conn: Any) -> None:
         self.connections.discard(conn)
+        if self.limit_connections is not None and len(self.connections) < self.limit_connections:
+            self.accepting.resume()
         if not self.connections and self._all_closed is not None and not self._all_closed.done():
             self._all_closed.set_result(None)
 
@@ -86,7 +95,7 @@ class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.state: ServerState | None = None
-        self.servers: list[asyncio.base_events.Server] = []
+        self.listeners: Listeners | None = None
         self.started = False
         self.exit_code = 0
         self.should_exit = False
@@ -172,9 +181,10 @@ class Server:
 
         if sockets is None:
             sockets = [bind_socket(config)]
+        self.listeners = Listeners(factory, sockets, ssl_context, config)
+        state.accepting = self.listeners
+        await self.listeners.start()
         for sock in sockets:
-            server = await loop.create_server(factory, sock=sock, ssl=ssl_context, backlog=config.backlog)
-            self.servers.append(server)
             self.bound_addresses.append(sock.getsockname())
             logger.info("fastserve running on %s (Press CTRL+C to quit)", describe_socket(sock, config))
 
@@ -182,8 +192,8 @@ class Server:
         logger.info("Shutting down")
         if self._date_timer is not None:
             self._date_timer.cancel()
-        for server in self.servers:
-            server.close()
+        if self.listeners is not None:
+            self.listeners.close()
         state = self.state
         if state is not None:
             for conn in list(state.connections):
@@ -200,9 +210,6 @@ class Server:
             for conn in list(state.connections):
                 conn.abort()
             await asyncio.sleep(0)  # let cancelled app tasks run their cleanup
-        for server in self.servers:
-            if hasattr(server, "close_clients"):
-                server.close_clients()
         if lifespan is not None and not self.force_exit:
             await lifespan.shutdown(self.config.timeout_graceful_shutdown)
         logger.info("Finished server process [%d]", os.getpid())
@@ -239,6 +246,58 @@ class Server:
         self.state.refresh_default_headers()
         delay = 1.0 - (time.time() % 1.0)  # wake just after each second boundary
         self._date_timer = asyncio.get_running_loop().call_later(delay, self._tick_date)
+
+
+class Listeners:
+    """The listening sockets and their asyncio servers; paused and resumed by --limit-connections.
+
+    With a connection limit each asyncio server gets a duplicate of the socket: closing the server
+    to stop accepting leaves the real socket listening, so new clients wait in its backlog.
+    """
+
+    def __init__(self, factory: Any, sockets: list[socket.socket], ssl_context: Any, config: Config) -> None:
+        self.factory = factory
+        self.sockets = sockets
+        self.ssl_context = ssl_context
+        self.backlog = config.backlog
+        self.limit = config.limit_connections
+        self.servers: list[Any] = []
+        self.paused = False
+        self.closed = False
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sock in self.sockets:
+            server = await loop.create_server(
+                self.factory, sock=sock.dup() if self.limit else sock, ssl=self.ssl_context, backlog=self.backlog
+            )
+            if self.paused or self.closed:  # paused again while we were starting
+                server.close()
+            else:
+                self.servers.append(server)
+
+    def pause(self) -> None:
+        if self.paused or self.closed:
+            return
+        self.paused = True
+        logger.warning("Connection limit of %d reached; not accepting new connections.", self.limit)
+        self._close_servers()
+
+    def resume(self) -> None:
+        if not self.paused or self.closed:
+            return
+        self.paused = False
+        logger.info("Below the connection limit again; accepting connections.")
+        asyncio.get_running_loop().create_task(self.start())
+
+    def close(self) -> None:
+        self.closed = True
+        self._close_servers()
+
+    def _close_servers(self) -> None:
+        for server in self.servers:
+            server.close()
+        self.servers.clear()
 
 
 def _ws_handler(config: Config, app: Any) -> Any:

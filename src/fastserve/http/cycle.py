@@ -145,9 +145,17 @@ class RequestResponseCycle:
             self.more_body or self.final_body_taken
         ):
             # Nothing to hand over yet: wait for body bytes, the end of the body or a disconnect.
-            self.conn.flow.resume_reading()
-            self.waiter = self.conn.loop.create_future()
-            await self.waiter
+            conn = self.conn
+            conn.flow.resume_reading()
+            self.waiter = conn.loop.create_future()
+            if self.more_body:
+                stall = conn.loop.call_later(conn.config.timeout_request_body, conn.body_stalled, self)
+                try:
+                    await self.waiter
+                finally:
+                    stall.cancel()
+            else:
+                await self.waiter
         if self.disconnected or self.response_complete:
             return {"type": "http.disconnect"}
         return self._take_body()

@@ -76,6 +76,11 @@ class H11Parser:
             raise header_section_too_large()
         self.conn.on_request(event.method, target, event.http_version.decode("ascii"), headers)
 
+    @property
+    def in_head(self) -> bool:
+        """A request head has started arriving but is not complete yet."""
+        return self.h11.their_state is h11.IDLE and bool(self.h11.trailing_data[0])
+
     wants_response_complete = True  # h11 holds pipelined bytes until told the response is done
 
     def response_complete(self) -> None:

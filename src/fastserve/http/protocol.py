@@ -36,6 +36,8 @@ KNOWN_METHODS = {
         "M-SEARCH NOTIFY SUBSCRIBE UNSUBSCRIBE MKCALENDAR LINK UNLINK SOURCE"
     ).split()
 }
+# At shutdown, how long a connection that has not sent its first request yet may still send it.
+FIRST_REQUEST_GRACE = 0.5
 HTTP2_PREFACE_HINT = "HTTP/2 connection preface received, but this port speaks HTTP/1.1 only"
 # Request headers the server itself looks at; any other header costs one failed dict lookup.
 _CONNECTION, _HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _EXPECT, _UPGRADE, _PROXY = range(7)
@@ -86,6 +88,8 @@ class HTTPProtocol(asyncio.Protocol):
         "pipeline",
         "keep_alive_handle",
         "idle_since",
+        "head_timer",
+        "head_deadline",
         "closing",
         "eof",
         "upgrade_request",
@@ -107,6 +111,8 @@ class HTTPProtocol(asyncio.Protocol):
         self.pipeline: deque[RequestResponseCycle] = deque()
         self.keep_alive_handle: asyncio.TimerHandle | None = None
         self.idle_since: float | None = None
+        self.head_timer: asyncio.TimerHandle | None = None
+        self.head_deadline: float | None = None
         self.closing = False
         self.eof = False
         self.upgrade_request: UpgradeRequest | None = None
@@ -126,12 +132,14 @@ class HTTPProtocol(asyncio.Protocol):
         self.trusted_peer = self.config.proxy_headers and (
             self.client is None or self.client[0] in self.config.trusted_proxies
         )
-        self.state.connections.add(self)
+        self.state.connection_opened(self)
         self._become_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connection_closed(self)
         self._cancel_keep_alive()
+        if self.head_timer is not None:
+            self.head_timer.cancel()
         for cycle in (self.active, self.cycle, *self.pipeline):
             if cycle is not None:
                 cycle.on_disconnect()
@@ -151,6 +159,9 @@ class HTTPProtocol(asyncio.Protocol):
             self.parser.feed(data)
         except BadRequest as exc:
             self.refuse(exc)
+            return
+        if self.parser.in_head and self.head_deadline is None:
+            self._watch_head()
 
     def pause_writing(self) -> None:
         self.flow.pause_writing()
@@ -161,6 +172,8 @@ class HTTPProtocol(asyncio.Protocol):
     # -- parser adapter callbacks ---------------------------------------------------------------
     def on_request(self, method: bytes, target: bytes, http_version: str, headers: list) -> None:
         """A complete request head, with header names lower-cased by the adapter."""
+        if self.head_deadline is not None:
+            self.head_deadline = None  # arrived in time; a pending timer finds nothing to do
         method_name = KNOWN_METHODS.get(method)
         if method_name is None:
             if method == b"PRI":
@@ -405,6 +418,29 @@ class HTTPProtocol(asyncio.Protocol):
                 self.idle_since + self.config.timeout_keep_alive, self._keep_alive_expired
             )
 
+    def _watch_head(self) -> None:
+        # A request head is arriving in pieces (the common one-read head never gets here): all of
+        # it must arrive within --timeout-request-header, however slowly it trickles (slowloris).
+        self.head_deadline = self.loop.time() + self.config.timeout_request_header
+        if self.head_timer is None:
+            self.head_timer = self.loop.call_at(self.head_deadline, self._head_timer_fired)
+
+    def _head_timer_fired(self) -> None:
+        self.head_timer = None
+        deadline = self.head_deadline
+        if deadline is None or self.transport.is_closing():
+            return
+        if self.loop.time() < deadline:
+            self.head_timer = self.loop.call_at(deadline, self._head_timer_fired)
+            return
+        self.head_deadline = None
+        self.refuse(BadRequest(408, "Request header timeout"))
+
+    def body_stalled(self, cycle: RequestResponseCycle) -> None:
+        """The app waited --timeout-request-body for body bytes that did not come."""
+        if cycle is self.cycle and cycle.more_body and not self.transport.is_closing():
+            self.refuse(BadRequest(408, "Request body timeout"))
+
     def _cancel_keep_alive(self) -> None:
         if self.keep_alive_handle is not None:
             self.keep_alive_handle.cancel()
@@ -424,11 +460,20 @@ class HTTPProtocol(asyncio.Protocol):
         """Server is stopping: close now if idle, otherwise after the response under way."""
         self.closing = True
         if self.active is None and not self.pipeline:
+            if self.cycle is None:
+                # Accepted just before the stop, first request maybe still in flight (a worker
+                # rolled over by its supervisor): serve it with "connection: close" if it comes.
+                self.loop.call_later(FIRST_REQUEST_GRACE, self._close_if_idle)
+                return
             self.transport.close()
             return
         for cycle in (self.active, *self.pipeline):
             if cycle is not None and not cycle.head_sent:
                 cycle.keep_alive = False
+
+    def _close_if_idle(self) -> None:
+        if self.active is None and not self.pipeline:
+            self.transport.close()
 
     def abort(self) -> None:
         """Graceful shutdown timed out: cancel the app and drop the connection."""
