@@ -200,3 +200,20 @@ def test_upgrade_after_http_requests_on_one_connection(serve, impl):
         time.sleep(0.8)  # well past --timeout-keep-alive
         sock.sendall(frame(TEXT, b"still open"))
         assert sock.recv(4096) == b"\x81\x0astill open"
+
+
+def test_open_websockets_count_for_limit_connections(serve):
+    server = serve("apps.ws:app", "--limit-connections", "2")
+    echo = f"ws://127.0.0.1:{server.port}/ws/echo"
+
+    async def scenario():
+        async with connect(echo) as first, connect(echo):
+            with pytest.raises(TimeoutError):
+                async with connect(echo, open_timeout=0.7):
+                    pass
+            await first.close()
+            async with connect(echo, open_timeout=5) as third:  # accepted once a slot is free
+                await third.send("in")
+                return await third.recv()
+
+    assert run(scenario()) == "in"

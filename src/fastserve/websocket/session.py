@@ -134,7 +134,7 @@ class WebSocketSession(asyncio.Protocol):
     # -- taking over the connection -------------------------------------------------------------
     def start(self, request: UpgradeRequest, leftover: bytes) -> None:
         self.transport.set_protocol(self)
-        self.state.connections.add(self)
+        self.state.connection_opened(self)  # counts for --limit-connections too
         if not self.transport.is_reading():
             self.transport.resume_reading()
         if not self._check_handshake(request):
