@@ -152,12 +152,14 @@ def test_websocket_and_http_on_two_workers(gunicorn, worker):
 def test_log_level_is_gunicorns(supervised):
     port = free_port()
     command = [GUNICORN, "-k", "fastserve.workers.Worker", "--no-control-socket", "--chdir", str(TESTS / "apps"),
-               "-b", f"127.0.0.1:{port}", "-w", "1", "--log-level", "warning", "workerapp:app"]
+               "-b", f"127.0.0.1:{port}", "-w", "1", "--log-level", "warning", "--access-logfile", "-",
+               "--access-logformat", "ACCESS %(U)s", "workerapp:app"]
     server = supervised("unused", command=command, wait_for=None)
     server.port = port
     wait_for(lambda: _answers(server.url + "/pid"), 15, message="gunicorn serving")
-    assert "running on" not in server.output and "Application startup complete" not in server.output
+    server.wait_for_line("ACCESS /pid")  # written after any startup message of that worker
     assert "lifespan startup in pid" in server.output  # the app's own print, not a log record
+    assert "running on" not in server.output and "Application startup complete" not in server.output
 
 
 def _answers(url: str) -> bool:
