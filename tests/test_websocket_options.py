@@ -58,7 +58,7 @@ def test_ping_timeout_closes_with_1011_and_ends_the_app(keepalive_server):
         assert opcode == PING  # ... which this client never answers
         started = time.monotonic()
         assert ws.recv_close() == (1011, "keepalive ping timeout")
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 3
         assert ws.closed_by_server()
     finally:
         ws.close()
@@ -101,9 +101,9 @@ def test_shutdown_closes_websockets_with_1012(serve, impl):
 
     code, elapsed = run(scenario())
     assert code == 1012
-    assert server.proc.wait(5) == 0
-    assert elapsed < 2, "shutdown must not wait for long-lived connections"
-    assert "shutdown: disconnect 1012 server shutting down" in server.output
+    assert server.proc.wait(10) == 0
+    assert elapsed < 5, "shutdown must not wait (--timeout-graceful-shutdown 20) for long-lived connections"
+    server.wait_for_line("shutdown: disconnect 1012 server shutting down")
 
 
 def test_shutdown_does_not_hang_on_a_client_ignoring_the_close(serve):
@@ -157,7 +157,7 @@ def test_shutdown_refuses_a_pending_handshake_with_503(serve):
         assert time.monotonic() - started < 3
     finally:
         ws_sock.close()
-    assert "slow-accept: ClientDisconnected" in server.output
+    server.wait_for_line("slow-accept: ClientDisconnected")
 
 
 def test_ws_auto_without_the_engine_serves_plain_http(serve, tmp_path):
