@@ -70,6 +70,12 @@ def wait_for(predicate, timeout: float, interval: float = 0.05, message: str = "
         time.sleep(interval)
 
 
+def exit_status(server, timeout: float) -> int:
+    """Wait for the server to exit on its own, and for its output to be fully read."""
+    server.proc.wait(timeout)
+    return server.stop()
+
+
 def kill_session(sid: int) -> list[int]:
     """SIGKILL whatever is left in the session; returns the pids that were still running."""
     survivors = session_members(sid)

@@ -17,6 +17,7 @@ import pytest
 from .helpers import TESTS
 from .process_tree import (
     Supervised,
+    exit_status,
     is_running,
     server_children,
     session_members,
@@ -176,7 +177,7 @@ def test_limit_max_requests_counts_websocket_sessions(supervised):
     first, second = asyncio.run(sessions())
     assert first == "hi 0"
     assert second in ("hi 1", "closed 1012")  # the session reaching the limit may be told to reconnect
-    assert server.proc.wait(10) == 0
+    assert exit_status(server, 10) == 0
     assert "Served 2 requests (--limit-max-requests)" in server.output
 
 
@@ -244,7 +245,7 @@ def test_workers_share_a_unix_socket(supervised, tmp_path):
 
 def test_app_that_cannot_start_stops_the_supervisor(supervised):
     server = supervised("apps.no_such_module:app", "--workers", "2", wait_for=None)
-    assert server.proc.wait(20) == 1
+    assert exit_status(server, 20) == 1
     server.wait_for_line('Could not import module "apps.no_such_module"')
     assert "failed to start" in server.output
 
@@ -261,7 +262,7 @@ def test_terminal_ctrl_c_reaches_the_whole_group_and_all_exit_cleanly(supervised
     server = supervised("apps.workerapp:app", "--workers", "2")
     workers = wait_for_workers(server, 2)
     os.killpg(server.proc.pid, signal.SIGINT)  # a terminal sends SIGINT to every process of the group
-    assert server.proc.wait(15) == 0
+    assert exit_status(server, 15) == 0
     assert "Traceback" not in server.output
     for pid in workers:
         assert f"lifespan shutdown in pid {pid}" in server.output
@@ -277,7 +278,7 @@ def test_second_ctrl_c_skips_the_graceful_wait(supervised):
     server.wait_for_line("Waiting for 1 connection(s) to finish")
     started = time.monotonic()
     os.killpg(server.proc.pid, signal.SIGINT)
-    assert server.proc.wait(10) == 0
+    assert exit_status(server, 10) == 0
     assert time.monotonic() - started < 3
     assert "Second interrupt" in server.output
 
