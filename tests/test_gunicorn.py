@@ -79,7 +79,8 @@ def pids_serving(server, count: int, attempts: int = 60) -> set[int]:
 def test_two_workers_serve_http_with_lifespan_per_worker_and_gunicorn_settings(gunicorn):
     server = gunicorn(
         "-w", "2", "--access-logfile", "-", "--access-logformat", "ACCESS %(m)s %(U)s %(s)s %({x-probe}i)s",
-        "--limit-request-line", "100", "--limit-request-fields", "10", "--forwarded-allow-ips", "*",
+        "--limit-request-line", "100", "--limit-request-fields", "10", "--limit-request-field_size", "200",
+        "--forwarded-allow-ips", "*",
         "--keep-alive", "1",
     )
     workers = wait_for_workers(server, 2)
@@ -102,6 +103,8 @@ def test_two_workers_serve_http_with_lifespan_per_worker_and_gunicorn_settings(g
     assert status_of(raw_request(server.port, long_line)) == 414
     many_fields = b"GET /pid HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(12)) + b"\r\n"
     assert status_of(raw_request(server.port, many_fields)) == 431
+    big_section = b"GET /pid HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 3000 + b"\r\n\r\n"  # > 10 x 200
+    assert status_of(raw_request(server.port, big_section)) == 431
 
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:  # --keep-alive 1
         sock.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -157,6 +157,25 @@ def test_limit_max_requests_recycles_workers(supervised):
     assert later - first, "recycled workers were replaced by new ones"
 
 
+def test_limit_max_requests_jitter_stays_in_range(supervised):
+    limits = set()
+    for _ in range(2):
+        server = supervised("apps.workerapp:app", "--limit-max-requests", "2", "--limit-max-requests-jitter", "4")
+        served = 0
+        while server.proc.poll() is None and served < 10:
+            try:
+                get(server.url + "/pid", timeout=2)
+                served += 1
+            except httpx.HTTPError:
+                break
+        assert exit_status(server, 10) == 0
+        line = server.wait_for_line("(--limit-max-requests)")
+        limit = int(line.split("Served ")[1].split()[0])
+        assert 2 <= limit <= 6 and served == limit
+        limits.add(limit)
+    assert limits  # the jittered limit is drawn per process (random, so not asserted to differ)
+
+
 def test_limit_max_requests_counts_websocket_sessions(supervised):
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
