@@ -1,0 +1,39 @@
+"""App for the slowloris, flood, soak and shutdown-under-load tests: HTTP, a WebSocket echo and a
+``/tasks`` test hook reporting how many asyncio tasks the server process holds."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import parse_qs
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+    if scope["type"] == "websocket":
+        return await echo(receive, send)
+    query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
+    if scope["path"] == "/sleep":
+        await asyncio.sleep(float(query.get("t", "1")))
+        body = b"slept"
+    elif scope["path"] == "/tasks":
+        body = str(len(asyncio.all_tasks())).encode()
+    else:
+        body = b"ok"
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def echo(receive, send):
+    message = await receive()
+    assert message["type"] == "websocket.connect"
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        await send({"type": "websocket.send", "text": message.get("text"), "bytes": message.get("bytes")})
