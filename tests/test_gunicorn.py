@@ -19,6 +19,7 @@ from .conftest import free_port
 from .helpers import TESTS, raw_request, read_until_closed, status_of
 from .process_tree import (
     Supervised,
+    exit_status,
     is_running,
     server_children,
     session_members,
@@ -42,10 +43,11 @@ def supervised():
 
 @pytest.fixture
 def gunicorn(supervised):
-    def start(*args: str, app: str = "workerapp:app", worker: str = "fastserve.workers.Worker", bind: str = "127.0.0.1:0"):
+    def start(*args: str, app: str = "workerapp:app", worker: str = "fastserve.workers.Worker", bind: str = "127.0.0.1:0",
+              wait_for: str | None = "running on"):
         command = [GUNICORN, "-k", worker, "--no-control-socket", "--chdir", str(TESTS / "apps"),
                    "-b", bind, *args, app]
-        return supervised(app, command=command, wait_for="running on")
+        return supervised(app, command=command, wait_for=wait_for)
 
     return start
 
@@ -170,6 +172,13 @@ def _answers(url: str) -> bool:
         return get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_lifespan_startup_failure_stops_gunicorn_instead_of_respawning(gunicorn):
+    server = gunicorn("-w", "2", app="variants:lifespan_fails", wait_for=None)
+    assert exit_status(server, 20) != 0
+    assert "Worker failed to boot" in server.output
+    assert server.output.count("Booting worker") <= 2, "no respawn loop"
 
 
 def test_bind_to_an_inherited_fd(supervised):

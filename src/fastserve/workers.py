@@ -69,8 +69,8 @@ from typing import Any
 
 from gunicorn.workers.base import Worker as GunicornWorker
 
-from .config import Config
-from .server import Server, run_coroutine
+from .config import Config, ConfigError
+from .server import STARTUP_FAILURE, Server, run_coroutine
 
 UNLIMITED_LINE = 1 << 20
 UNLIMITED_FIELDS = 32768
@@ -92,7 +92,11 @@ class Worker(GunicornWorker):
         super().init_process()  # signals, app loading, post_worker_init, then run()
 
     def run(self) -> None:
-        config = config_from_gunicorn(self.cfg, self.wsgi, self.max_requests, **self.CONFIG_KWARGS)
+        try:
+            config = config_from_gunicorn(self.cfg, self.wsgi, self.max_requests, **self.CONFIG_KWARGS)
+        except ConfigError as exc:
+            self.log.error("fastserve cannot use these settings: %s", exc)
+            sys.exit(STARTUP_FAILURE)  # gunicorn's "worker failed to boot": the arbiter stops
         self.server = WorkerServer(config, self)
         run_coroutine(self._serve(), config.loop)
         self.init_signals()  # closing the loop reset its signals to the defaults; exit on our terms
