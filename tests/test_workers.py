@@ -260,6 +260,8 @@ def test_workers_share_a_unix_socket(supervised, tmp_path):
         if len(seen) == 2:
             break
     assert seen == set(workers)
+    assert server.stop() == 0
+    assert not os.path.exists(path), "the supervisor removes the socket file it created"
 
 
 def test_app_that_cannot_start_stops_the_supervisor(supervised):

@@ -15,6 +15,10 @@ A child
 
 The parent side is event-driven: each child's exit and readiness are ``loop.add_reader`` callbacks
 on the process sentinel and the readiness pipe.
+
+Because children are spawned, a script calling ``fastserve.run(..., reload=True)`` or
+``workers=N`` needs the usual ``if __name__ == "__main__":`` guard (the child imports the main
+module again), and the application should be given as an import string.
 """
 
 from __future__ import annotations
