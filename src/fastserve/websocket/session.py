@@ -23,7 +23,7 @@ import os
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from websockets.exceptions import InvalidState, ProtocolError
+from websockets.exceptions import InvalidHeader, InvalidState, ProtocolError
 from websockets.frames import CloseCode, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -151,7 +151,7 @@ class WebSocketSession(asyncio.Protocol):
             if request.http_version != "1.1":
                 raise ValueError(f"WebSocket needs HTTP/1.1, not HTTP/{request.http_version}")
             response = protocol.accept(websockets_request(request))
-        except ValueError as exc:  # an HTTP version or a header value websockets will not take
+        except (ValueError, InvalidHeader) as exc:  # an HTTP version or header websockets refuses
             response, protocol.handshake_exc = None, exc
         if response is not None and response.status_code == 101:
             self.response = response
