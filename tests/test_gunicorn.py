@@ -181,6 +181,29 @@ def test_lifespan_startup_failure_stops_gunicorn_instead_of_respawning(gunicorn)
     assert server.output.count("Booting worker") <= 2, "no respawn loop"
 
 
+def test_gunicorn_reload_restarts_the_worker_on_a_change(supervised, tmp_path):
+    app = tmp_path / "edited.py"
+    body = "async def app(scope, receive, send):\n" \
+           "    if scope['type'] == 'http':\n" \
+           "        await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n" \
+           "        await send({'type': 'http.response.body', 'body': b'%s'})\n"
+    app.write_text(body % "one")
+    command = [GUNICORN, "-k", "fastserve.workers.Worker", "--no-control-socket", "--chdir", str(tmp_path),
+               "-b", "127.0.0.1:0", "--reload", "edited:app"]
+    server = supervised("edited:app", command=command)
+    assert get(server.url + "/").text == "one"
+    time.sleep(1.1)  # gunicorn's polling reloader compares mtimes
+    app.write_text(body % "two")
+    wait_for(lambda: _body(server.url + "/") == "two", 10, interval=0.2, message="reloaded app")
+
+
+def _body(url: str) -> str | None:
+    try:
+        return get(url, timeout=2).text
+    except httpx.HTTPError:
+        return None
+
+
 def test_bind_to_an_inherited_fd(supervised):
     command = with_inherited_socket([GUNICORN, "-k", "fastserve.workers.Worker", "--no-control-socket",
                                      "--chdir", str(TESTS / "apps"), "-b", "fd://{fd}", "-w", "1", "workerapp:app"])

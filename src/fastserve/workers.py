@@ -41,6 +41,8 @@ Gunicorn settings that apply
   rolls over / adds / removes workers. Hooks ``post_worker_init``, ``worker_int``, ``worker_abort``,
   ``worker_exit``, ``child_exit``, ``pre_fork``, ``post_fork``, ``when_ready`` and the rest of the
   arbiter hooks run as usual. ``SCRIPT_NAME`` in the environment becomes the ASGI ``root_path``.
+- ``reload``: Gunicorn's reloader stops the worker when a module changes and the arbiter starts a
+  fresh one (``fastserve --reload`` remains the better development tool: it survives syntax errors).
 
 Gunicorn settings that cannot apply
 -----------------------------------
@@ -53,8 +55,8 @@ Gunicorn settings that cannot apply
 - ``ssl_context`` hook, ``ssl_version``, ``do_handshake_on_connect``, ``suppress_ragged_eofs``:
   fastserve builds its TLS context from the files and options above.
 - ``proxy_protocol``, ``http_protocols`` (HTTP/2), ``sendfile``, ``strip_header_spaces``,
-  ``permit_obsolete_folding``, ``permit_unconventional_http_method``/``_version``, ``reload``
-  (use ``fastserve --reload`` in development), ``tmp_upload_dir``: not used by this worker.
+  ``permit_obsolete_folding``, ``permit_unconventional_http_method``/``_version``,
+  ``tmp_upload_dir``: not used by this worker.
 """
 
 from __future__ import annotations
@@ -152,6 +154,9 @@ class Worker(GunicornWorker):
         self.notify()
         if self.ppid != os.getppid():
             self.log.info("Parent changed, shutting down: %s", self)
+            self.server.request_exit()
+            return
+        if not self.alive:  # gunicorn's --reload thread asks the worker to stop this way
             self.server.request_exit()
             return
         interval = min(self.timeout, HEARTBEAT_MAX_INTERVAL) if self.timeout else HEARTBEAT_MAX_INTERVAL
