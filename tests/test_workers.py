@@ -146,6 +146,27 @@ def test_sighup_rolls_every_worker_without_failing_a_request(supervised):
     assert in_flight["r"].status_code == 200 and in_flight["r"].text == "slept"  # old worker finished it
 
 
+def test_sighup_with_a_broken_deploy_keeps_the_old_workers_serving(supervised, tmp_path):
+    app = tmp_path / "deployed.py"
+    app.write_text("import os\n\n\nasync def app(scope, receive, send):\n"
+                   "    if scope['type'] == 'http':\n"
+                   "        await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+                   "        await send({'type': 'http.response.body', 'body': str(os.getpid()).encode()})\n")
+    server = supervised("deployed:app", "--workers", "2", "--lifespan", "off", app_dir=tmp_path)
+    old = set(wait_for_workers(server, 2))
+    good = app.read_text()
+    app.write_text(good + "\ndef broken(:\n")
+    os.kill(server.proc.pid, signal.SIGHUP)
+    server.wait_for_line("Roll-over stopped")
+    wait_for(lambda: set(server_children(server.proc.pid)) == old, 5, message="only the old workers left")
+    assert pids_serving(server, 2) == old, "the old workers keep serving"
+    app.write_text(good)
+    os.kill(server.proc.pid, signal.SIGHUP)
+    server.wait_for_line("Roll-over complete")
+    new = set(wait_for_workers(server, 2))
+    assert not new & old
+
+
 def test_limit_max_requests_recycles_workers(supervised):
     server = supervised("apps.workerapp:app", "--workers", "2", "--limit-max-requests", "3")
     first = set(wait_for_workers(server, 2))

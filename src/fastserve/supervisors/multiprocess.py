@@ -115,18 +115,22 @@ class Supervisor:
             self.exit_code = worker.exitcode or 1
             self.stop_requested.set()
             return
-        log = logger.info if worker.exitcode == 0 else logger.warning
-        log("Worker [%d] exited (%s); starting a replacement.", worker.pid, describe_exit(worker.exitcode))
-        if worker.ready.result():
+        status = describe_exit(worker.exitcode)
+        if len(self.workers) >= self.target:  # e.g. a roll-over's new worker that failed to start
+            logger.warning("Worker [%d] exited (%s)", worker.pid, status)
+        elif worker.ready.result():
+            log = logger.info if worker.exitcode == 0 else logger.warning
+            log("Worker [%d] exited (%s); starting a replacement.", worker.pid, status)
             self.spawn()
         else:
-            self._retry_later()
+            self._retry_later(worker, status)
 
-    def _retry_later(self) -> None:
+    def _retry_later(self, worker: ChildProcess, status: str) -> None:
         delay = RETRY_DELAYS[min(self.failed_starts, len(RETRY_DELAYS) - 1)]
         self.failed_starts += 1
-        logger.warning("Worker failed to start; retrying in %.1fs.", delay)
-        self.retry_handle = asyncio.get_running_loop().call_later(delay, self._top_up)
+        logger.warning("Worker [%d] failed to start (%s); retrying in %.1fs.", worker.pid, status, delay)
+        if self.retry_handle is None:
+            self.retry_handle = asyncio.get_running_loop().call_later(delay, self._top_up)
 
     def _top_up(self) -> None:
         self.retry_handle = None
