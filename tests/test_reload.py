@@ -124,6 +124,18 @@ def test_exclude_and_include_patterns(supervised, project):
     server.wait_for_line("detected changes in 'pkg/module.py'", timeout=5)
 
 
+def test_a_server_process_that_stops_on_its_own_is_started_again(supervised, project):
+    server = start_reloader(supervised, project, "--limit-max-requests", "2")
+    pids = {version_and_pid(server)[1] for _ in range(4)}
+    server.wait_for_line("exited; starting a new one")
+    assert len(pids) == 2
+
+
+def version_and_pid(server) -> tuple[str, int]:
+    text, pid = httpx.get(server.url + "/", headers={"connection": "close"}, timeout=5).text.split()
+    return text, int(pid)
+
+
 def test_sigint_stops_supervisor_and_server_leaving_no_process(supervised, project):
     server = start_reloader(supervised, project)
     [child] = server_children(server.proc.pid)

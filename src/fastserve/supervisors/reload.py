@@ -250,8 +250,10 @@ class Reloader:
     def _child_exited(self, child: ChildProcess) -> None:
         if child.stop_requested or self.stop_event.is_set():
             return
-        if child.exitcode == 0:
-            logger.info("Server process [%d] exited; it restarts on the next change.", child.pid)
+        if child.exitcode == 0 and child.ready.result():
+            # It served and stopped on its own (--limit-max-requests): carry on serving.
+            logger.info("Server process [%d] exited; starting a new one.", child.pid)
+            self.start_child()
             return
         logger.error(
             "Server process [%d] exited (%s); fix the error and save: watching for changes.",
