@@ -148,7 +148,7 @@ async def read_page(url: str, tmp_path) -> tuple[str, str]:
     try:
         page = await page_debugger_url(profile / "DevToolsActivePort", browser)
         async with connect(page, max_size=None) as devtools:
-            deadline = time.monotonic() + 15
+            deadline = time.monotonic() + 45  # a loaded 2-core CI machine starts Chromium slowly
             status = echo = None
             while time.monotonic() < deadline:
                 status, echo = await evaluate(devtools, "[document.getElementById('status').textContent,"

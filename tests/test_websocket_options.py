@@ -217,3 +217,27 @@ def test_open_websockets_count_for_limit_connections(serve):
                 return await third.recv()
 
     assert run(scenario()) == "in"
+
+
+def test_handshake_timeout_answers_503_and_tells_the_app(serve, impl):
+    http, loop = impl
+    server = serve("apps.ws:app", "--http", http, "--loop", loop, "--timeout-ws-handshake", "1")
+
+    async def scenario():
+        started = time.monotonic()
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(f"ws://127.0.0.1:{server.port}/ws/slow-accept?delay=3"):
+                pass
+        return info.value.response.status_code, time.monotonic() - started
+
+    status, elapsed = run(scenario())
+    assert status == 503 and 0.8 < elapsed < 2.5
+    server.wait_for_line("handshake not answered by the app within 1.0s")
+    server.wait_for_line("slow-accept: ClientDisconnected")  # the late accept fails cleanly in the app
+    assert run(_echo_once(server.port)) == "still serving"
+
+
+async def _echo_once(port):
+    async with connect(f"ws://127.0.0.1:{port}/ws/echo") as ws:
+        await ws.send("still serving")
+        return await ws.recv()

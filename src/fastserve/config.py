@@ -110,6 +110,7 @@ class Config:
     ws_ping_interval: float | None = option(20.0, "Seconds between WebSocket pings (0 disables).", group="ws", type=float)
     ws_ping_timeout: float | None = option(20.0, "Seconds to wait for a pong before closing with 1011.", group="ws", type=float)
     ws_per_message_deflate: bool = option(True, "Offer permessage-deflate compression.", group="ws")
+    timeout_ws_handshake: float = option(10.0, "Answer 503 when the app has not accepted or refused a WebSocket within this many seconds.", group="ws")
 
     # -- TLS ----------------------------------------------------------------------------------
     ssl_keyfile: str | None = option(None, "TLS private key file.", group="tls", type=str)
@@ -162,7 +163,7 @@ class Config:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive")
         non_negative = ("timeout_keep_alive", "timeout_graceful_shutdown", "reload_delay", "limit_max_requests_jitter")
-        for name in ("timeout_request_header", "timeout_request_body"):
+        for name in ("timeout_request_header", "timeout_request_body", "timeout_ws_handshake"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be positive")
         for name in non_negative:

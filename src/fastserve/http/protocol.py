@@ -160,7 +160,7 @@ class HTTPProtocol(asyncio.Protocol):
         except BadRequest as exc:
             self.refuse(exc)
             return
-        if self.parser.in_head and self.head_deadline is None:
+        if self.parser.in_head and self.head_deadline is None and not self.switched:
             self._watch_head()
 
     def pause_writing(self) -> None:
@@ -204,6 +204,11 @@ class HTTPProtocol(asyncio.Protocol):
             elif kind == _CONTENT_LENGTH:
                 content_lengths += 1
             elif kind == _TRANSFER_ENCODING:
+                if chunked or value != b"chunked" or http_version == "1.0":
+                    # Only chunked, once, in HTTP/1.1: llhttp takes "gzip, chunked" or a second
+                    # line, h11 does not; both take chunked in HTTP/1.0, which RFC 9112 6.1 calls
+                    # faulty framing. Unknown codings and "chunked, chunked" are refused too.
+                    raise BadRequest(400, "Unsupported Transfer-Encoding")
                 chunked = True
             elif kind == _EXPECT:
                 expect_100 = value.lower() == b"100-continue"

@@ -57,7 +57,7 @@ _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 class SessionSettings:
     """Per-server constants, computed once from the config."""
 
-    __slots__ = ("extensions", "max_size", "max_queue", "ping_interval", "ping_timeout")
+    __slots__ = ("extensions", "max_size", "max_queue", "ping_interval", "ping_timeout", "handshake_timeout")
 
     def __init__(self, config: Any) -> None:
         if config.ws_per_message_deflate:
@@ -70,6 +70,7 @@ class SessionSettings:
         self.max_queue = config.ws_max_queue
         self.ping_interval = config.ws_ping_interval or None
         self.ping_timeout = config.ws_ping_timeout or None
+        self.handshake_timeout = config.timeout_ws_handshake
 
 
 class WebSocketSession(asyncio.Protocol):
@@ -141,6 +142,7 @@ class WebSocketSession(asyncio.Protocol):
             return
         self.inbox.append({"type": "websocket.connect"})
         self.task = self.loop.create_task(self.run_asgi())
+        self.loop.call_later(self.settings.handshake_timeout, self._handshake_timed_out)
         if leftover:
             self.data_received(leftover)
 
@@ -524,6 +526,13 @@ class WebSocketSession(asyncio.Protocol):
         self.reported = True
         self._close_by_server(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
         self._close_transport()  # a silent peer is not waited for
+
+    def _handshake_timed_out(self) -> None:
+        """--timeout-ws-handshake: the app never accepted, closed or denied the connection."""
+        if self.phase is HANDSHAKE and not self.connection_lost_:
+            logger.info("WebSocket handshake not answered by the app within %ss; answering 503.", self.settings.handshake_timeout)
+            self._end_receiving(CloseCode.ABNORMAL_CLOSURE, "handshake timeout")
+            self._respond_and_close(simple_response(503, "Service Unavailable", b"retry-after: 1\r\n"), 503)
 
     # -- server shutdown ------------------------------------------------------------------------
     def shutdown(self) -> None:
