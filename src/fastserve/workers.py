@@ -37,8 +37,8 @@ Gunicorn settings that apply
 - Signals: SIGTERM graceful stop; SIGINT/SIGQUIT quick stop (``worker_int`` hook, connections
   closed at once, no lifespan shutdown); SIGUSR1 reopens log files; SIGABRT (sent by the arbiter
   on timeout) runs ``worker_abort`` and exits at once (``os._exit``: the stuck loop cannot be
-  unwound safely, so ``worker_exit`` does not run for an aborted worker). SIGHUP, SIGTTIN, SIGTTOU go to the arbiter, which
-  rolls over / adds / removes workers. Hooks ``post_worker_init``, ``worker_int``, ``worker_abort``,
+  unwound safely, so ``worker_exit`` does not run for an aborted worker). SIGHUP, SIGTTIN and
+  SIGTTOU go to the arbiter, which rolls over / adds / removes workers. Hooks ``post_worker_init``, ``worker_int``, ``worker_abort``,
   ``worker_exit``, ``child_exit``, ``pre_fork``, ``post_fork``, ``when_ready`` and the rest of the
   arbiter hooks run as usual. ``SCRIPT_NAME`` in the environment becomes the ASGI ``root_path``.
 - ``reload``: Gunicorn's reloader stops the worker when a module changes and the arbiter starts a
