@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .errors import ClientDisconnected, InvalidResponse
+from .flow import wake
 from .response import (
     _NAME_CACHE,
     _STATUS_LINES,
@@ -130,10 +131,9 @@ class RequestResponseCycle:
 
     def _wake(self) -> None:
         waiter = self.waiter
-        if waiter is not None:
+        if waiter is not None:  # checked here: this runs once per request, usually with no waiter
             self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+            wake(waiter)
 
     # -- ASGI receive ---------------------------------------------------------------------------
     async def receive(self) -> dict[str, Any]:
@@ -337,21 +337,11 @@ class RequestResponseCycle:
         self.conn.on_response_complete(self)
 
     # -- running the app ------------------------------------------------------------------------
-    async def run_asgi(self, app: Any) -> None:
-        """Run the app in a Task from the start (Python 3.10, or an app that is not a coroutine)."""
+    async def run(self, awaitable: Any) -> None:
+        """Run the app in a Task: from the start (``app(...)`` on Python 3.10, or an app returning
+        a non-coroutine awaitable), or to finish a coroutine started eagerly (``_Suspended``)."""
         try:
-            await app(self.scope, self.receive, self.send)
-        except BaseException as exc:
-            self.app_failed(exc)
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            self.app_finished()
-
-    async def run_suspended(self, coro: Any, awaited: Any) -> None:
-        """Finish an app coroutine that was started eagerly and then had to wait."""
-        try:
-            await _Suspended(coro, awaited)
+            await awaitable
         except BaseException as exc:
             self.app_failed(exc)
             if not isinstance(exc, Exception):
@@ -397,7 +387,7 @@ class RequestResponseCycle:
             self._abandon()
 
 
-class _Suspended:
+class Suspended:
     """Awaiting this resumes a coroutine that already ran up to its first suspension."""
 
     __slots__ = ("coro", "awaited")

@@ -45,5 +45,10 @@ class FlowControl:
 
     def _wake_writer(self) -> None:
         waiter, self._drain_waiter = self._drain_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        wake(waiter)
+
+
+def wake(waiter: asyncio.Future | None) -> None:
+    """Resolve a waiter future, if there is one still waiting."""
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)

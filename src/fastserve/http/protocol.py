@@ -15,7 +15,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from .cycle import RequestResponseCycle
+from .cycle import RequestResponseCycle, Suspended
 from .errors import BadRequest
 from .proxy import forwarded_client
 from .response import simple_response
@@ -309,7 +309,7 @@ class HTTPProtocol(asyncio.Protocol):
         if state.access_log is not None:
             cycle.start_time = self.loop.time()
         if not EAGER_START:
-            cycle.task = self.loop.create_task(cycle.run_asgi(self.app))
+            cycle.task = self.loop.create_task(cycle.run(self.app(cycle.scope, cycle.receive, cycle.send)))
             return
         # Run the app at once: most requests finish without ever waiting and then need no Task.
         # A fresh context per request keeps context variables from leaking between requests.
@@ -324,14 +324,14 @@ class HTTPProtocol(asyncio.Protocol):
             if hasattr(coro, "send"):
                 raise
             # The app returned an awaitable that is not a coroutine: let a Task drive it.
-            cycle.task = self.loop.create_task(cycle.run_asgi(lambda *args: coro))
+            cycle.task = self.loop.create_task(cycle.run(coro))
             return
         except BaseException as exc:
             cycle.app_failed(exc)
             if not isinstance(exc, Exception):
                 raise
             return
-        cycle.task = self.loop.create_task(cycle.run_suspended(coro, awaited), context=context)
+        cycle.task = self.loop.create_task(cycle.run(Suspended(coro, awaited)), context=context)
 
     def _start_pipelined(self) -> None:
         if self.active is None and self.pipeline and not self.transport.is_closing():

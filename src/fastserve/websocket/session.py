@@ -29,7 +29,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from ..http.errors import ClientDisconnected
-from ..http.flow import FlowControl
+from ..http.flow import FlowControl, wake
 from ..http.response import simple_response
 from .handshake import (
     DenialResponse,
@@ -282,10 +282,9 @@ class WebSocketSession(asyncio.Protocol):
 
     def _wake(self) -> None:
         waiter = self.waiter
-        if waiter is not None:
+        if waiter is not None:  # checked here: this runs once per request, usually with no waiter
             self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+            wake(waiter)
 
     def _close_code(self) -> tuple[int, str]:
         protocol = self.protocol
