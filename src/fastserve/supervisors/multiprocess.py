@@ -27,12 +27,10 @@ import signal
 from ..config import Config
 from .process import (
     ChildProcess,
-    bind_sockets,
-    check_picklable,
-    close_sockets,
     describe_exit,
     install_signal_handlers,
     stop_deadline,
+    supervise,
 )
 
 logger = logging.getLogger("fastserve.error")
@@ -41,15 +39,7 @@ RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)  # before restarting a worker that fai
 
 
 def run(config: Config) -> int:
-    if not check_picklable(config):
-        return 1
-    sockets = bind_sockets(config)
-    if sockets is None:
-        return 1
-    try:
-        return asyncio.run(Supervisor(config, sockets).run())
-    finally:
-        close_sockets(config, sockets)
+    return supervise(config, Supervisor)
 
 
 class Supervisor:

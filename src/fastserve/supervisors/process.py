@@ -57,6 +57,19 @@ def bind_sockets(config: Config) -> list[socket.socket] | None:
         return None
 
 
+def supervise(config: Config, supervisor_class: Any) -> int:
+    """Bind once in the parent, run the supervisor until it stops, release the sockets."""
+    if not check_picklable(config):
+        return 1
+    sockets = bind_sockets(config)
+    if sockets is None:
+        return 1
+    try:
+        return asyncio.run(supervisor_class(config, sockets).run())
+    finally:
+        close_sockets(config, sockets)
+
+
 def close_sockets(config: Config, sockets: list[socket.socket]) -> None:
     for sock in sockets:
         sock.close()

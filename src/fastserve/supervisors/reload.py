@@ -30,11 +30,9 @@ from pathlib import PurePath
 from ..config import Config, default_of
 from .process import (
     ChildProcess,
-    bind_sockets,
-    check_picklable,
-    close_sockets,
     describe_exit,
     install_signal_handlers,
+    supervise,
 )
 
 logger = logging.getLogger("fastserve.error")
@@ -50,17 +48,9 @@ def run(config: Config) -> int:
     if not isinstance(config.app, str):
         logger.error('--reload needs the application as an import string, e.g. fastserve.run("package.module:app", reload=True).')
         return 1
-    if not check_picklable(config):
-        return 1
     if (config.workers or 1) > 1:
         logger.warning("--reload serves from one process; --workers %d is ignored.", config.workers)
-    sockets = bind_sockets(config)
-    if sockets is None:
-        return 1
-    try:
-        return asyncio.run(Reloader(config, sockets).run())
-    finally:
-        close_sockets(config, sockets)
+    return supervise(config, Reloader)
 
 
 # -- which files ----------------------------------------------------------------------------------
