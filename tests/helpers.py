@@ -126,7 +126,7 @@ def read_until_closed(sock: socket.socket, timeout: float = 5.0) -> bytes:
     while time.monotonic() < deadline:
         try:
             chunk = sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             break
         except ConnectionResetError:
             break
