@@ -9,6 +9,7 @@ import time
 import pytest
 
 from .helpers import IMPL_IDS, IMPLS, ServerProcess
+from .process_tree import Supervised
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -100,3 +101,12 @@ def redis_url():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def supervised():
+    """Start supervisor process trees (reload, workers, gunicorn); fail if any process is left."""
+    tracker = Supervised()
+    yield tracker.start
+    problems = tracker.cleanup()
+    assert not problems, "\n".join(problems)

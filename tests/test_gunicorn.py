@@ -18,7 +18,6 @@ import pytest
 from .conftest import free_port
 from .helpers import TESTS, raw_request, read_until_closed, status_of
 from .process_tree import (
-    Supervised,
     exit_status,
     is_running,
     server_children,
@@ -31,14 +30,6 @@ pytest.importorskip("gunicorn", reason="gunicorn is not installed: pip install '
 pytestmark = pytest.mark.timeout(60)
 
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
-
-
-@pytest.fixture
-def supervised():
-    tracker = Supervised()
-    yield tracker.start
-    problems = tracker.cleanup()
-    assert not problems, "\n".join(problems)
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import pytest
 from fastserve.supervisors.reload import ReloadFilter
 
 from .process_tree import (
-    Supervised,
     exit_status,
     is_running,
     server_children,
@@ -39,14 +38,6 @@ async def app(scope, receive, send):
     await send({{"type": "http.response.start", "status": 200, "headers": []}})
     await send({{"type": "http.response.body", "body": b"{version} " + str(os.getpid()).encode()}})
 '''
-
-
-@pytest.fixture
-def supervised():
-    tracker = Supervised()
-    yield tracker.start
-    problems = tracker.cleanup()
-    assert not problems, "\n".join(problems)
 
 
 def write_app(project: Path, version: str, name: str = "app.py") -> None:

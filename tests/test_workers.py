@@ -16,7 +16,6 @@ import pytest
 
 from .helpers import TESTS
 from .process_tree import (
-    Supervised,
     exit_status,
     is_running,
     server_children,
@@ -26,14 +25,6 @@ from .process_tree import (
 )
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def supervised():
-    tracker = Supervised()
-    yield tracker.start
-    problems = tracker.cleanup()
-    assert not problems, "\n".join(problems)
 
 
 def get(url: str, timeout: float = 5.0) -> httpx.Response:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from .helpers import TESTS
-from .process_tree import Supervised, server_children, wait_for
+from .process_tree import server_children, wait_for
 
 pytest.importorskip("channels_redis", reason="channels_redis is not installed (pip install -e '.[dev]')")
 websockets_client = pytest.importorskip("websockets.asyncio.client")
@@ -20,14 +20,6 @@ pytestmark = pytest.mark.timeout(90)
 
 APPS = TESTS / "apps"
 MAX_CLIENTS = 24  # connections opened until both workers hold at least one
-
-
-@pytest.fixture
-def supervised():
-    tracker = Supervised()
-    yield tracker.start
-    problems = tracker.cleanup()
-    assert not problems, "\n".join(problems)
 
 
 def start_chat(supervised, supervisor: str, redis_url: str):
