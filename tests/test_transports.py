@@ -121,3 +121,49 @@ class TestProxyHeaders:
 
 def test_http_status_of_raw_helper():
     assert status_of(b"HTTP/1.1 204 No Content\r\n\r\n") == 204
+
+
+def test_tls_encrypted_key_with_password(serve, tls_files, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+
+    key, cert, ca = tls_files
+    private_key = serialization.load_pem_private_key(open(key, "rb").read(), password=None)
+    encrypted = tmp_path / "encrypted-key.pem"
+    encrypted.write_bytes(private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"s3cret")))
+    server = serve("apps.basic:app", "--ssl-keyfile", str(encrypted), "--ssl-certfile", cert,
+                   "--ssl-keyfile-password", "s3cret")
+    assert httpx.get(f"https://127.0.0.1:{server.port}/", verify=ssl.create_default_context(cafile=ca)).status_code == 200
+    wrong = subprocess.run([sys.executable, "-m", "fastserve", "apps.basic:app", "--app-dir", str(TESTS), "--port", "0",
+                            "--ssl-keyfile", str(encrypted), "--ssl-certfile", cert, "--ssl-keyfile-password", "nope"],
+                           capture_output=True, text=True, timeout=20)
+    assert wrong.returncode == 1 and "TLS setup failed" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_tls_client_certificates_required(serve, tmp_path):
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1")
+    client_cert = ca.issue_cert("client@example.org")
+    paths = {name: tmp_path / f"{name}.pem" for name in ("key", "cert", "ca", "client")}
+    server_cert.private_key_pem.write_to_path(paths["key"])
+    server_cert.cert_chain_pems[0].write_to_path(paths["cert"])
+    ca.cert_pem.write_to_path(paths["ca"])
+    client_cert.private_key_and_cert_chain_pem.write_to_path(paths["client"])
+    server = serve("apps.basic:app", "--ssl-keyfile", str(paths["key"]), "--ssl-certfile", str(paths["cert"]),
+                   "--ssl-ca-certs", str(paths["ca"]), "--ssl-cert-reqs", "2", "--ssl-ciphers", "ECDHE+AESGCM")
+    url = f"https://127.0.0.1:{server.port}/"
+    anonymous = ssl.create_default_context(cafile=str(paths["ca"]))
+    with pytest.raises(httpx.TransportError):  # no client certificate: the handshake is refused
+        httpx.get(url, verify=anonymous)
+    identified = ssl.create_default_context(cafile=str(paths["ca"]))
+    identified.load_cert_chain(str(paths["client"]))
+    assert httpx.get(url, verify=identified).text == "Hello, world!"
+
+
+def test_tls_bad_cipher_string_is_a_startup_error(tls_files):
+    key, cert, _ = tls_files
+    result = subprocess.run([sys.executable, "-m", "fastserve", "apps.basic:app", "--app-dir", str(TESTS), "--port", "0",
+                             "--ssl-keyfile", key, "--ssl-certfile", cert, "--ssl-ciphers", "NO-SUCH-CIPHER"],
+                            capture_output=True, text=True, timeout=20)
+    assert result.returncode == 1 and "TLS setup failed" in result.stderr and "Traceback" not in result.stderr

@@ -131,6 +131,12 @@ class Server:
             self.exit_code = 1
             return
         ws_handler = _ws_handler(config, app)  # before lifespan: it may refuse to start (--ws websockets)
+        try:
+            ssl_context = create_ssl_context(config) if config.is_ssl else None
+        except (OSError, ValueError) as exc:  # missing files, a wrong password, bad ciphers
+            logger.error("TLS setup failed: %s", exc)
+            self.exit_code = 1
+            return
         lifespan = Lifespan(app, config.lifespan)
         if not await lifespan.startup():
             self.exit_code = STARTUP_FAILURE
@@ -138,7 +144,7 @@ class Server:
         self.state = ServerState(config, lifespan.state, self.create_access_log(), ws_handler)
         self._arm_request_limit()
         try:
-            await self._listen(app, sockets)
+            await self._listen(app, sockets, ssl_context)
         except OSError as exc:
             logger.error("Could not bind: %s", exc)
             self.exit_code = 1
@@ -169,12 +175,11 @@ class Server:
         logger.info("Served %d requests (--limit-max-requests); shutting down gracefully.", self.state.request_limit)
         self.request_exit()
 
-    async def _listen(self, app: Any, sockets: list[socket.socket] | None) -> None:
+    async def _listen(self, app: Any, sockets: list[socket.socket] | None, ssl_context: ssl.SSLContext | None) -> None:
         config = self.config
         loop = asyncio.get_running_loop()
         parser = parser_class(config.http)
         state = self.state
-        ssl_context = create_ssl_context(config) if config.is_ssl else None
 
         def factory() -> HTTPProtocol:
             return HTTPProtocol(config, app, state, parser, loop)
