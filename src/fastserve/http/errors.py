@@ -24,6 +24,23 @@ def too_many_header_fields() -> BadRequest:
     return BadRequest(431, "Too many request header fields")
 
 
+class StopReading(Exception):
+    """Raised by ``on_request`` for a request that follows one after which the connection closes:
+    the adapter leaves it and everything after it unread, and nothing answers it."""
+
+
+FRAMING_TRAILERS = frozenset((b"content-length", b"transfer-encoding", b"connection", b"proxy-connection"))
+
+
+def check_trailers(trailers) -> None:
+    """llhttp acts on framing and connection fields even in a chunked body's trailer section
+    (refusing Content-Length, closing after "Connection: close"); h11 ignores them. They may not
+    be sent there (RFC 9110 6.5.1), so both parsers refuse them."""
+    for name, _ in trailers:
+        if name in FRAMING_TRAILERS:
+            raise BadRequest(400, "Malformed request: framing field in the trailer section")
+
+
 class ClientDisconnected(OSError):
     """Raised by ``send()`` once the client has gone away (ASGI HTTP spec 2.4)."""
 

@@ -10,11 +10,29 @@ from __future__ import annotations
 import re
 
 import h11
+from h11._readers import ChunkedReader
 
-from .errors import BadRequest, header_section_too_large, request_line_too_long, too_many_header_fields
-
+from .errors import (
+    BadRequest,
+    StopReading,
+    check_trailers,
+    header_section_too_large,
+    request_line_too_long,
+    too_many_header_fields,
+)
 
 _CONTENT_LENGTH = re.compile(rb"\ncontent-length[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+_TRANSFER_ENCODING = re.compile(rb"\ntransfer-encoding[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # CTLs llhttp refuses in a head (HTAB is fine)
+_SPACES = re.compile(rb"  +")
+_ABSOLUTE_FORM = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://")
+_MAX_LENGTH = 0xFFFFFFFFFFFFFFFF  # llhttp keeps lengths in 64 bits and refuses larger ones
+# chunk = chunk-size [ chunk-ext ] CRLF, as llhttp reads it: no whitespace anywhere, extension
+# names are tokens, values tokens then maybe a quoted string; either may be empty, but no ";"
+# right before the CRLF.
+_TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]"
+_QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+_CHUNK_HEADER = re.compile(rb"([0-9A-Fa-f]+)(?:;%s*(?:=%s*(?:%s)?)?)*(?<!;)\r\n" % (_TOKEN, _TOKEN, _QUOTED))
 _H11_REASONS = {
     "Missing mandatory Host: header": "Missing Host header",
     "Found multiple Host: headers": "Multiple Host headers",
@@ -22,7 +40,7 @@ _H11_REASONS = {
 
 
 class H11Parser:
-    __slots__ = ("conn", "h11", "limit_line", "limit_size", "limit_fields", "max_event", "request_done", "response_done")
+    __slots__ = ("conn", "h11", "unread", "limit_line", "limit_size", "limit_fields", "max_event", "request_done", "response_done")
 
     def __init__(self, conn, config) -> None:
         self.conn = conn
@@ -33,12 +51,51 @@ class H11Parser:
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_event)
         self.request_done = False
         self.response_done = False
+        self.unread = False  # the rest of the connection is left unread (StopReading)
 
     def feed(self, data: bytes) -> None:
-        self.h11.receive_data(data)
-        if self.h11.their_state is h11.IDLE:
-            self._check_raw_head(self.h11.trailing_data[0])
-        self._process()
+        conn = self.h11
+        if self.unread:
+            return
+        if conn.their_state is h11.IDLE:
+            self._receive_head(data)
+        elif conn.their_state is h11.MUST_CLOSE:
+            # After an HTTP/1.0 or Connection: close request h11 refuses any byte, llhttp only
+            # bytes after a request that closes. Hold them: response_complete() parses them if
+            # the connection is kept alive (HTTP/1.0 keep-alive), else the connection closes.
+            if len(conn.trailing_data[0]) + len(data) > self.max_event:
+                raise BadRequest(400, "Malformed request: data after the last request")
+            conn.receive_data(data)
+            return
+        else:
+            conn.receive_data(data)
+        self._run()
+
+    def _run(self) -> None:
+        try:
+            self._process()
+        except StopReading:
+            self.unread = True
+
+    def _receive_head(self, data: bytes) -> None:
+        """Bytes of a request head not yet complete: h11 has parsed none of them, so they can
+        still be held to llhttp's rules, which differ from h11's in a few places."""
+        conn = self.h11
+        if not conn.trailing_data[0]:
+            # llhttp skips CR and LF before a request line (RFC 9112 2.2: ignore empty lines).
+            data = data.lstrip(b"\r\n")
+            if not data:
+                return  # (b"" would tell h11 the connection has closed)
+        conn.receive_data(data)
+        head = conn.trailing_data[0]
+        line_end = head.find(b"\r\n")
+        if line_end > 0 and b"  " in head[:line_end]:
+            # llhttp reads "GET  /  HTTP/1.1" as "GET / HTTP/1.1" (RFC 9112 3: a recipient MAY
+            # split the request line on whitespace); h11 splits on single spaces only.
+            head = _SPACES.sub(b" ", head[:line_end]) + head[line_end:]
+            self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_event)
+            self.h11.receive_data(head)
+        self._check_raw_head(head)
 
     def _process(self) -> None:
         conn = self.h11
@@ -52,7 +109,11 @@ class H11Parser:
                 self.conn.on_body(event.data)
             elif kind is h11.Request:
                 self._on_request(event)
+                if type(conn._reader) is ChunkedReader:
+                    conn._reader = _StrictChunkedReader()
             elif kind is h11.EndOfMessage:
+                if event.headers:
+                    check_trailers(event.headers)
                 self.request_done = True
                 self.conn.on_message_complete()
                 if self.conn.upgrade_request is not None:
@@ -61,6 +122,8 @@ class H11Parser:
                 if self.response_done:
                     self._next_cycle()
                     return
+                if conn.their_state is h11.MUST_CLOSE:
+                    return  # HTTP/1.0 or Connection: close; see feed()
             else:  # NEED_DATA, PAUSED (waiting for our response) or ConnectionClosed
                 return
 
@@ -69,6 +132,8 @@ class H11Parser:
         target = event.target
         if len(target) > self.limit_line:
             raise request_line_too_long()
+        if target[:1] not in (b"/", b"*") and event.method != b"CONNECT" and not _ABSOLUTE_FORM.match(target):
+            raise BadRequest(400, "Invalid request target")  # as llhttp: origin, absolute or asterisk form
         headers = list(event.headers)
         if len(headers) > self.limit_fields:
             raise too_many_header_fields()
@@ -93,29 +158,32 @@ class H11Parser:
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_event)
         self.request_done = self.response_done = False
         if data:
-            self._check_raw_head(data)
-            self.h11.receive_data(data)
+            self._receive_head(data)
         if closed:
             self.h11.receive_data(b"")
         if data:
-            self._process()
+            self._run()
 
     def _check_raw_head(self, data: bytes) -> None:
-        # h11 accepts bare LF line ends and obsolete line folding; llhttp rejects both, and so
-        # must we, or the two parsers would disagree about where a request ends.
+        _check_raw_lines(data)
         end = data.find(b"\r\n\r\n")
-        head = data if end < 0 else data[:end]
-        if head.count(b"\n") != head.count(b"\r\n"):
-            raise BadRequest(400, "Malformed request: bare LF line ending")
-        if b"\n " in head or b"\n\t" in head:
-            raise BadRequest(400, "Malformed request: obsolete line folding")
+        # Header values are checked once their line is complete.
+        head = data[:end] if end >= 0 else data[:data.rfind(b"\r\n")]
         # h11 merges repeated equal Content-Length values ("3, 3" or two lines); llhttp refuses.
         if b"ength" in head:
             lengths = _CONTENT_LENGTH.findall(head)
             if len(lengths) > 1:
                 raise BadRequest(400, "Multiple Content-Length headers")
-            if lengths and not lengths[0].strip().isdigit():
-                raise BadRequest(400, "Malformed request: invalid Content-Length")
+            if lengths:
+                value = lengths[0].strip()
+                if not (value.isdigit() and value.isascii()) or int(value) > _MAX_LENGTH:
+                    raise BadRequest(400, "Malformed request: invalid Content-Length")
+        # h11 lower-cases and strips a Transfer-Encoding value and takes "chunked" in any case;
+        # llhttp refuses some of those spellings only after the head. Only "chunked" is served.
+        if b"ncoding" in head:
+            for value in _TRANSFER_ENCODING.findall(head):
+                if value != b"chunked":
+                    raise BadRequest(400, "Malformed request: unsupported Transfer-Encoding")
 
     def _bad_request(self, exc: h11.RemoteProtocolError) -> BadRequest:
         message = str(exc)
@@ -129,3 +197,58 @@ class H11Parser:
         if message in _H11_REASONS:
             return BadRequest(400, _H11_REASONS[message])
         return BadRequest(400, f"Malformed request: {message}")
+
+
+def _check_raw_lines(data: bytes) -> None:
+    """Line rules h11 is lax about and llhttp is not, for a head or a trailer section (complete
+    or not): CRLF only, no obsolete line folding, no control characters."""
+    end = data.find(b"\r\n\r\n")
+    head = data if end < 0 else data[:end]
+    if head.count(b"\n") != head.count(b"\r\n"):
+        raise BadRequest(400, "Malformed request: bare LF line ending")
+    if head.count(b"\r") != head.count(b"\r\n") and not (end < 0 and head.endswith(b"\r") and head.count(b"\r") == head.count(b"\r\n") + 1):
+        raise BadRequest(400, "Malformed request: bare CR")
+    if b"\n " in head or b"\n\t" in head:
+        raise BadRequest(400, "Malformed request: obsolete line folding")
+    if _CONTROL.search(head) is not None:
+        raise BadRequest(400, "Malformed request: control character in the request head")
+
+
+class _StrictChunkedReader(ChunkedReader):
+    """h11's chunked body reader, held to llhttp's rules: chunk sizes fit in 64 bits, chunk
+    extensions follow the grammar, and a trailer section has the same line rules as a head
+    (h11 reads extensions as ";.*", sizes of up to 20 hex digits, and bare LF in trailers)."""
+
+    def __call__(self, buf):
+        if self._reading_trailer:
+            data = buf._data
+            if data[:2] != b"\r\n":
+                if data[:1] == b"\n":
+                    raise BadRequest(400, "Malformed request: bare LF line ending")
+                end = data.find(b"\r\n\r\n")
+                _check_raw_lines(bytes(data if end < 0 else data[:end + 4]))
+                if end < 0:
+                    return None
+        elif self._bytes_in_chunk == 0:
+            if self._bytes_to_discard:  # the CRLF after a chunk's data
+                data = buf.maybe_extract_at_most(len(self._bytes_to_discard))
+                if data is None:
+                    return None
+                if data != self._bytes_to_discard[:len(data)]:
+                    raise BadRequest(400, "Malformed request: no CRLF after chunk data")
+                self._bytes_to_discard = self._bytes_to_discard[len(data):]
+                if self._bytes_to_discard:
+                    return None
+            line = buf.maybe_extract_next_line()
+            if line is None:
+                if b"\n" in buf._data:  # h11 would wait for a CRLF that never ends this line
+                    raise BadRequest(400, "Malformed request: invalid chunk header")
+                return None
+            match = _CHUNK_HEADER.fullmatch(line)
+            if match is None or int(match.group(1), 16) > _MAX_LENGTH:
+                raise BadRequest(400, "Malformed request: invalid chunk header")
+            self._bytes_in_chunk = int(match.group(1), 16)
+            if self._bytes_in_chunk == 0:
+                self._reading_trailer = True
+                return self(buf)
+        return super().__call__(buf)

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import httptools
 
-from .errors import BadRequest, header_section_too_large, request_line_too_long, too_many_header_fields
+from .errors import (
+    BadRequest,
+    StopReading,
+    check_trailers,
+    header_section_too_large,
+    request_line_too_long,
+    too_many_header_fields,
+)
 
 _ERROR_REASONS = {
     "Pause on PRI/Upgrade": (400, "HTTP/2 connection preface received, but this port speaks HTTP/1.1 only"),
     "Invalid method encountered": (400, "Invalid or unsupported HTTP method"),
 }
+_OWS = b" \t"  # optional whitespace around a field value
 
 
 class HttptoolsParser:
@@ -17,7 +25,7 @@ class HttptoolsParser:
 
     def __init__(self, conn, config) -> None:
         self.conn = conn
-        self.parser = httptools.HttpRequestParser(self)
+        self.parser = _new_parser(self)
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
@@ -41,6 +49,10 @@ class HttptoolsParser:
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, BadRequest):
                 raise exc.__context__ from None
+            if isinstance(exc.__context__, StopReading):
+                self.parser = _UNREAD
+                self.in_head = False
+                return
             raise
         except httptools.HttpParserInvalidURLError:
             raise BadRequest(400, "Invalid request target") from None
@@ -68,7 +80,7 @@ class HttptoolsParser:
             return
         # Not an upgrade we take (h2c, or --ws none): llhttp stopped after the request head, which
         # is served as plain HTTP; go on parsing its body, if any, and the bytes that follow it.
-        self.parser = httptools.HttpRequestParser(self)
+        self.parser = _new_parser(self)
         if self.upgrade_body is not None:
             leftover = b"PUT / HTTP/1.1\r\n" + self.upgrade_body + b"\r\n\r\n" + leftover
             self.upgrade_body = None
@@ -94,6 +106,13 @@ class HttptoolsParser:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.stalled = -1
+        # llhttp keeps the whitespace after a field value, which is not part of it (RFC 9110 5.5).
+        stripped = value.rstrip(_OWS)
+        if stripped is not value:
+            if name.lower() == b"transfer-encoding":
+                # llhttp refuses "chunked<TAB>" only after the head, but takes "chunked ".
+                raise BadRequest(400, "Malformed request: unsupported Transfer-Encoding")
+            value = stripped
         self.headers.append((name.lower(), value))
         self.header_bytes += len(name) + len(value) + 4
         if self.header_bytes > self.limit_size:
@@ -118,10 +137,36 @@ class HttptoolsParser:
         self.conn.on_body(body)
 
     def on_message_complete(self) -> None:
+        if self.headers:
+            # llhttp reports chunked trailer fields through on_header, after the head: drop them
+            # (ASGI has no request trailers), or they would join the next request's headers.
+            trailers, self.headers = self.headers, []
+            self.header_bytes = 0
+            check_trailers(trailers)
         if self.upgrade_body is not None:
             return  # llhttp skipped the body; the request completes once _after_upgrade parsed it
         self.body_only = False
         self.conn.on_message_complete()
+
+
+def _new_parser(callbacks) -> httptools.HttpRequestParser:
+    parser = httptools.HttpRequestParser(callbacks)
+    # Whether a request may follow another is the protocol's decision (it raises StopReading for
+    # a request after one the connection closes after), not llhttp's: its keep-alive rules differ
+    # (Proxy-Connection, repeated Connection lines, "keep-alivex") and it would refuse the rest.
+    parser.set_dangerous_leniencies(lenient_keep_alive=True)
+    return parser
+
+
+class _Unread:
+    """Stands in for the llhttp parser once the rest of the connection is left unread."""
+
+    @staticmethod
+    def feed_data(data: bytes) -> None:
+        pass
+
+
+_UNREAD = _Unread()
 
 
 def _body_framing(headers: list[tuple[bytes, bytes]]) -> bytes | None:

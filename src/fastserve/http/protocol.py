@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from .cycle import RequestResponseCycle, Suspended
-from .errors import BadRequest
+from .errors import BadRequest, StopReading
 from .proxy import forwarded_client
 from .response import simple_response
 
@@ -174,6 +174,11 @@ class HTTPProtocol(asyncio.Protocol):
         """A complete request head, with header names lower-cased by the adapter."""
         if self.head_deadline is not None:
             self.head_deadline = None  # arrived in time; a pending timer finds nothing to do
+        previous = self.cycle
+        if previous is not None and not previous.keep_alive:
+            # Pipelined after a request the connection closes after: never read, never answered,
+            # whatever each parser thinks of keep-alive (so no response to a smuggled request).
+            raise StopReading
         method_name = KNOWN_METHODS.get(method)
         if method_name is None:
             if method == b"PRI":
