@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import signal
 import subprocess
@@ -72,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a sentence about the conditions, written into the report")
     p.add_argument("--skip-install", action="store_true",
                    help="use benchmarks/.venv as it is, even if it looks out of date")
+    p.add_argument("--from-json", type=Path, default=None, metavar="RESULTS_JSON",
+                   help="measure nothing: rewrite the report and chart from an earlier results.json")
     p.add_argument("--live-source", action="store_true",
                    help="run fastserve from the live src/ tree instead of a snapshot copied when the "
                         "run starts (the snapshot keeps edits made during a long run out of it)")
@@ -122,6 +125,8 @@ def fastserve_source_state() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.from_json is not None:
+        return rewrite_report(args)
     missing = require_tools()
     if missing:
         print(f"missing tools: {', '.join(missing)} (apt-get install wrk util-linux)", file=sys.stderr)
@@ -162,6 +167,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     write(results, True)
     settings.say(f"wrote {args.output}")
+    return 0
+
+
+def rewrite_report(args: argparse.Namespace) -> int:
+    results = json.loads(args.from_json.read_text())
+    chart = None if args.no_chart else (args.chart or args.output.with_name("results.png"))
+    python = args.server_python or peers_env.VENV_PYTHON
+    report.write_outputs(results, args.output, args.output.with_name("results.json"), chart, python)
+    print(f"wrote {args.output} from {args.from_json}")
     return 0
 
 

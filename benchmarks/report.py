@@ -46,29 +46,54 @@ def ratio(summary: list[dict], scenario: str, server: str, baseline: str) -> flo
     return mine["rate"] / base["rate"]
 
 
+def cpu_ratio(summary: list[dict], scenario: str, server: str, baseline: str) -> float | None:
+    """Baseline's server CPU per request over this server's: the throughput ratio both would
+    reach with one full core each. Much less sensitive to other load than the rates are."""
+    mine, base = _row(summary, scenario, server), _row(summary, scenario, baseline)
+    if mine is None or base is None:
+        return None
+    mine_us, base_us = mine.get("server_cpu_us_per_request"), base.get("server_cpu_us_per_request")
+    if not mine_us or not base_us:
+        return None
+    return base_us / mine_us
+
+
+def _verdict(value: float | None, minimum: float) -> str:
+    if value is None:
+        return "-"
+    return "met" if value >= minimum else "**missed**"
+
+
 def target_lines(summary: list[dict]) -> list[str]:
-    lines = ["| target | measured | verdict |", "|---|---|---|"]
+    lines = ["| target | rate ratio (medians) | verdict | CPU-per-request ratio | verdict |",
+             "|---|---|---|---|---|"]
     for scenario, server, baseline, minimum, text in TARGETS:
         value = ratio(summary, scenario, server, baseline)
+        by_cpu = cpu_ratio(summary, scenario, server, baseline)
         if value is None:
-            lines.append(f"| {text} | not measured | - |")
+            lines.append(f"| {text} | not measured | - | - | - |")
             continue
-        verdict = "met" if value >= minimum else "**missed**"
-        lines.append(f"| {text} | {value:.2f}x | {verdict} |")
+        lines.append(f"| {text} | {value:.2f}x | {_verdict(value, minimum)} | {_fmt_ratio(by_cpu)} | "
+                     f"{_verdict(by_cpu, minimum)} |")
     mine, base = _row(summary, "hello-c64", "fastserve"), _row(summary, "hello-c64", "uvicorn")
     if mine and base and mine.get("p99_ms") and base.get("p99_ms"):
         verdict = "met" if mine["p99_ms"] <= base["p99_ms"] else "**missed**"
         lines.append(f"| hello c64: p99 no worse than uvicorn | {mine['p99_ms']:.2f} ms vs "
-                     f"{base['p99_ms']:.2f} ms | {verdict} |")
+                     f"{base['p99_ms']:.2f} ms | {verdict} | | |")
     else:
-        lines.append("| hello c64: p99 no worse than uvicorn | not measured | - |")
+        lines.append("| hello c64: p99 no worse than uvicorn | not measured | - | | |")
     for scenario, text in MEMORY_TARGETS:
         mine, base = _row(summary, scenario, "fastserve"), _row(summary, scenario, "uvicorn")
         if mine and base:
             verdict = "met" if mine["rate"] < base["rate"] else "**missed**"
-            lines.append(f"| {text} | {mine['rate']:.0f} vs {base['rate']:.0f} KiB/1000 | {verdict} |")
+            lines.append(f"| {text} | {mine['rate']:.0f} vs {base['rate']:.0f} KiB/1000 | {verdict} | | |")
         else:
-            lines.append(f"| {text} | not measured | - |")
+            lines.append(f"| {text} | not measured | - | | |")
+    lines += ["", "The CPU-per-request ratio is uvicorn's (or granian's) server CPU time per request "
+              "divided by fastserve's, both from the same runs: the ratio of the rates each would "
+              "reach with a full core. When other processes take CPU from the server, the rates "
+              "shrink with the share of the core the server got; this ratio moves much less (it still "
+              "assumes the server, not wrk, is the bottleneck)."]
     return lines
 
 
