@@ -39,8 +39,9 @@ class RecordingConnection(HTTPProtocol):
     the scope the app would get. The app is taken to answer at once, as most do, so h11 goes on
     to the next pipelined request; the end of a request that closes the connection stops the reading."""
 
-    def __init__(self, parser_class: type) -> None:
-        super().__init__(CONFIG, None, ServerState(CONFIG, {}, None, None), parser_class, loop=object())
+    def __init__(self, parser_class: type, websocket: bool = False) -> None:
+        ws_handler = (lambda *args: None) if websocket else None  # upgrades taken: switch_protocols()
+        super().__init__(CONFIG, None, ServerState(CONFIG, {}, None, ws_handler), parser_class, loop=object())
         self.server, self.client, self.scheme, self.trusted_peer = ("127.0.0.1", 8000), ("127.0.0.1", 50000), "http", False
         self.events: list[tuple] = []
         self.closed = self.last_closes = False
@@ -62,6 +63,11 @@ class RecordingConnection(HTTPProtocol):
         self.events.append(("complete",))
         self.closed = self.last_closes
 
+    def switch_protocols(self, leftover: bytes) -> None:
+        request, self.upgrade_request = self.upgrade_request, None
+        self.events.append(("upgrade", request.raw_path, request.query_string, tuple(request.headers), bytes(leftover)))
+        self.closed = True  # from here on the WebSocket session reads the connection
+
 
 class Outcome:
     def __init__(self, conn: RecordingConnection, refused: int | None) -> None:
@@ -80,12 +86,14 @@ class Outcome:
             self.refused = exc.status
 
 
-def run(parser: str, data: bytes, cuts: list[int]) -> Outcome:
-    conn = RecordingConnection(PARSERS[parser])
+def run(parser: str, data: bytes, cuts: list[int], websocket: bool = False) -> Outcome:
+    conn = RecordingConnection(PARSERS[parser], websocket)
     bounds = [0, *sorted(c for c in cuts if 0 < c < len(data)), len(data)]
     try:
         for start, end in zip(bounds, bounds[1:], strict=False):
             if conn.closed:
+                if conn.events[-1][0] == "upgrade":  # later reads go to the WebSocket session
+                    conn.events[-1] = (*conn.events[-1][:-1], conn.events[-1][-1] + data[start:])
                 break
             if end > start:
                 conn.parser.feed(data[start:end])
@@ -95,8 +103,8 @@ def run(parser: str, data: bytes, cuts: list[int]) -> Outcome:
     return Outcome(conn, None)
 
 
-def assert_agree(data: bytes, cuts: list[int]) -> tuple[Outcome, Outcome]:
-    a, b = run("httptools", data, cuts), run("h11", data, cuts)
+def assert_agree(data: bytes, cuts: list[int], websocket: bool = False) -> tuple[Outcome, Outcome]:
+    a, b = run("httptools", data, cuts, websocket), run("h11", data, cuts, websocket)
     context = f"\ninput={data!r}\ncuts={cuts}\nhttptools={a}\nh11      ={b}"
     assert a.events == b.events, "the parsers delivered different requests" + context
     if (a.refused is None) != (b.refused is None):
@@ -248,8 +256,8 @@ INTERESTING = [b" ", b"\t", b"\r", b"\n", b"\r\n", b"\x00", b":", b";", b",", b"
 
 
 @st.composite
-def mutated(draw):
-    data, _ = draw(pipelines())
+def mutated(draw, base=None):
+    data, _ = draw(base if base is not None else pipelines())
     for _ in range(draw(st.integers(1, 3))):
         at = draw(st.integers(0, len(data)))
         kind = draw(st.sampled_from(["insert", "delete", "replace"]))
@@ -267,6 +275,44 @@ def mutated(draw):
 @given(mutated(), cuts_for)
 def test_mutated_requests_are_judged_alike(data, cuts):
     assert_agree(data, cuts)
+
+
+# -- WebSocket upgrades --------------------------------------------------------------------------
+@st.composite
+def upgrades(draw):
+    """Maybe some pipelined requests, then a WebSocket upgrade, then bytes for the session."""
+    data, expected = b"", []
+    for _ in range(draw(st.integers(0, 2))):
+        raw, events, keep_alive = draw(requests())
+        if not keep_alive:
+            break  # nothing is read after a request that closes the connection
+        data, expected = data + raw, expected + events
+    target = draw(path).encode()
+    fields = [(b"host", b"x"), (b"upgrade", b"websocket"), (b"connection", b"Upgrade"),
+              (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ=="), (b"sec-websocket-version", b"13")]
+    fields = draw(st.permutations(fields))
+    head = b"GET " + target + b" HTTP/1.1\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in fields) + b"\r\n"
+    after = draw(st.binary(max_size=60))
+    return data + head + after, expected + [("complete",), ("upgrade", target, b"", tuple(fields), after)]
+
+
+def _check_upgrade(case, cuts):
+    data, expected = case
+    for parser in PARSERS:
+        outcome = run(parser, data, cuts, websocket=True)
+        assert outcome.refused is None and outcome.events == expected, f"{parser}: {outcome}\ninput={data!r}"
+
+
+@FAST
+@given(upgrades(), cuts_for)
+def test_upgrade_hands_the_same_bytes_to_the_websocket_session(case, cuts):
+    _check_upgrade(case, cuts)
+
+
+@FAST
+@given(st.deferred(lambda: mutated(upgrades())), cuts_for)
+def test_mutated_upgrades_are_judged_alike(data, cuts):
+    assert_agree(data, cuts, websocket=True)
 
 
 # -- soak variants (make soak) ------------------------------------------------------------------
@@ -314,3 +360,13 @@ def test_found_shapes_agree(name):
     for cuts in ([], [1], [3, 17], list(range(1, len(FOUND[name])))):
         a, _ = assert_agree(FOUND[name], cuts)
         assert a.refused is None and a.events, a
+
+
+@pytest.mark.slow
+@SOAK
+@given(st.one_of(upgrades(), mutated(upgrades()).map(lambda d: (d, None))), cuts_for)
+def test_soak_upgrades(case, cuts):
+    if case[1] is None:
+        assert_agree(case[0], cuts, websocket=True)
+    else:
+        _check_upgrade(case, cuts)

@@ -109,6 +109,9 @@ SHAPES = {
     "authority-form target on GET": (b"GET example.com:80 HTTP/1.1\r\n" + H + b"\r\n", BAD),
     "scheme without slashes": (b"GET http:/x HTTP/1.1\r\n" + H + b"\r\n", BAD),
     "lower-case version": (b"GET / http/1.1\r\n" + H + b"\r\n", BAD),
+    "upgrade with a Connection value that only contains upgrade": (
+        b"GET / HTTP/1.1\r\n" + H + b"Upgrade: websocket\r\nConnection: Upgrade:, close\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", OK),
     # -- Content-Length values -------------------------------------------------------------------
     "CL +5": (POST + b"Content-Length: +5\r\n\r\nhello", BAD),
     "CL 0x5": (POST + b"Content-Length: 0x5\r\n\r\nhello", BAD),

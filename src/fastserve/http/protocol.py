@@ -204,7 +204,9 @@ class HTTPProtocol(asyncio.Protocol):
                     keep_alive = False
                 elif b"keep-alive" in tokens:
                     keep_alive = True
-                if b"upgrade" in tokens:
+                if b"upgrade" in tokens and b"upgrade" in [t.strip(b" \t") for t in tokens.split(b",")]:
+                    # A whole token, as llhttp decides (it would parse on after "Upgrade:" or
+                    # "upgrades", and the switch would never come).
                     connection_upgrade = True
             elif kind == _CONTENT_LENGTH:
                 content_lengths += 1
