@@ -317,6 +317,7 @@ def test_mutated_upgrades_are_judged_alike(data, cuts):
 
 # -- soak variants (make soak) ------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 @SOAK
 @given(st.one_of(st.binary(max_size=600), httpish), cuts_for)
 def test_soak_any_bytes(data, cuts):
@@ -324,6 +325,7 @@ def test_soak_any_bytes(data, cuts):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 @SOAK
 @given(pipelines(), cuts_for)
 def test_soak_valid_requests(pipeline, cuts):
@@ -331,6 +333,7 @@ def test_soak_valid_requests(pipeline, cuts):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 @settings(SOAK, max_examples=20000)
 @given(mutated(), cuts_for)
 def test_soak_mutated_requests(data, cuts):
@@ -363,6 +366,7 @@ def test_found_shapes_agree(name):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 @SOAK
 @given(st.one_of(upgrades(), mutated(upgrades()).map(lambda d: (d, None))), cuts_for)
 def test_soak_upgrades(case, cuts):

@@ -297,6 +297,7 @@ def test_stream_cut_mid_frame_closes_cleanly(server):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_soak_websocket_frames(server):
     given(frames=st.one_of(valid_sequence, faulty_sequence(), st.lists(fault(), min_size=1, max_size=6)))(
         SOAK(lambda frames: exchange(server.port, frames)))()
