@@ -39,9 +39,11 @@ SOAK = settings(max_examples=1500, deadline=None, suppress_health_check=list(Hea
 def server(request):
     http, loop = request.param
     server = ServerProcess("apps.ws:app", "--http", http, "--loop", loop, "--ws-max-size", str(MAX_SIZE))
-    server.start()
-    yield server
-    server.stop()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()  # also when it never said it was running
 
 
 class Frame:
