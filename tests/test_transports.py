@@ -167,3 +167,27 @@ def test_tls_bad_cipher_string_is_a_startup_error(tls_files):
                              "--ssl-keyfile", key, "--ssl-certfile", cert, "--ssl-ciphers", "NO-SUCH-CIPHER"],
                             capture_output=True, text=True, timeout=20)
     assert result.returncode == 1 and "TLS setup failed" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_tls_scope_extension(serve, tmp_path, basic_server):
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1")
+    client_cert = ca.issue_cert("client@example.org")
+    for name, blob in (("key", server_cert.private_key_pem), ("cert", server_cert.cert_chain_pems[0]),
+                       ("ca", ca.cert_pem), ("client", client_cert.private_key_and_cert_chain_pem)):
+        blob.write_to_path(tmp_path / f"{name}.pem")
+    server = serve("apps.basic:app", "--ssl-keyfile", str(tmp_path / "key.pem"), "--ssl-certfile", str(tmp_path / "cert.pem"),
+                   "--ssl-ca-certs", str(tmp_path / "ca.pem"), "--ssl-cert-reqs", "1")
+    context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    context.load_cert_chain(str(tmp_path / "client.pem"))
+    tls = httpx.get(f"https://127.0.0.1:{server.port}/scope", verify=context).json()["extensions"]["tls"]
+    assert tls["server_cert"].startswith("-----BEGIN CERTIFICATE-----")
+    assert len(tls["client_cert_chain"]) == 1 and tls["client_cert_chain"][0].startswith("-----BEGIN CERTIFICATE-----")
+    assert "O=trustme" in tls["client_cert_name"]
+    assert tls["client_cert_error"] is None
+    assert tls["tls_version"] in (0x0303, 0x0304)
+    assert isinstance(tls["cipher_suite"], int) and 0 < tls["cipher_suite"] <= 0xFFFF
+    anonymous = httpx.get(f"https://127.0.0.1:{server.port}/scope", verify=ssl.create_default_context(cafile=str(tmp_path / "ca.pem")))
+    assert anonymous.json()["extensions"]["tls"]["client_cert_chain"] == []
+    # A plain-HTTP connection has no TLS extension at all (ASGI TLS spec).
+    assert "tls" not in httpx.get(basic_server.url + "/scope").json().get("extensions", {})

@@ -17,6 +17,7 @@ from typing import Any
 from .config import Config
 from .http import parser_class
 from .http.protocol import HTTPProtocol
+from .http.tls import TLSInfo
 from .importer import AppImportError, load_app
 from .lifespan import Lifespan
 from .logging import AccessLog
@@ -43,6 +44,7 @@ class ServerState:
         self.limit_concurrency = config.limit_concurrency
         self.limit_connections = config.limit_connections
         self.accepting: Any = None  # the Server's listener switch, for --limit-connections
+        self.tls: Any = None  # TLSInfo when serving TLS: source of the ASGI "tls" scope extension
         self.access_log = access_log
         self.ws_handler = ws_handler
         self._server_header = config.server_header
@@ -142,6 +144,8 @@ class Server:
             self.exit_code = STARTUP_FAILURE
             return
         self.state = ServerState(config, lifespan.state, self.create_access_log(), ws_handler)
+        if ssl_context is not None:
+            self.state.tls = TLSInfo(ssl_context, config.ssl_certfile)
         self._arm_request_limit()
         try:
             await self._listen(app, sockets, ssl_context)

@@ -83,6 +83,7 @@ class HTTPProtocol(asyncio.Protocol):
         "client",
         "scheme",
         "trusted_peer",
+        "tls",
         "cycle",
         "active",
         "pipeline",
@@ -129,6 +130,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.server = _address(transport.get_extra_info("sockname"))
         self.client = _address(transport.get_extra_info("peername"))
         self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
+        self.tls = self.state.tls.extension(transport) if self.state.tls is not None else None
         self.trusted_peer = self.config.proxy_headers and (
             self.client is None or self.client[0] in self.config.trusted_proxies
         )
@@ -263,6 +265,8 @@ class HTTPProtocol(asyncio.Protocol):
             "headers": headers,
             "state": self.state.app_state.copy(),
         }
+        if self.tls is not None:
+            scope["extensions"] = {"tls": self.tls}
         cycle = RequestResponseCycle(self, scope, keep_alive, expect_100, method == b"HEAD", http_version == "1.0")
         self.cycle = cycle
         if self.active is None:

@@ -42,7 +42,7 @@ def build_scope(request: UpgradeRequest, conn: Any) -> dict[str, Any]:
         "headers": request.headers,
         "subprotocols": offered_subprotocols(request.headers),
         "state": state.app_state.copy(),
-        "extensions": EXTENSIONS,
+        "extensions": EXTENSIONS if conn.tls is None else {**EXTENSIONS, "tls": conn.tls},
     }
 
 
