@@ -34,6 +34,41 @@ FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 SOAK = settings(max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+class _Handle:
+    def cancel(self) -> None:
+        pass
+
+
+class _Loop:
+    """The few loop calls a connection makes before an app runs (timers); none ever fires."""
+
+    def time(self) -> float:
+        return 0.0
+
+    def call_at(self, when, callback, *args):
+        return _Handle()
+
+    call_later = call_at
+
+    def call_soon(self, callback, *args):
+        return _Handle()
+
+
+class _Transport:
+    """What connection_made asks of a transport; this harness never writes through it."""
+
+    def get_extra_info(self, name, default=None):
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    resume_reading = pause_reading
+
+    def is_closing(self) -> bool:
+        return False
+
+
 class RecordingConnection(HTTPProtocol):
     """A real HTTPProtocol, minus the app: each request that passes validation is recorded with
     the scope the app would get. The app is taken to answer at once, as most do, so h11 goes on
@@ -41,8 +76,8 @@ class RecordingConnection(HTTPProtocol):
 
     def __init__(self, parser_class: type, websocket: bool = False) -> None:
         ws_handler = (lambda *args: None) if websocket else None  # upgrades taken: switch_protocols()
-        super().__init__(CONFIG, None, ServerState(CONFIG, {}, None, ws_handler), parser_class, loop=object())
-        self.server, self.client, self.scheme, self.trusted_peer = ("127.0.0.1", 8000), ("127.0.0.1", 50000), "http", False
+        super().__init__(CONFIG, None, ServerState(CONFIG, {}, None, ws_handler), parser_class, loop=_Loop())
+        self.connection_made(_Transport())
         self.events: list[tuple] = []
         self.closed = self.last_closes = False
 

@@ -230,14 +230,17 @@ class _StrictChunkedReader(ChunkedReader):
                 if end < 0:
                     return None
         elif self._bytes_in_chunk == 0:
-            if self._bytes_to_discard:  # the CRLF after a chunk's data
-                data = buf.maybe_extract_at_most(len(self._bytes_to_discard))
+            pending = self._bytes_to_discard
+            if pending:  # the CRLF after a chunk's data (h11 < 0.16 counts it and never checks it)
+                footer = pending if isinstance(pending, bytes) else b"\r\n"[2 - pending:]
+                data = buf.maybe_extract_at_most(len(footer))
                 if data is None:
                     return None
-                if data != self._bytes_to_discard[:len(data)]:
+                if data != footer[:len(data)]:
                     raise BadRequest(400, "Malformed request: no CRLF after chunk data")
-                self._bytes_to_discard = self._bytes_to_discard[len(data):]
-                if self._bytes_to_discard:
+                rest = footer[len(data):]
+                self._bytes_to_discard = rest if isinstance(pending, bytes) else len(rest)
+                if rest:
                     return None
             line = buf.maybe_extract_next_line()
             if line is None:
