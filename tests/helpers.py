@@ -51,7 +51,11 @@ class ServerProcess:
                                      env=self.env, cwd=self.cwd, start_new_session=True)
         threading.Thread(target=self._drain, daemon=True).start()
         if self.wait_for is not None:
-            self.wait_for_line(self.wait_for, timeout)
+            try:
+                self.wait_for_line(self.wait_for, timeout)
+            except BaseException:
+                self._kill()  # never leave a server behind when it failed to start
+                raise
             match = next((m for m in map(_RUNNING.search, self.lines) if m), None)
             if match:
                 self.scheme, self.port = match.group(1), int(match.group(3))
@@ -88,6 +92,11 @@ class ServerProcess:
     @property
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def _kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 15.0) -> int:
         if self.proc is None:

@@ -149,3 +149,17 @@ def test_bad_handshake_is_refused(server, request_bytes, status):
     with socket.create_connection(("127.0.0.1", server.port)) as sock:  # the server is unharmed
         sock.sendall(handshake_request())
         assert sock.recv(4096).startswith(b"HTTP/1.1 101 ")
+
+
+def test_close_inside_a_fragmented_message_reports_the_servers_1002_to_the_app(serve):
+    from .wsclient import close_frame, get_events
+
+    server = serve("apps.ws:app")
+    ws = RawWebSocket(server.port, "/ws/record?name=fragclose")
+    ws.send(frame(TEXT, b"first half", fin=False))
+    ws.send(close_frame(1000))  # a close frame where the continuation should be
+    code, _ = ws.recv_close()
+    ws.close()
+    assert code == 1002
+    server.wait_for_line("fragclose: disconnect 1002")  # the failure, not the client's 1000
+    assert "fragclose: disconnect 1000" not in get_events(server.port)

@@ -247,6 +247,7 @@ class HTTPProtocol(asyncio.Protocol):
             self.upgrade_request = UpgradeRequest(
                 path, raw_path, query_string, headers, http_version, client, scheme
             )
+            self.cycle = None  # its message-complete is not the previous request's
             return
         if self.closing:
             keep_alive = False

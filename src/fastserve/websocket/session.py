@@ -44,6 +44,11 @@ if TYPE_CHECKING:
     from ..http.protocol import HTTPProtocol, UpgradeRequest
 
 logger = logging.getLogger("fastserve.error")
+# Close codes that mean the server failed the connection; they outrank the client's close frame.
+_FAILURE_CODES = frozenset((
+    CloseCode.PROTOCOL_ERROR, CloseCode.UNSUPPORTED_DATA, CloseCode.INVALID_DATA, CloseCode.MESSAGE_TOO_BIG,
+    CloseCode.MANDATORY_EXTENSION, CloseCode.INTERNAL_ERROR, CloseCode.SERVICE_RESTART, CloseCode.TRY_AGAIN_LATER,
+))
 
 HANDSHAKE, OPEN, DENIAL, CLOSED = "handshake", "open", "denial", "closed"
 # How long a peer gets to answer our close frame (or read our last bytes) before the TCP
@@ -287,8 +292,14 @@ class WebSocketSession(asyncio.Protocol):
             wake(waiter)
 
     def _close_code(self) -> tuple[int, str]:
+        """Why the connection ended: an error close the server sent (the server failed it), else
+        the client's close, else ours, else 1006."""
         protocol = self.protocol
-        close = protocol.close_rcvd or protocol.close_sent
+        sent = protocol.close_sent
+        if sent is not None and sent.code in _FAILURE_CODES:
+            close = sent
+        else:
+            close = protocol.close_rcvd or sent
         if close is None:
             return CloseCode.ABNORMAL_CLOSURE, ""
         return close.code, close.reason
