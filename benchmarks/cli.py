@@ -113,13 +113,13 @@ def fastserve_source_state() -> str:
 
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-        return done.stdout.strip() if done.returncode == 0 else ""
+        return done.stdout if done.returncode == 0 else ""
 
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--", "src")
+    commit = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", "src").splitlines() if line]
     if not dirty:
         return f"commit {commit}, src/ clean"
-    files = ", ".join(line[3:] for line in dirty.splitlines())
+    files = ", ".join(dirty)
     return f"commit {commit} plus uncommitted edits in {files}"
 
 
