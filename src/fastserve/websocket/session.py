@@ -20,6 +20,7 @@ import asyncio
 import codecs
 import logging
 import os
+import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,8 @@ HANDSHAKE, OPEN, DENIAL, CLOSED = "handshake", "open", "denial", "closed"
 CLOSE_TIMEOUT = 10.0
 _TEXT, _BINARY, _CONT, _PONG, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG, Opcode.CLOSE
 _WS_OPEN, _WS_CONNECTING = State.OPEN, State.CONNECTING
+_FIN_TEXT, _FIN_BINARY = 0x81, 0x82  # first header byte: FIN, no RSV bits, opcode
+_HEAD_SHORT, _HEAD_16, _HEAD_64 = struct.Struct("!BB").pack, struct.Struct("!BBH").pack, struct.Struct("!BBQ").pack
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
@@ -342,17 +345,27 @@ class WebSocketSession(asyncio.Protocol):
             raise ClientDisconnected(f"Cannot send {kind!r}: the WebSocket connection is closed.")
 
     def _send_data(self, message: dict[str, Any]) -> None:
-        if self.protocol.state is not _WS_OPEN:
+        protocol = self.protocol
+        if protocol.state is not _WS_OPEN:
             raise ClientDisconnected("Cannot send 'websocket.send': the WebSocket connection is closing.")
         text = message.get("text")
         if text is not None:
-            self.protocol.send_text(text.encode())
+            data, first = text.encode(), _FIN_TEXT
         else:
-            data = message.get("bytes")
+            data, first = message.get("bytes"), _FIN_BINARY
             if data is None:
                 raise RuntimeError("'websocket.send' needs 'text' or 'bytes'.")
-            self.protocol.send_binary(data)
-        self._flush()
+        if protocol.extensions:  # compression negotiated: websockets encodes the frame
+            if text is not None:
+                protocol.send_text(data)
+            else:
+                protocol.send_binary(data)
+            self._flush()
+        else:
+            # An unmasked, unfragmented frame is a header and the payload; built here, it skips
+            # websockets' Frame object, serializer and write list (every write is flushed, so
+            # nothing queued in websockets can be overtaken).
+            self.transport.write(_frame_head(first, len(data)) + data)
 
     def _send_close(self, message: dict[str, Any]) -> None:
         code = message.get("code") or CloseCode.NORMAL_CLOSURE
@@ -565,6 +578,15 @@ class WebSocketSession(asyncio.Protocol):
         access_log = self.state.access_log
         if access_log is not None:
             access_log.log(self, HandshakeRecord(self.scope, status, self.start_time))
+
+
+def _frame_head(first: int, length: int) -> bytes:
+    """RFC 6455 5.2 header of an unmasked server frame carrying ``length`` payload bytes."""
+    if length < 126:
+        return _HEAD_SHORT(first, length)
+    if length < 65536:
+        return _HEAD_16(first, 126, length)
+    return _HEAD_64(first, 127, length)
 
 
 def _describe(client: tuple[str, int] | None) -> str:
