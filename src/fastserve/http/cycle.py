@@ -20,7 +20,6 @@ from .response import (
     CONNECTION_CLOSE,
     CONTINUE_RESPONSE,
     FINAL_CHUNK,
-    check_header_block,
     chunk,
     lower_name,
     simple_response,
@@ -98,7 +97,7 @@ class RequestResponseCycle:
         self.disconnected = False
         # Response state.
         self.response_started = False
-        self.head: bytes | None = None
+        self.head: tuple[bytes, bytes, bytes] | None = None
         self.head_sent = False
         self.response_complete = False
         self.status = 0
@@ -119,17 +118,13 @@ class RequestResponseCycle:
         self.body_size += len(data)
         if self.body_size > BODY_HIGH_WATER:
             self.conn.flow.pause_reading()
-        self._wake()
-
-    def on_message_complete(self) -> None:
-        self.more_body = False
-        self._wake()
+        self.wake()
 
     def on_disconnect(self) -> None:
         self.disconnected = True
-        self._wake()
+        self.wake()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
         waiter = self.waiter
         if waiter is not None:  # checked here: this runs once per request, usually with no waiter
             self.waiter = None
@@ -225,7 +220,9 @@ class RequestResponseCycle:
             block = b"".join(parts)
         except TypeError:
             raise InvalidResponse("response header names and values must be bytes") from None
-        check_header_block(block, count)
+        # Inlined check_header_block(): values may not carry CR, LF or NUL (one CRLF per line).
+        if block.count(b"\n") != count or block.count(b"\r") != count or b"\0" in block:
+            raise InvalidResponse("response header value contains CR, LF or NUL")
         if status in _NO_BODY_STATUSES or status < 200:
             self.no_body = True
             if status == 204:
@@ -234,7 +231,8 @@ class RequestResponseCycle:
         if replaces_defaults:
             defaults = self.conn.state.defaults_without(headers)
         self.app_closes = app_closes
-        self.head = line + defaults + block
+        # Kept in parts: the fast path joins them with the length and body in one format op.
+        self.head = (line, defaults, block)
 
     def _framing(self, first_body: bytes, more_body: bool) -> bytes:
         """Framing headers, chosen when the first body message arrives."""
@@ -273,11 +271,13 @@ class RequestResponseCycle:
             self.head_sent = self.response_complete = True
             self.bytes_sent = size = len(body)
             if size <= JOIN_LIMIT:
-                self.transport.write(b"%scontent-length: %d\r\n\r\n%s" % (self.head, size, body))
+                line, defaults, block = self.head
+                self.transport.write(b"%s%s%scontent-length: %d\r\n\r\n%s" % (line, defaults, block, size, body))
             else:
-                self.transport.writelines((self.head + b"content-length: %d\r\n\r\n" % size, body))
+                head = b"".join(self.head) + b"content-length: %d\r\n\r\n" % size
+                self.transport.writelines((head, body))
             if self.waiter is not None:
-                self._wake()
+                self.wake()
             self.conn.on_response_complete(self)
             return
         overflow = False
@@ -305,13 +305,13 @@ class RequestResponseCycle:
                 self._abandon()
                 return
             self.response_complete = True
-            self._wake()
+            self.wake()
             self.conn.on_response_complete(self)
 
     def _write(self, body: bytes, more_body: bool) -> None:
         transport = self.transport
         if not self.head_sent:
-            head = self.head + self._framing(body, more_body) + b"\r\n"
+            head = b"".join((*self.head, self._framing(body, more_body), b"\r\n"))
             self.head_sent = True
             if self.no_body:
                 transport.write(head)
@@ -333,7 +333,7 @@ class RequestResponseCycle:
         """The response cannot be completed correctly: make the client see a broken response."""
         self.keep_alive = False
         self.response_complete = True
-        self._wake()
+        self.wake()
         self.conn.on_response_complete(self)
 
     # -- running the app ------------------------------------------------------------------------

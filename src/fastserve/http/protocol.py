@@ -234,7 +234,10 @@ class HTTPProtocol(asyncio.Protocol):
         if content_lengths and chunked:
             # Ambiguous framing, the root of request smuggling: never guess (RFC 9112 6.1).
             raise BadRequest(400, "Content-Length together with Transfer-Encoding")
-        raw_path, query_string = _split_target(target)
+        if target[0] == 0x2F:  # origin-form "/path?query", nearly every request
+            raw_path, _, query_string = target.partition(b"?")
+        else:
+            raw_path, query_string = _split_target(target)
         if not raw_path.isascii():
             raise BadRequest(400, "Invalid request target")
         path = unquote(raw_path.decode("ascii")) if b"%" in raw_path else raw_path.decode("ascii")
@@ -283,9 +286,15 @@ class HTTPProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         cycle = self.cycle
         if cycle is not None:
-            cycle.on_message_complete()
+            cycle.more_body = False  # inlined cycle.on_message_complete(): once per request
+            if cycle.waiter is not None:
+                cycle.wake()
             if self.active is None and not self.pipeline and not self.closing:
-                self._become_idle()  # the app answered before the request had fully arrived
+                # The app answered before the request had fully arrived: idle now. Inlined
+                # _become_idle() (once per request); the timer usually exists already.
+                self.idle_since = self.loop.time()
+                if self.keep_alive_handle is None:
+                    self._become_idle()
 
     def switch_protocols(self, leftover: bytes) -> None:
         """Hand the connection to the WebSocket session (called by the adapter), once the responses
@@ -330,7 +339,12 @@ class HTTPProtocol(asyncio.Protocol):
             coro = self.app(cycle.scope, cycle.receive, cycle.send)
             awaited = context.run(coro.send, None)
         except StopIteration:
-            cycle.app_finished()
+            if cycle.response_complete:  # the common case, kept to a counter (measured)
+                self.state.active_requests -= 1
+                if self.closing and self.active is None and not self.pipeline:
+                    self.transport.close()
+            else:
+                cycle.app_finished()
             return
         except AttributeError:
             if hasattr(coro, "send"):
@@ -365,7 +379,7 @@ class HTTPProtocol(asyncio.Protocol):
         if cycle is not self.active:
             return
         self.active = None
-        if not cycle.keep_alive or self.transport.is_closing():
+        if not cycle.keep_alive or cycle.disconnected:
             self.transport.close()
             return
         if self.closing:
