@@ -187,7 +187,30 @@ class RequestResponseCycle:
             raise RuntimeError(f"Expected ASGI message 'http.response.body', got {message_type!r}.")
         if self.disconnected:
             raise ClientDisconnected("the client closed the connection")
-        self._send_body(message.get("body", b""), message.get("more_body", False))
+        body = message.get("body", b"")
+        more_body = message.get("more_body", False)
+        if (
+            not more_body
+            and not self.head_sent
+            and self.expected_length is None
+            and self.keep_alive
+            and not (self.no_body or self.chunked or self.http10)
+        ):
+            # The common case, kept to one branch here (measured): the whole body in one
+            # message, sent with the head and a content-length in a single write.
+            self.head_sent = self.response_complete = True
+            self.bytes_sent = size = len(body)
+            if size <= JOIN_LIMIT:
+                line, defaults, block = self.head
+                self.transport.write(b"%s%s%scontent-length: %d\r\n\r\n%s" % (line, defaults, block, size, body))
+            else:
+                head = b"".join(self.head) + b"content-length: %d\r\n\r\n" % size
+                self.transport.writelines((head, body))
+            if self.waiter is not None:
+                self.wake()
+            self.conn.on_response_complete(self)
+            return
+        self._send_body(body, more_body)
 
     def _start_response(self, message: dict[str, Any]) -> None:
         self.response_started = True
@@ -259,27 +282,7 @@ class RequestResponseCycle:
         return framing
 
     def _send_body(self, body: bytes, more_body: bool) -> None:
-        if (
-            not more_body
-            and not self.head_sent
-            and self.expected_length is None
-            and self.keep_alive
-            and not (self.no_body or self.chunked or self.http10)
-        ):
-            # The common case, kept to one branch (measured): the whole body in one message,
-            # sent with the head and a content-length in a single write.
-            self.head_sent = self.response_complete = True
-            self.bytes_sent = size = len(body)
-            if size <= JOIN_LIMIT:
-                line, defaults, block = self.head
-                self.transport.write(b"%s%s%scontent-length: %d\r\n\r\n%s" % (line, defaults, block, size, body))
-            else:
-                head = b"".join(self.head) + b"content-length: %d\r\n\r\n" % size
-                self.transport.writelines((head, body))
-            if self.waiter is not None:
-                self.wake()
-            self.conn.on_response_complete(self)
-            return
+        """Everything but the single-message fast path in send()."""
         overflow = False
         if self.expected_length is not None and not self.no_body:
             remaining = self.expected_length - self.bytes_sent
