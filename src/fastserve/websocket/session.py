@@ -29,6 +29,11 @@ from websockets.frames import CloseCode, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # websockets built without its C extension
+    from websockets.utils import apply_mask
+
 from ..http.errors import ClientDisconnected
 from ..http.flow import FlowControl, wake
 from ..http.response import simple_response
@@ -59,6 +64,7 @@ _TEXT, _BINARY, _CONT, _PONG, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, 
 _WS_OPEN, _WS_CONNECTING = State.OPEN, State.CONNECTING
 _FIN_TEXT, _FIN_BINARY = 0x81, 0x82  # first header byte: FIN, no RSV bits, opcode
 _HEAD_SHORT, _HEAD_16, _HEAD_64 = struct.Struct("!BB").pack, struct.Struct("!BBH").pack, struct.Struct("!BBQ").pack
+_NO_MASK = b"\0\0\0\0"  # a valid masking key that leaves the payload as it is
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
@@ -99,6 +105,9 @@ class WebSocketSession(asyncio.Protocol):
         "disconnect",
         "early",
         "parts",
+        "direct",
+        "buffered",
+        "needed",
         "decoder",
         "task",
         "connection_lost_",
@@ -109,6 +118,7 @@ class WebSocketSession(asyncio.Protocol):
         "close_handle",
         "start_time",
         "reported",
+        "handshake_handle",
     )
 
     def __init__(self, conn: HTTPProtocol, request: UpgradeRequest, settings: SessionSettings) -> None:
@@ -129,6 +139,10 @@ class WebSocketSession(asyncio.Protocol):
         self.disconnect: dict[str, Any] | None = None  # repeated to the app once the inbox is empty
         self.early = bytearray()  # bytes received before the 101 went out
         self.parts: list | None = None  # fragments of the message being received
+        # Framing done here rather than by websockets' parser (see _read_frames); set at accept.
+        self.direct = False
+        self.buffered = bytearray()  # the start of an incomplete frame, in direct mode
+        self.needed = 0  # bytes the buffered frame needs in all, once its header is known
         self.decoder = None
         self.task: asyncio.Task | None = None
         self.connection_lost_ = False
@@ -139,6 +153,7 @@ class WebSocketSession(asyncio.Protocol):
         self.close_handle: asyncio.TimerHandle | None = None
         self.start_time = self.loop.time()
         self.reported = False
+        self.handshake_handle: asyncio.TimerHandle | None = None
 
     # -- taking over the connection -------------------------------------------------------------
     def start(self, request: UpgradeRequest, leftover: bytes) -> None:
@@ -150,7 +165,7 @@ class WebSocketSession(asyncio.Protocol):
             return
         self.inbox.append({"type": "websocket.connect"})
         self.task = self.loop.create_task(self.run_asgi())
-        self.loop.call_later(self.settings.handshake_timeout, self._handshake_timed_out)
+        self.handshake_handle = self.loop.call_later(self.settings.handshake_timeout, self._handshake_timed_out)
         if leftover:
             self.data_received(leftover)
 
@@ -177,6 +192,10 @@ class WebSocketSession(asyncio.Protocol):
 
     # -- asyncio callbacks ----------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        if self.direct:
+            if self._read_frames(data):  # only bytes websockets parsed can leave it something to do
+                self._after_receive()
+            return
         protocol = self.protocol
         if protocol.state is _WS_CONNECTING:  # no 101 sent (yet)
             if self.phase is HANDSHAKE:
@@ -185,15 +204,23 @@ class WebSocketSession(asyncio.Protocol):
                 if len(self.early) > self.settings.max_size:
                     self.flow.pause_reading()
             return
+        self._feed(data)
+        self._after_receive()
+
+    def _feed(self, data: bytes) -> None:
+        """Let websockets parse ``data``: control frames, fragments, compression, bad input."""
+        protocol = self.protocol
         protocol.receive_data(data)
         events = protocol.events_received()
         if events:
             for frame in events:
                 self._on_frame(frame)
-        self._after_receive()
 
     def eof_received(self) -> bool:
         if self.protocol.state is not _WS_CONNECTING:
+            if self.buffered:  # a frame cut short: websockets reports it as such
+                self.protocol.receive_data(bytes(self.buffered))
+                self.buffered = bytearray()
             self.protocol.receive_eof()
             self._after_receive()
         return False  # close our side too
@@ -205,7 +232,7 @@ class WebSocketSession(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connection_lost_ = True
-        for handle in (self.ping_handle, self.pong_handle, self.close_handle):
+        for handle in (self.ping_handle, self.pong_handle, self.close_handle, self.handshake_handle):
             if handle is not None:
                 handle.cancel()
         self.flow.connection_lost()
@@ -221,6 +248,72 @@ class WebSocketSession(asyncio.Protocol):
         self.flow.resume_writing()
 
     # -- frames from the client -----------------------------------------------------------------
+    def _read_frames(self, data: bytes) -> bool:
+        """Split ``data`` into frames; complete, masked, unfragmented text and binary frames become
+        messages here, every other frame goes to websockets whole, one at a time. Returns whether
+        websockets was given any bytes.
+
+        websockets' parser thus only ever sees whole frames and stays at a frame boundary, so this
+        can go on after a ping or a fragmented message. Used only without extensions (no RSV bits
+        are valid) and while the connection is OPEN.
+        """
+        buffered = self.buffered
+        if buffered:
+            buffered += data
+            if len(buffered) < self.needed:
+                return False  # still incomplete: no need to parse its header again
+            data, self.buffered = bytes(buffered), bytearray()
+        protocol = self.protocol
+        max_size = self.settings.max_size
+        end = len(data)
+        pos = 0
+        self.needed = 0  # until a frame's header is complete
+        fed = False
+        while pos < end:
+            if protocol.state is not _WS_OPEN:  # closing or failed: websockets discards the rest
+                self.direct = False
+                self._feed(data[pos:])
+                return True
+            head = pos + 2
+            if head > end:
+                break
+            first, second = data[pos], data[pos + 1]
+            length = second & 0x7F
+            if length == 126:
+                if head + 2 > end:
+                    break
+                length = int.from_bytes(data[head : head + 2])
+                head += 2
+            elif length == 127:
+                if head + 8 > end:
+                    break
+                length = int.from_bytes(data[head : head + 8])
+                head += 8
+            if length > max_size:  # websockets fails the connection (1009) with its own message
+                self.direct = False
+                self._feed(data[pos:])
+                return True
+            masked = second & 0x80
+            if masked:
+                head += 4
+            frame_end = head + length
+            if frame_end > end:
+                self.needed = frame_end - pos
+                break
+            if masked and (first == _FIN_TEXT or first == _FIN_BINARY) and protocol.current_size is None:
+                payload = data[head:frame_end]
+                mask = data[head - 4 : head]
+                if mask != _NO_MASK:
+                    payload = apply_mask(payload, mask)
+                self._on_message(first == _FIN_TEXT, payload)
+            else:
+                self._feed(data[pos:frame_end])
+                fed = True
+            pos = frame_end
+        if pos < end:
+            self.buffered = bytearray(data[pos:])
+        return fed
+
     def _on_frame(self, frame: Any) -> None:
         opcode = frame.opcode
         if opcode is _TEXT or opcode is _BINARY:
@@ -382,6 +475,9 @@ class WebSocketSession(asyncio.Protocol):
         self.flow.resume_reading()  # even with a full queue, the client's close frame must be read
 
     def _answer_handshake(self, kind: str, message: dict[str, Any]) -> None:
+        if self.handshake_handle is not None:  # answered: the timer must not keep the session alive
+            self.handshake_handle.cancel()
+            self.handshake_handle = None
         if kind == "websocket.accept":
             self._accept(message)
         elif kind == "websocket.close":
@@ -406,6 +502,7 @@ class WebSocketSession(asyncio.Protocol):
         next(protocol.parser)
         self.response = None
         self.phase = OPEN
+        self.direct = not protocol.extensions
         self._log_handshake(101)
         self._flush()
         self._schedule_ping()
@@ -482,6 +579,7 @@ class WebSocketSession(asyncio.Protocol):
             logger.info("WebSocket connection from %s failed: %s (close code %d)", _describe(self.client), reason, code)
             self.reported = True
             self.protocol.fail(code, reason)
+            self._flush()  # the close frame goes out now, whoever called
         self.phase = CLOSED
         self._end_receiving(code, reason)
 
