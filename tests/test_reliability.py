@@ -152,8 +152,28 @@ def run_soak(server: ServerProcess, seconds: float, websocket_sessions: int) -> 
         stats["websocket_sessions"] = asyncio.run(websocket_load())
     time.sleep(0.5)
     stats["tasks_growth"] = int(httpx.get(server.url + "/tasks").text) - tasks_before
+    stats["objects"] = httpx.get(server.url + "/objects").json()
     stats["rss_growth_kib"] = rss_kib(pid) - rss_before
     return stats
+
+
+def assert_connections_freed(objects: dict) -> None:
+    """After the load, no WebSocket session survives a full collection; only the connection that
+    asked for the count (and its request) is alive."""
+    assert objects["WebSocketSession"] == 0 and objects["ServerProtocol"] == 0, objects
+    assert objects["HTTPProtocol"] <= 2 and objects["RequestResponseCycle"] <= 2, objects
+
+
+def test_closed_websocket_sessions_are_freed_at_once(reliability_server):
+    async def sessions():
+        for i in range(30):
+            async with websockets.connect(reliability_server.url.replace("http", "ws") + "/ws") as ws:
+                await ws.send("x")
+                assert await ws.recv() == "x"
+
+    asyncio.run(sessions())
+    time.sleep(0.3)
+    assert_connections_freed(httpx.get(reliability_server.url + "/objects").json())
 
 
 def test_soak_short(reliability_server):
@@ -161,6 +181,7 @@ def test_soak_short(reliability_server):
     assert stats["websocket_sessions"] == 200
     assert not stats["errors"], stats
     assert stats["tasks_growth"] <= 0, stats  # every request and WebSocket task finished
+    assert_connections_freed(stats["objects"])
     assert stats["rss_growth_kib"] < 30 * 1024, stats
 
 
@@ -173,6 +194,7 @@ def test_soak_long(serve, impl):
     assert stats["requests"] >= 200_000 or http == "h11", stats
     assert stats["websocket_sessions"] == 2000
     assert not stats["errors"] and stats["tasks_growth"] <= 0, stats
+    assert_connections_freed(stats["objects"])
     assert stats["rss_growth_kib"] < 50 * 1024, stats
 
 

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
 from urllib.parse import parse_qs
 
 
@@ -22,6 +24,15 @@ async def app(scope, receive, send):
         body = b"slept"
     elif scope["path"] == "/tasks":
         body = str(len(asyncio.all_tasks())).encode()
+    elif scope["path"] == "/objects":  # live connection objects, after a full collection
+        gc.collect()
+        names = ("WebSocketSession", "HTTPProtocol", "RequestResponseCycle", "ServerProtocol")
+        counts = {name: 0 for name in names}
+        for obj in gc.get_objects():
+            name = type(obj).__name__
+            if name in counts:
+                counts[name] += 1
+        body = json.dumps(counts).encode()
     else:
         body = b"ok"
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
