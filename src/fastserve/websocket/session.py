@@ -270,7 +270,9 @@ class WebSocketSession(asyncio.Protocol):
         self.needed = 0  # until a frame's header is complete
         fed = False
         while pos < end:
-            if protocol.state is not _WS_OPEN:  # closing or failed: websockets discards the rest
+            # Closing or failed: websockets discards the rest. Outside _feed() the phase leaves
+            # OPEN whenever websockets' state does (_fail, send_close), and it is cheaper to read.
+            if self.phase is not OPEN or (fed and protocol.state is not _WS_OPEN):
                 self.direct = False
                 self._feed(data[pos:])
                 return True
@@ -372,7 +374,11 @@ class WebSocketSession(asyncio.Protocol):
         inbox.append(message)
         if len(inbox) >= self.settings.max_queue:
             self.flow.pause_reading()  # resumed as the app catches up, in receive()
-        self._wake()
+        waiter = self.waiter  # _wake(), inlined: this runs once per message
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _end_receiving(self, code: int, reason: str) -> None:
         """No more messages from this client: the app's next receive() after the queue is empty
