@@ -258,6 +258,8 @@ class WebSocketSession(asyncio.Protocol):
         are valid) and while the connection is OPEN.
         """
         buffered = self.buffered
+        if not buffered and self._one_small_message(data):
+            return False
         if buffered:
             buffered += data
             if len(buffered) < self.needed:
@@ -334,6 +336,20 @@ class WebSocketSession(asyncio.Protocol):
             close = self.protocol.close_rcvd
             self._end_receiving(close.code, close.reason)
         # PING: ServerProtocol has already queued the pong.
+
+    def _one_small_message(self, data: bytes) -> bool:
+        """The usual read, handled in one go: exactly one masked FIN text/binary frame under 126
+        bytes (2 header bytes, 4 mask bytes, payload), no fragmented message in progress."""
+        size = len(data) - 6
+        if not 0 <= size < 126 or data[1] != 0x80 | size or size > self.settings.max_size:
+            return False
+        first = data[0]
+        if (first != _FIN_TEXT and first != _FIN_BINARY) or self.phase is not OPEN or self.protocol.current_size is not None:
+            return False
+        mask = data[2:6]
+        payload = data[6:] if mask == _NO_MASK else apply_mask(data[6:], mask)
+        self._on_message(first == _FIN_TEXT, payload)
+        return True
 
     def _on_message(self, is_text: bool, data: bytes) -> None:
         if is_text:
@@ -464,7 +480,9 @@ class WebSocketSession(asyncio.Protocol):
             # An unmasked, unfragmented frame is a header and the payload; built here, it skips
             # websockets' Frame object, serializer and write list (every write is flushed, so
             # nothing queued in websockets can be overtaken).
-            self.transport.write(_frame_head(first, len(data)) + data)
+            length = len(data)
+            head = _HEAD_SHORT(first, length) if length < 126 else _frame_head(first, length)
+            self.transport.write(head + data)
 
     def _send_close(self, message: dict[str, Any]) -> None:
         code = message.get("code") or CloseCode.NORMAL_CLOSURE
