@@ -276,9 +276,8 @@ class WebSocketSession(asyncio.Protocol):
         self.needed = 0  # until a frame's header is complete
         fed = False
         while pos < end:
-            # Closing or failed: websockets discards the rest. Outside _feed() the phase leaves
-            # OPEN whenever websockets' state does (_fail, send_close), and it is cheaper to read.
-            if self.phase is not OPEN or (fed and protocol.state is not _WS_OPEN):
+            # Closing or failed (_fail, the app's close): websockets discards the rest.
+            if self.phase is not OPEN:
                 self.direct = False
                 self._feed(data[pos:])
                 return True
@@ -317,6 +316,11 @@ class WebSocketSession(asyncio.Protocol):
             else:
                 self._feed(data[pos:frame_end])
                 fed = True
+                if protocol.state is not _WS_OPEN:  # a close frame or a failure: no more direct framing
+                    self.direct = False
+                    if frame_end < end:
+                        self._feed(data[frame_end:])
+                    return True
             pos = frame_end
         if pos < end:
             self.buffered = bytearray(data[pos:])
