@@ -356,7 +356,16 @@ class WebSocketSession(asyncio.Protocol):
             return False
         mask = data[2:6]
         payload = data[6:] if mask == _NO_MASK else apply_mask(data[6:], mask)
-        self._on_message(first == _FIN_TEXT, payload)
+        # _on_message(), inlined for the common case; it still reports invalid UTF-8.
+        if first == _FIN_TEXT:
+            try:
+                message = {"type": "websocket.receive", "text": payload.decode()}
+            except UnicodeDecodeError:
+                self._on_message(True, payload)
+                return True
+        else:
+            message = {"type": "websocket.receive", "bytes": payload}
+        self._queue(message)
         return True
 
     def _on_message(self, is_text: bool, data: bytes) -> None:
