@@ -88,6 +88,7 @@ def model(frames: list[Frame]) -> tuple[set[int] | None, list[tuple[int, bytes]]
     utf8_fault = False
     for f in frames:
         code = None
+        also: set[int] = set()
         limit = MAX_SIZE if current is None else MAX_SIZE - current
         if f.opcode not in VALID_OPCODES or not f.masked:
             code = 1002
@@ -107,13 +108,20 @@ def model(frames: list[Frame]) -> tuple[set[int] | None, list[tuple[int, bytes]]
                 code = 1005  # an empty close is answered with an empty close
             else:
                 code = struct.unpack("!H", data[:2])[0]
-                if not (code in VALID_CLOSE_CODES or 3000 <= code < 5000):
+                bad_code = not (code in VALID_CLOSE_CODES or 3000 <= code < 5000)
+                try:
+                    data[2:].decode()
+                    bad_reason = False
+                except UnicodeDecodeError:
+                    bad_reason = True
+                if bad_code and bad_reason:
+                    # Two faults in one close frame: which is checked first is the parser's
+                    # choice (websockets decodes the reason first), so either answer is right.
+                    code, also = 1002, {1007}
+                elif bad_code:
                     code = 1002
-                else:
-                    try:
-                        data[2:].decode()
-                    except UnicodeDecodeError:
-                        code = 1007
+                elif bad_reason:
+                    code = 1007
             if current is not None and code not in (1002, 1007):
                 # websockets fails a valid close that cuts a fragmented message short
                 # ("incomplete fragmented message"), where RFC 6455 would simply close.
@@ -121,7 +129,7 @@ def model(frames: list[Frame]) -> tuple[set[int] | None, list[tuple[int, bytes]]
         if code is not None:
             # The session checks UTF-8 after websockets has parsed what arrived with it, so a
             # fault websockets sees later in the same read may close first.
-            return ({1007, code} if utf8_fault else {code}), messages
+            return ({1007, code} | also if utf8_fault else {code} | also), messages
         if f.opcode in (TEXT, BINARY, CONT) and not utf8_fault:
             if f.opcode != CONT:
                 decoder = codecs.getincrementaldecoder("utf-8")() if f.opcode == TEXT else None
