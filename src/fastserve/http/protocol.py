@@ -8,7 +8,7 @@ validation, the scope, pipelining, keep-alive, shutdown - is written once, here 
 from __future__ import annotations
 
 import asyncio
-import contextvars
+from contextvars import copy_context
 import logging
 import sys
 from collections import deque
@@ -334,13 +334,13 @@ class HTTPProtocol(asyncio.Protocol):
             return
         # Run the app at once: most requests finish without ever waiting and then need no Task.
         # A fresh context per request keeps context variables from leaking between requests.
-        context = contextvars.copy_context()
+        context = copy_context()
         try:
             coro = self.app(cycle.scope, cycle.receive, cycle.send)
             awaited = context.run(coro.send, None)
         except StopIteration:
             if cycle.response_complete:  # the common case, kept to a counter (measured)
-                self.state.active_requests -= 1
+                state.active_requests -= 1
                 if self.closing and self.active is None and not self.pipeline:
                     self.transport.close()
             else:
