@@ -7,6 +7,8 @@ import signal
 import time
 from pathlib import Path
 
+import httpx
+
 
 def _stat_fields(pid: int) -> list[str] | None:
     try:
@@ -134,3 +136,18 @@ def with_inherited_socket(argv: list[str]) -> list[str]:
         "os.execv(argv[0], argv)\n"
     )
     return [sys.executable, "-c", launcher, *argv]
+
+
+def get(url: str, timeout: float = 5.0, **kwargs) -> httpx.Response:
+    """One request on a fresh connection, so the kernel may hand it to any worker."""
+    return httpx.get(url, headers={"connection": "close", **kwargs.pop("headers", {})}, timeout=timeout, **kwargs)
+
+
+def pids_serving(server, count: int, attempts: int = 60) -> set[int]:
+    """The worker pids seen answering /pid, until ``count`` distinct ones have answered."""
+    seen: set[int] = set()
+    for _ in range(attempts):
+        seen.add(int(get(server.url + "/pid").text))
+        if len(seen) >= count:
+            break
+    return seen

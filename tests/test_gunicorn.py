@@ -19,7 +19,9 @@ from .conftest import free_port
 from .helpers import TESTS, raw_request, read_until_closed, status_of
 from .process_tree import (
     exit_status,
+    get,
     is_running,
+    pids_serving,
     server_children,
     session_members,
     wait_for,
@@ -43,8 +45,6 @@ def gunicorn(supervised):
     return start
 
 
-def get(url: str, timeout: float = 5.0, **kwargs) -> httpx.Response:
-    return httpx.get(url, headers={"connection": "close", **kwargs.pop("headers", {})}, timeout=timeout, **kwargs)
 
 
 def wait_for_workers(server, count: int, timeout: float = 15.0, exclude: set[int] = frozenset()) -> list[int]:
@@ -60,13 +60,6 @@ def wait_for_workers(server, count: int, timeout: float = 15.0, exclude: set[int
     return wait_for(serving, timeout, message=f"{count} gunicorn workers serving")
 
 
-def pids_serving(server, count: int, attempts: int = 60) -> set[int]:
-    seen: set[int] = set()
-    for _ in range(attempts):
-        seen.add(int(get(server.url + "/pid").text))
-        if len(seen) >= count:
-            break
-    return seen
 
 
 def test_two_workers_serve_http_with_lifespan_per_worker_and_gunicorn_settings(gunicorn):

@@ -166,7 +166,7 @@ def assert_connections_freed(objects: dict) -> None:
 
 def test_closed_websocket_sessions_are_freed_at_once(reliability_server):
     async def sessions():
-        for i in range(30):
+        for _ in range(30):
             async with websockets.connect(reliability_server.url.replace("http", "ws") + "/ws") as ws:
                 await ws.send("x")
                 assert await ws.recv() == "x"

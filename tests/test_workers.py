@@ -17,7 +17,9 @@ import pytest
 from .helpers import TESTS
 from .process_tree import (
     exit_status,
+    get,
     is_running,
+    pids_serving,
     server_children,
     session_members,
     wait_for,
@@ -27,18 +29,8 @@ from .process_tree import (
 pytestmark = pytest.mark.timeout(60)
 
 
-def get(url: str, timeout: float = 5.0) -> httpx.Response:
-    """One request on a fresh connection, so the kernel may hand it to any worker."""
-    return httpx.get(url, headers={"connection": "close"}, timeout=timeout)
 
 
-def pids_serving(server, at_least: int, attempts: int = 60) -> set[int]:
-    seen: set[int] = set()
-    for _ in range(attempts):
-        seen.add(int(get(server.url + "/pid").text))
-        if len(seen) >= at_least:
-            break
-    return seen
 
 
 def wait_for_workers(server, count: int, timeout: float = 15.0) -> list[int]:

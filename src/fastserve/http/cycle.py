@@ -20,6 +20,7 @@ from .response import (
     CONNECTION_CLOSE,
     CONTINUE_RESPONSE,
     FINAL_CHUNK,
+    check_header_block,
     chunk,
     lower_name,
     simple_response,
@@ -243,9 +244,7 @@ class RequestResponseCycle:
             block = b"".join(parts)
         except TypeError:
             raise InvalidResponse("response header names and values must be bytes") from None
-        # Inlined check_header_block(): values may not carry CR, LF or NUL (one CRLF per line).
-        if block.count(b"\n") != count or block.count(b"\r") != count or b"\0" in block:
-            raise InvalidResponse("response header value contains CR, LF or NUL")
+        check_header_block(block, count)
         if status in _NO_BODY_STATUSES or status < 200:
             self.no_body = True
             if status == 204:

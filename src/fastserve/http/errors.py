@@ -12,6 +12,10 @@ class BadRequest(Exception):
         self.reason = reason
 
 
+HTTP2_PREFACE_HINT = "HTTP/2 connection preface received, but this port speaks HTTP/1.1 only"
+UNSUPPORTED_METHOD = "Invalid or unsupported HTTP method"
+
+
 def request_line_too_long() -> BadRequest:
     return BadRequest(414, "Request line too long")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import httptools
 
 from .errors import (
+    HTTP2_PREFACE_HINT,
+    UNSUPPORTED_METHOD,
     BadRequest,
     StopReading,
     check_trailers,
@@ -14,8 +16,8 @@ from .errors import (
 )
 
 _ERROR_REASONS = {
-    "Pause on PRI/Upgrade": (400, "HTTP/2 connection preface received, but this port speaks HTTP/1.1 only"),
-    "Invalid method encountered": (400, "Invalid or unsupported HTTP method"),
+    "Pause on PRI/Upgrade": (400, HTTP2_PREFACE_HINT),
+    "Invalid method encountered": (400, UNSUPPORTED_METHOD),
 }
 _OWS = b" \t"  # optional whitespace around a field value
 

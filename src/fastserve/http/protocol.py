@@ -8,15 +8,15 @@ validation, the scope, pipelining, keep-alive, shutdown - is written once, here 
 from __future__ import annotations
 
 import asyncio
-from contextvars import copy_context
 import logging
 import sys
 from collections import deque
+from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from .cycle import RequestResponseCycle, Suspended
-from .errors import BadRequest, StopReading
+from .errors import HTTP2_PREFACE_HINT, UNSUPPORTED_METHOD, BadRequest, StopReading
 from .proxy import forwarded_client
 from .response import simple_response
 
@@ -38,7 +38,6 @@ KNOWN_METHODS = {
 }
 # At shutdown, how long a connection that has not sent its first request yet may still send it.
 FIRST_REQUEST_GRACE = 0.5
-HTTP2_PREFACE_HINT = "HTTP/2 connection preface received, but this port speaks HTTP/1.1 only"
 # Request headers the server itself looks at; any other header costs one failed dict lookup.
 _CONNECTION, _HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _EXPECT, _UPGRADE, _PROXY = range(7)
 _WATCHED_REQUEST_HEADERS = {
@@ -185,7 +184,7 @@ class HTTPProtocol(asyncio.Protocol):
         if method_name is None:
             if method == b"PRI":
                 raise BadRequest(400, HTTP2_PREFACE_HINT)
-            raise BadRequest(400, "Invalid or unsupported HTTP method")
+            raise BadRequest(400, UNSUPPORTED_METHOD)
         if http_version not in _SUPPORTED_VERSIONS:
             raise BadRequest(400, "Unsupported HTTP version")
         keep_alive = http_version != "1.0"
@@ -403,7 +402,7 @@ class HTTPProtocol(asyncio.Protocol):
             leftover, self.upgrade_leftover = self.upgrade_leftover, None
             self.switch_protocols(leftover)
             return
-        if self.eof or self.closing:
+        if self.eof:
             self.transport.close()
             return
         if self.flow.read_paused:

@@ -36,9 +36,6 @@ def status_line(status: int) -> bytes:
     return line
 
 
-def reason_phrase(status: int) -> str:
-    return _REASONS.get(status, "")
-
 
 def lower_name(name: bytes) -> bytes:
     """The lower-cased header name, after checking it is an HTTP token."""
