@@ -19,7 +19,8 @@ websockets_client = pytest.importorskip("websockets.asyncio.client")
 pytestmark = pytest.mark.timeout(90)
 
 APPS = TESTS / "apps"
-MAX_CLIENTS = 24  # connections opened until both workers hold at least one
+MAX_CLIENTS = 48  # connections opened until both workers hold at least one
+BURST = 4  # connections opened concurrently per round
 
 
 def start_chat(supervised, supervisor: str, redis_url: str):
@@ -51,14 +52,19 @@ async def chat_room_across_workers(url: str) -> tuple[list[int], list[dict[str, 
     clients, client_pids = [], []
     try:
         while len(set(client_pids)) < 2 and len(clients) < MAX_CLIENTS:
-            ws = await websockets_client.connect(url)
-            clients.append(ws)
-            name = f"join-{len(clients)}"
-            await ws.send(json.dumps({"message": name}))
-            for index, client in enumerate(clients):
-                event = await recv_json(client)
-                assert event["message"] == name, f"client {index} got {event} instead of {name}"
-            client_pids.append(event["receiver_pid"])  # the newcomer's own copy: its worker
+            # Connect a burst at once: one at a time, the worker that just accepted is awake
+            # first and may win every accept; concurrent connects make both workers race.
+            # The consumer joins the room before accepting, so the whole burst hears each newcomer.
+            burst = await asyncio.gather(*(websockets_client.connect(url) for _ in range(BURST)))
+            clients.extend(burst)
+            for ws in burst:
+                name = f"join-{len(client_pids) + 1}"
+                await ws.send(json.dumps({"message": name}))
+                for index, client in enumerate(clients):
+                    event = await recv_json(client)
+                    assert event["message"] == name, f"client {index} got {event} instead of {name}"
+                    if client is ws:
+                        client_pids.append(event["receiver_pid"])  # the newcomer's own copy: its worker
 
         for index, ws in enumerate(clients):
             await ws.send(json.dumps({"message": f"from-{index}"}))
