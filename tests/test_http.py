@@ -214,6 +214,25 @@ def test_response_header_injection_refused(basic_server, kind):
     basic_server.wait_for_line("CR, LF or NUL")
 
 
+def test_header_injection_refused_after_the_same_bytes_were_sent_honestly(basic_server):
+    # Parsed header lists are cached: one header whose value hides a second header must not pass
+    # because two real headers with the same bytes were sent before.
+    for _ in range(2):
+        twin = raw_request(basic_server.port, b"GET /split-twin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert status_of(twin) == 200 and b"x-test: a\r\nset-cookie: evil=1\r\n" in twin
+        response = raw_request(basic_server.port, b"GET /bad-header?kind=crlf HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_of(response) == 500 and b"evil" not in response
+
+
+@pytest.mark.parametrize("shape", ["tuple", "lists", "generator"])
+def test_response_headers_in_any_iterable_shape(basic_server, shape):
+    with httpx.Client() as client:
+        for _ in range(3):  # the first response parses the headers, the others may hit the cache
+            r = client.get(basic_server.url + "/header-shapes", params={"shape": shape})
+            assert r.status_code == 200 and r.text == "shape"
+            assert r.headers["x-shape"] == shape and r.headers["content-length"] == "5"
+
+
 def test_invalid_response_header_name_refused(basic_server):
     response = raw_request(basic_server.port, b"GET /bad-header-name HTTP/1.1\r\nHost: x\r\n\r\n")
     assert status_of(response) == 500

@@ -126,6 +126,24 @@ async def bad_header(scope, receive, send, query):
     await respond(send, 200, b"should not be sent", headers=[(b"x-test", value)])
 
 
+async def split_twin(scope, receive, send, query):
+    # The same header bytes as /bad-header?kind=crlf, but as two honest headers.
+    await respond(send, 200, b"twin", headers=[(b"x-test", b"a"), (b"set-cookie", b"evil=1")])
+
+
+async def header_shapes(scope, receive, send, query):
+    pairs = [(b"x-shape", query.get("shape", "").encode()), (b"content-length", b"5")]
+    shape = query.get("shape")
+    if shape == "lists":
+        headers = [list(pair) for pair in pairs]
+    elif shape == "generator":
+        headers = (pair for pair in pairs)
+    else:
+        headers = tuple(pairs)
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"shape"})
+
+
 async def bad_header_name(scope, receive, send, query):
     await respond(send, 200, b"should not be sent", headers=[(b"x test:", b"v")])
 
@@ -213,6 +231,8 @@ ROUTES = {
     "/cl-short": content_length_short,
     "/cl-long": content_length_long,
     "/bad-header": bad_header,
+    "/split-twin": split_twin,
+    "/header-shapes": header_shapes,
     "/bad-header-name": bad_header_name,
     "/custom-headers": custom_headers,
     "/send-after-complete": send_after_complete,

@@ -14,15 +14,13 @@ from typing import TYPE_CHECKING, Any
 from .errors import ClientDisconnected, InvalidResponse
 from .flow import wake
 from .response import (
-    _NAME_CACHE,
     _STATUS_LINES,
     CHUNKED,
     CONNECTION_CLOSE,
     CONTINUE_RESPONSE,
     FINAL_CHUNK,
-    check_header_block,
     chunk,
-    lower_name,
+    parse_response_headers,
     simple_response,
     status_line,
 )
@@ -37,9 +35,6 @@ BODY_HIGH_WATER = 64 * 1024
 # Below this size head and body are joined into one write; above it the copy costs more.
 JOIN_LIMIT = 16 * 1024
 
-_SPECIAL_RESPONSE_HEADERS = frozenset(
-    (b"content-length", b"transfer-encoding", b"connection", b"server", b"date")
-)
 _NO_BODY_STATUSES = frozenset((204, 304))
 
 
@@ -217,42 +212,22 @@ class RequestResponseCycle:
         self.response_started = True
         status = message["status"]
         headers = message.get("headers", ())
+        if type(headers) is not tuple:
+            headers = tuple(headers)  # the cache key; also reads a one-shot iterable only once
         self.status = status
         self.response_headers = headers
         line = _STATUS_LINES.get(status) or status_line(status)
-        parts: list[bytes] = []
-        count = 0
-        replaces_defaults = False
-        app_closes = False
-        for name, value in headers:
-            lowered = _NAME_CACHE.get(name) or lower_name(name)
-            if lowered in _SPECIAL_RESPONSE_HEADERS:
-                if lowered == b"content-length":
-                    self.expected_length = _content_length(value)
-                elif lowered == b"transfer-encoding":
-                    self.chunked = value.lower() == b"chunked"
-                    continue  # fastserve writes its own framing header
-                elif lowered == b"connection":
-                    if b"close" in value.lower():
-                        self.keep_alive = False
-                        app_closes = True
-                else:
-                    replaces_defaults = True
-            parts += (name, b": ", value, b"\r\n")
-            count += 1
-        try:
-            block = b"".join(parts)
-        except TypeError:
-            raise InvalidResponse("response header names and values must be bytes") from None
-        check_header_block(block, count)
+        block, self.expected_length, self.chunked, app_closes, sets_defaults = parse_response_headers(headers)
+        if app_closes:
+            self.keep_alive = False
+            self.app_closes = True
         if status in _NO_BODY_STATUSES or status < 200:
             self.no_body = True
             if status == 204:
                 self.expected_length = None
         defaults = self.conn.state.default_headers
-        if replaces_defaults:
+        if sets_defaults:
             defaults = self.conn.state.defaults_without(headers)
-        self.app_closes = app_closes
         # Kept in parts: the fast path joins them with the length and body in one format op.
         self.head = (line, defaults, block)
 
@@ -419,9 +394,3 @@ def _chunked(body: bytes, more_body: bool) -> bytes:
     """One chunk (none for an empty body), plus the last-chunk marker when the body ends."""
     data = chunk(body) if body else b""
     return data if more_body else data + FINAL_CHUNK
-
-
-def _content_length(value: bytes) -> int:
-    if not value.isdigit():
-        raise InvalidResponse(f"invalid content-length header {value!r}")
-    return int(value)

@@ -89,7 +89,7 @@ class H11Parser:
         conn.receive_data(data)
         head = conn.trailing_data[0]
         line_end = head.find(b"\r\n")
-        if line_end > 0 and b"  " in head[:line_end]:
+        if line_end > 0 and head.find(b"  ", 0, line_end) >= 0:
             # llhttp reads "GET  /  HTTP/1.1" as "GET / HTTP/1.1" (RFC 9112 3: a recipient MAY
             # split the request line on whitespace); h11 splits on single spaces only.
             head = _SPACES.sub(b" ", head[:line_end]) + head[line_end:]
@@ -170,7 +170,7 @@ class H11Parser:
         # Header values are checked once their line is complete.
         head = data[:end] if end >= 0 else data[:data.rfind(b"\r\n")]
         # h11 merges repeated equal Content-Length values ("3, 3" or two lines); llhttp refuses.
-        if b"ength" in head:
+        if head.find(b"ength") >= 0:
             lengths = _CONTENT_LENGTH.findall(head)
             if len(lengths) > 1:
                 raise BadRequest(400, "Multiple Content-Length headers")
@@ -180,7 +180,7 @@ class H11Parser:
                     raise BadRequest(400, "Malformed request: invalid Content-Length")
         # h11 lower-cases and strips a Transfer-Encoding value and takes "chunked" in any case;
         # llhttp refuses some of those spellings only after the head. Only "chunked" is served.
-        if b"ncoding" in head:
+        if head.find(b"ncoding") >= 0:
             for value in _TRANSFER_ENCODING.findall(head):
                 if value != b"chunked":
                     raise BadRequest(400, "Malformed request: unsupported Transfer-Encoding")
@@ -208,7 +208,7 @@ def _check_raw_lines(data: bytes) -> None:
         raise BadRequest(400, "Malformed request: bare LF line ending")
     if head.count(b"\r") != head.count(b"\r\n") and not (end < 0 and head.endswith(b"\r") and head.count(b"\r") == head.count(b"\r\n") + 1):
         raise BadRequest(400, "Malformed request: bare CR")
-    if b"\n " in head or b"\n\t" in head:
+    if head.find(b"\n ") >= 0 or head.find(b"\n\t") >= 0:
         raise BadRequest(400, "Malformed request: obsolete line folding")
     if _CONTROL.search(head) is not None:
         raise BadRequest(400, "Malformed request: control character in the request head")

@@ -96,6 +96,7 @@ class HTTPProtocol(asyncio.Protocol):
         "upgrade_leftover",
         "switched",
         "pending_refusal",
+        "scope_template",
     )
 
     def __init__(self, config: Config, app: Any, state: ServerState, parser_class: type, loop=None) -> None:
@@ -133,6 +134,21 @@ class HTTPProtocol(asyncio.Protocol):
         self.trusted_peer = self.config.proxy_headers and (
             self.client is None or self.client[0] in self.config.trusted_proxies
         )
+        # The scope keys that do not change between requests on this connection, copied per request.
+        self.scope_template = {
+            "type": "http",
+            "asgi": self.state.asgi_info,
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "method": "GET",
+            "root_path": self.config.root_path,
+            "path": "",
+            "raw_path": b"",
+            "query_string": b"",
+            "headers": (),
+        }
         self.state.connection_opened(self)
         self._become_idle()
 
@@ -201,11 +217,11 @@ class HTTPProtocol(asyncio.Protocol):
                 hosts += 1
             elif kind == _CONNECTION:
                 tokens = value.lower()
-                if b"close" in tokens:
+                if tokens.find(b"close") >= 0:
                     keep_alive = False
-                elif b"keep-alive" in tokens:
+                elif tokens.find(b"keep-alive") >= 0:
                     keep_alive = True
-                if b"upgrade" in tokens and b"upgrade" in [t.strip(b" \t") for t in tokens.split(b",")]:
+                if tokens.find(b"upgrade") >= 0 and b"upgrade" in [t.strip(b" \t") for t in tokens.split(b",")]:
                     # A whole token, as llhttp decides (it would parse on after "Upgrade:" or
                     # "upgrades", and the switch would never come).
                     connection_upgrade = True
@@ -239,7 +255,9 @@ class HTTPProtocol(asyncio.Protocol):
             raw_path, query_string = _split_target(target)
         if not raw_path.isascii():
             raise BadRequest(400, "Invalid request target")
-        path = unquote(raw_path.decode("ascii")) if b"%" in raw_path else raw_path.decode("ascii")
+        path = raw_path.decode("ascii")
+        if "%" in path:  # (str in str: "bytes in bytes" first tries the needle as an int)
+            path = unquote(path)
         client, scheme = self.client, self.scheme
         if proxy_headers is not None:
             client, scheme = forwarded_client(proxy_headers, client, scheme, self.config.trusted_proxies)
@@ -253,23 +271,19 @@ class HTTPProtocol(asyncio.Protocol):
             return
         if self.closing:
             keep_alive = False
-        scope = {
-            "type": "http",
-            "asgi": self.state.asgi_info,
-            "http_version": http_version,
-            "server": self.server,
-            "client": client,
-            "scheme": scheme,
-            "method": method_name,
-            "root_path": self.config.root_path,
-            "path": path,
-            "raw_path": raw_path,
-            "query_string": query_string,
-            "headers": headers,
-            "state": self.state.app_state.copy(),
-        }
+        scope = self.scope_template.copy()
+        scope["http_version"] = http_version
+        scope["method"] = method_name
+        scope["path"] = path
+        scope["raw_path"] = raw_path
+        scope["query_string"] = query_string
+        scope["headers"] = headers
+        scope["state"] = self.state.app_state.copy()
+        if proxy_headers is not None:
+            scope["client"] = client
+            scope["scheme"] = scheme
         if self.tls is not None:
-            scope["extensions"] = {"tls": self.tls}
+            scope["extensions"] = {"tls": self.tls}  # per request: apps may add to it
         cycle = RequestResponseCycle(self, scope, keep_alive, expect_100, method == b"HEAD", http_version == "1.0")
         self.cycle = cycle
         if self.active is None:

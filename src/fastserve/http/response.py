@@ -51,9 +51,66 @@ def lower_name(name: bytes) -> bytes:
 
 
 def check_header_block(block: bytes, count: int) -> None:
-    """Header values may not carry CR, LF or NUL: each line ends in exactly one CRLF."""
-    if block.count(b"\n") != count or block.count(b"\r") != count or b"\0" in block:
+    """Header values may not carry CR, LF or NUL: each of the ``count`` lines ends in exactly one
+    CRLF. (bytes.find, not "in": "in" first tries its operand as an integer, at a cost.)"""
+    if block.count(b"\n") != count or block.count(b"\r") != count or block.find(b"\0") >= 0:
         raise InvalidResponse("response header value contains CR, LF or NUL")
+
+
+# The headers the server itself acts on; any other response header is passed through unread.
+_SPECIAL_RESPONSE_HEADERS = frozenset(
+    (b"content-length", b"transfer-encoding", b"connection", b"server", b"date")
+)
+# Header lists seen before -> their parsed form: apps mostly send the same few header lists, so
+# most responses cost one tuple and one lookup. Bounded, since values may differ per response.
+_PARSED_HEADERS: dict[tuple, tuple] = {}
+_PARSED_HEADERS_MAX = 512
+_PARSED_BLOCK_SIZE = 1024
+
+
+def parse_response_headers(headers: tuple) -> tuple[bytes, int | None, bool, bool, bool]:
+    """An app's response headers as (header block, content-length or None, chunked, the app asked
+    to close, the app sets server or date itself); raises InvalidResponse for invalid ones."""
+    try:
+        parsed = _PARSED_HEADERS.get(headers)
+    except TypeError:  # pairs given as lists: fine, but not cacheable
+        return _parse_response_headers(headers)
+    if parsed is None:
+        parsed = _parse_response_headers(headers)
+        if len(_PARSED_HEADERS) < _PARSED_HEADERS_MAX and len(parsed[0]) <= _PARSED_BLOCK_SIZE:
+            _PARSED_HEADERS[headers] = parsed
+    return parsed
+
+
+def _parse_response_headers(headers: tuple) -> tuple[bytes, int | None, bool, bool, bool]:
+    parts: list[bytes] = []
+    content_length = None
+    chunked = closes = sets_defaults = False
+    for name, value in headers:
+        lowered = _NAME_CACHE.get(name) or lower_name(name)
+        if lowered in _SPECIAL_RESPONSE_HEADERS:
+            if lowered == b"content-length":
+                content_length = _content_length(value)
+            elif lowered == b"transfer-encoding":
+                chunked = value.lower() == b"chunked"
+                continue  # the server writes its own framing header
+            elif lowered == b"connection":
+                closes = closes or value.lower().find(b"close") >= 0
+            else:
+                sets_defaults = True
+        parts += (name, b": ", value, b"\r\n")
+    try:
+        block = b"".join(parts)
+    except TypeError:
+        raise InvalidResponse("response header names and values must be bytes") from None
+    check_header_block(block, len(parts) // 4)
+    return block, content_length, chunked, closes, sets_defaults
+
+
+def _content_length(value: bytes) -> int:
+    if not value.isdigit():
+        raise InvalidResponse(f"invalid content-length header {value!r}")
+    return int(value)
 
 
 def simple_response(status: int, body: str, extra_headers: bytes = b"") -> bytes:
