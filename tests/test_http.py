@@ -139,6 +139,32 @@ def test_http10_keep_alive(basic_server):
             assert b"connection: keep-alive" in data.lower()
 
 
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+@pytest.mark.parametrize(
+    "fields",
+    ["", "Connection: close\r\n", "Connection: keep-alive\r\n", "Connection: Keep-Alive, close\r\n",
+     "Proxy-Connection: keep-alive\r\n", "Connection: upgrade\r\nProxy-Connection: close\r\n"],
+)
+def test_http_version_exact_whatever_the_connection_fields(basic_server, version, fields):
+    # The httptools adapter infers 1.1 from llhttp's keep-alive verdict unless such fields
+    # could have swayed it; the scope must always carry the version the client sent.
+    request = f"GET /scope HTTP/{version}\r\nHost: x\r\n{fields}\r\n".encode()
+    with socket.create_connection(("127.0.0.1", basic_server.port), timeout=3) as sock:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        head, body = data.split(b"\r\n\r\n", 1)
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        while len(body) < length:
+            body += sock.recv(65536)
+    assert status_of(head) == 200
+    assert json.loads(body)["http_version"] == version
+    connection = " ".join(line.lower() for line in fields.split("\r\n") if line.lower().startswith("connection:"))
+    keeps_alive = "close" not in connection and (version == "1.1" or "keep-alive" in connection)
+    assert (b"connection: close" in head.lower()) != keeps_alive
+
+
 def test_pipelined_requests_answered_in_order(basic_server):
     requests = b"".join(
         b"GET /stream?n=1&size=%d HTTP/1.1\r\nHost: x\r\n\r\n" % size for size in (1, 2, 3)

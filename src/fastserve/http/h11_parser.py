@@ -127,6 +127,10 @@ class H11Parser:
             else:  # NEED_DATA, PAUSED (waiting for our response) or ConnectionClosed
                 return
 
+    @staticmethod
+    def confirm_http_version(reported: str) -> str:
+        return reported  # h11 reports the exact version
+
     def _on_request(self, event: h11.Request) -> None:
         self.request_done = self.response_done = False
         target = event.target

@@ -131,9 +131,18 @@ class HttptoolsParser:
         if self.body_only:
             return  # the synthetic head in front of an upgrade request's body
         parser = self.parser
-        self.conn.on_request(parser.get_method(), url, parser.get_http_version(), headers)
+        # llhttp's version string costs a str.format per request (~0.3 µs with what follows);
+        # its keep-alive verdict is cheap and, for a request, true only for HTTP/1.1 unless a
+        # Connection or Proxy-Connection field says keep-alive: the protocol, which reads
+        # those, then asks confirm_http_version().
+        version = "1.1" if parser.should_keep_alive() else parser.get_http_version()
+        self.conn.on_request(parser.get_method(), url, version, headers)
         if parser.should_upgrade() and self.conn.upgrade_request is None:
             self.upgrade_body = _body_framing(headers)
+
+    def confirm_http_version(self, reported: str) -> str:
+        """The exact version of the request whose head is being handled (see above)."""
+        return self.parser.get_http_version()
 
     def on_body(self, body: bytes) -> None:
         self.conn.on_body(body)

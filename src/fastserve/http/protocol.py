@@ -39,9 +39,10 @@ KNOWN_METHODS = {
 # At shutdown, how long a connection that has not sent its first request yet may still send it.
 FIRST_REQUEST_GRACE = 0.5
 # Request headers the server itself looks at; any other header costs one failed dict lookup.
-_CONNECTION, _HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _EXPECT, _UPGRADE, _PROXY = range(7)
+_CONNECTION, _HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _EXPECT, _UPGRADE, _PROXY, _PROXY_CONNECTION = range(8)
 _WATCHED_REQUEST_HEADERS = {
     b"connection": _CONNECTION,
+    b"proxy-connection": _PROXY_CONNECTION,
     b"host": _HOST,
     b"content-length": _CONTENT_LENGTH,
     b"transfer-encoding": _TRANSFER_ENCODING,
@@ -201,9 +202,8 @@ class HTTPProtocol(asyncio.Protocol):
             if method == b"PRI":
                 raise BadRequest(400, HTTP2_PREFACE_HINT)
             raise BadRequest(400, UNSUPPORTED_METHOD)
-        if http_version not in _SUPPORTED_VERSIONS:
-            raise BadRequest(400, "Unsupported HTTP version")
-        keep_alive = http_version != "1.0"
+        connection_says = None  # keep-alive as the Connection field has it, if it does
+        version_unsure = False
         expect_100 = False
         upgrade = connection_upgrade = chunked = False
         hosts = content_lengths = 0
@@ -217,10 +217,13 @@ class HTTPProtocol(asyncio.Protocol):
                 hosts += 1
             elif kind == _CONNECTION:
                 tokens = value.lower()
+                keep_alive_token = tokens.find(b"keep-alive") >= 0
                 if tokens.find(b"close") >= 0:
-                    keep_alive = False
-                elif tokens.find(b"keep-alive") >= 0:
-                    keep_alive = True
+                    connection_says = False
+                elif keep_alive_token:
+                    connection_says = True
+                if keep_alive_token:
+                    version_unsure = True  # see HttptoolsParser.on_headers_complete
                 if tokens.find(b"upgrade") >= 0 and b"upgrade" in [t.strip(b" \t") for t in tokens.split(b",")]:
                     # A whole token, as llhttp decides (it would parse on after "Upgrade:" or
                     # "upgrades", and the switch would never come).
@@ -228,7 +231,7 @@ class HTTPProtocol(asyncio.Protocol):
             elif kind == _CONTENT_LENGTH:
                 content_lengths += 1
             elif kind == _TRANSFER_ENCODING:
-                if chunked or value != b"chunked" or http_version == "1.0":
+                if chunked or value != b"chunked":
                     # Only chunked, once, in HTTP/1.1: llhttp takes "gzip, chunked" or a second
                     # line, h11 does not; both take chunked in HTTP/1.0, which RFC 9112 6.1 calls
                     # faulty framing. Unknown codings and "chunked, chunked" are refused too.
@@ -238,10 +241,19 @@ class HTTPProtocol(asyncio.Protocol):
                 expect_100 = value.lower() == b"100-continue"
             elif kind == _UPGRADE:
                 upgrade = value.lower() == b"websocket"
+            elif kind == _PROXY_CONNECTION:
+                version_unsure = True
             elif self.trusted_peer:
                 if proxy_headers is None:
                     proxy_headers = {}
                 proxy_headers[name] = value
+        if version_unsure:
+            http_version = self.parser.confirm_http_version(http_version)
+        if http_version not in _SUPPORTED_VERSIONS:
+            raise BadRequest(400, "Unsupported HTTP version")
+        if chunked and http_version == "1.0":
+            raise BadRequest(400, "Unsupported Transfer-Encoding")
+        keep_alive = http_version != "1.0" if connection_says is None else connection_says
         if hosts != 1 and (hosts or http_version == "1.1"):
             raise BadRequest(400, "Missing Host header" if not hosts else "Multiple Host headers")
         if content_lengths > 1:
