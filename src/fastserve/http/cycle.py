@@ -15,6 +15,8 @@ from .errors import ClientDisconnected, InvalidResponse
 from .flow import wake
 from .response import (
     _STATUS_LINES,
+    CACHED_LENGTHS,
+    CONTENT_LENGTH_ENDS,
     CHUNKED,
     CONNECTION_CLOSE,
     CONTINUE_RESPONSE,
@@ -185,27 +187,29 @@ class RequestResponseCycle:
             raise ClientDisconnected("the client closed the connection")
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
-        if (
-            not more_body
-            and not self.head_sent
-            and self.expected_length is None
-            and self.keep_alive
-            and not (self.no_body or self.chunked or self.http10)
-        ):
+        if not (more_body or self.head_sent) and self.keep_alive and not (self.no_body or self.chunked or self.http10):
             # The common case, kept to one branch here (measured): the whole body in one
-            # message, sent with the head and a content-length in a single write.
-            self.head_sent = self.response_complete = True
-            self.bytes_sent = size = len(body)
-            if size <= JOIN_LIMIT:
-                line, defaults, block = self.head
-                self.transport.write(b"%s%s%scontent-length: %d\r\n\r\n%s" % (line, defaults, block, size, body))
+            # message, sent with the head and its content-length in a single write.
+            size = len(body)
+            expected = self.expected_length
+            if expected is None:
+                end = CONTENT_LENGTH_ENDS[size] if size < CACHED_LENGTHS else b"content-length: %d\r\n\r\n" % size
+            elif expected == size:
+                end = b"\r\n"  # the app's own content-length header is right
             else:
-                head = b"".join(self.head) + b"content-length: %d\r\n\r\n" % size
-                self.transport.writelines((head, body))
-            if self.waiter is not None:
-                self.wake()
-            self.conn.on_response_complete(self)
-            return
+                end = None
+            if end is not None:
+                self.head_sent = self.response_complete = True
+                self.bytes_sent = size
+                line, defaults, block = self.head
+                if size <= JOIN_LIMIT:
+                    self.transport.write(b"".join((line, defaults, block, end, body)))
+                else:
+                    self.transport.writelines((b"".join((line, defaults, block, end)), body))
+                if self.waiter is not None:
+                    self.wake()
+                self.conn.on_response_complete(self)
+                return
         self._send_body(body, more_body)
 
     def _start_response(self, message: dict[str, Any]) -> None:

@@ -19,6 +19,10 @@ CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
 FINAL_CHUNK = b"0\r\n\r\n"
 CONNECTION_CLOSE = b"connection: close\r\n"
 CHUNKED = b"transfer-encoding: chunked\r\n"
+# The last line of a head with a content-length, for small bodies: "%d" formatting costs
+# ~0.15 µs per response, a list index ~0.02 µs (2,048 entries, ~120 KB).
+CACHED_LENGTHS = 2048
+CONTENT_LENGTH_ENDS = [b"content-length: %d\r\n\r\n" % size for size in range(CACHED_LENGTHS)]
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match
 # App header names seen before, mapped to their lower-case form. Names come from app code, so
