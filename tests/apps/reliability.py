@@ -24,8 +24,14 @@ async def app(scope, receive, send):
         body = b"slept"
     elif scope["path"] == "/tasks":
         body = str(len(asyncio.all_tasks())).encode()
-    elif scope["path"] == "/objects":  # live connection objects, after a full collection
+    elif scope["path"] == "/gc-off":  # collect once, then let only reference counting free objects
         gc.collect()
+        gc.disable()
+        body = b"off"
+    elif scope["path"] == "/objects":  # live connection objects, after a full collection
+        collect = query.get("collect") != "0"  # "0": what reference counting alone left alive
+        if collect:
+            gc.collect()
         names = ("WebSocketSession", "HTTPProtocol", "RequestResponseCycle", "ServerProtocol")
         counts = {name: 0 for name in names}
         for obj in gc.get_objects():
@@ -33,6 +39,7 @@ async def app(scope, receive, send):
             if name in counts:
                 counts[name] += 1
         body = json.dumps(counts).encode()
+        gc.enable()  # (after counting: enabling lets the next allocation collect)
     else:
         body = b"ok"
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})

@@ -16,9 +16,9 @@ from .flow import wake
 from .response import (
     _STATUS_LINES,
     CACHED_LENGTHS,
-    CONTENT_LENGTH_ENDS,
     CHUNKED,
     CONNECTION_CLOSE,
+    CONTENT_LENGTH_ENDS,
     CONTINUE_RESPONSE,
     FINAL_CHUNK,
     chunk,

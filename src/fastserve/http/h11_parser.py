@@ -127,6 +127,9 @@ class H11Parser:
             else:  # NEED_DATA, PAUSED (waiting for our response) or ConnectionClosed
                 return
 
+    def close(self) -> None:
+        self.conn = None  # the connection is gone: no reference cycle with the protocol
+
     @staticmethod
     def confirm_http_version(reported: str) -> str:
         return reported  # h11 reports the exact version

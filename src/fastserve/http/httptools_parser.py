@@ -90,6 +90,11 @@ class HttptoolsParser:
         if leftover:
             self.feed(leftover)
 
+    def close(self) -> None:
+        """The connection is gone: drop llhttp (it holds our callbacks) and the protocol."""
+        self.parser = _UNREAD
+        self.conn = None
+
     wants_response_complete = False  # llhttp parses pipelined requests eagerly
 
     def response_complete(self) -> None:

@@ -164,6 +164,10 @@ class HTTPProtocol(asyncio.Protocol):
         self.pipeline.clear()
         if self.flow is not None:
             self.flow.connection_lost()
+        # Break the reference cycles (protocol <-> adapter <-> parser, protocol <-> cycle), so
+        # that reference counting frees the connection at once instead of the cyclic GC.
+        self.parser.close()
+        self.cycle = self.active = None
 
     def eof_received(self) -> bool:
         # A FIN means the client is gone, as apps waiting for http.disconnect expect; returning
@@ -334,6 +338,7 @@ class HTTPProtocol(asyncio.Protocol):
         state = self.state
         state.connection_closed(self)
         state.ws_handler(self, request, leftover)
+        self.parser.close()  # HTTP parsing is over (and the reference cycle with it)
         state.total_requests += 1  # a WebSocket session counts as one request for --limit-max-requests
         if state.total_requests == state.request_limit:
             state.request_limit_reached()

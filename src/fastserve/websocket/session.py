@@ -242,6 +242,9 @@ class WebSocketSession(asyncio.Protocol):
         self.flow.connection_lost()
         self.phase = CLOSED
         self._end_receiving(*self._close_code())
+        # websockets' parser generator holds its protocol: closing it ends that reference cycle,
+        # so reference counting frees the connection at once.
+        self.protocol.parser.close()
         if self.task is None:
             self.state.connection_closed(self)
 
