@@ -278,6 +278,19 @@ def test_send_after_complete_raises_in_app(basic_server):
     assert any("already complete" in e for e in events)
 
 
+def test_response_made_at_once_still_reaches_a_client_that_half_closed(basic_server):
+    # The app answers at once (no await); the FIN comes right behind the request. (Small responses
+    # are held to the end of the event-loop iteration; eof_received sends a held one first.)
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", basic_server.port), timeout=3) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)  # request and FIN in one segment
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.shutdown(socket.SHUT_WR)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+            response = read_until_closed(sock, 3)
+        assert status_of(response) == 200 and response.endswith(b"Hello, world!")
+
+
 def test_disconnect_after_response_and_on_client_close(basic_server):
     with socket.create_connection(("127.0.0.1", basic_server.port), timeout=3) as sock:
         sock.sendall(b"POST /wait-disconnect HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")

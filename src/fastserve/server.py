@@ -16,6 +16,7 @@ from typing import Any
 
 from .config import Config
 from .http import parser_class
+from .http.flow import WriteBatch
 from .http.protocol import HTTPProtocol
 from .http.tls import TLSInfo
 from .importer import AppImportError, load_app
@@ -41,6 +42,7 @@ class ServerState:
         self.request_limit: int | None = None
         self.request_limit_reached: Any = None
         self.active_requests = 0
+        self.write_batch = WriteBatch()  # see http/flow.py
         self.limit_concurrency = config.limit_concurrency
         self.limit_connections = config.limit_connections
         self.accepting: Any = None  # the Server's listener switch, for --limit-connections

@@ -81,7 +81,7 @@ class RequestResponseCycle:
     ) -> None:
         self.conn = conn
         self.scope = scope
-        self.transport = conn.transport
+        self.transport = conn.writer  # (holds small writes to the end of the loop iteration)
         self.keep_alive = keep_alive
         self.expect_100 = expect_100
         self.is_head = is_head

@@ -98,6 +98,7 @@ class HTTPProtocol(asyncio.Protocol):
         "switched",
         "pending_refusal",
         "scope_template",
+        "writer",
     )
 
     def __init__(self, config: Config, app: Any, state: ServerState, parser_class: type, loop=None) -> None:
@@ -124,9 +125,10 @@ class HTTPProtocol(asyncio.Protocol):
 
     # -- asyncio callbacks ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        from .flow import FlowControl
+        from .flow import FlowControl, HeldWriter
 
         self.transport = transport
+        self.writer = HeldWriter(transport, self.state.write_batch)
         self.flow = FlowControl(transport)
         self.server = _address(transport.get_extra_info("sockname"))
         self.client = _address(transport.get_extra_info("peername"))
@@ -168,11 +170,13 @@ class HTTPProtocol(asyncio.Protocol):
         # that reference counting frees the connection at once instead of the cyclic GC.
         self.parser.close()
         self.cycle = self.active = None
+        self.writer.held = None  # nowhere to go
 
     def eof_received(self) -> bool:
         # A FIN means the client is gone, as apps waiting for http.disconnect expect; returning
         # False lets asyncio close the transport, and connection_lost tells every cycle.
         self.eof = True
+        self.writer.release()  # a response already made still goes out before the close
         return False
 
     def data_received(self, data: bytes) -> None:
@@ -333,6 +337,7 @@ class HTTPProtocol(asyncio.Protocol):
             self.flow.pause_reading()
             return
         self.switched = True
+        self.writer.release()  # responses to requests pipelined ahead of the upgrade
         request, self.upgrade_request = self.upgrade_request, None
         self._cancel_keep_alive()
         state = self.state
@@ -352,7 +357,7 @@ class HTTPProtocol(asyncio.Protocol):
             cycle.keep_alive = False
             cycle.status = 503
             cycle.head_sent = True
-            self.transport.write(simple_response(503, "Service Unavailable", b"retry-after: 1\r\n"))
+            self.writer.write(simple_response(503, "Service Unavailable", b"retry-after: 1\r\n"))
             cycle.response_complete = True
             self.on_response_complete(cycle)
             return
@@ -372,7 +377,7 @@ class HTTPProtocol(asyncio.Protocol):
             if cycle.response_complete:  # the common case, kept to a counter (measured)
                 state.active_requests -= 1
                 if self.closing and self.active is None and not self.pipeline:
-                    self.transport.close()
+                    self.writer.close()
             else:
                 cycle.app_finished()
             return
@@ -397,7 +402,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.state.active_requests -= 1
         cycle.task = None
         if self.closing and self.active is None and not self.pipeline:
-            self.transport.close()
+            self.writer.close()
 
     def on_response_complete(self, cycle: RequestResponseCycle) -> None:
         state = self.state
@@ -410,7 +415,7 @@ class HTTPProtocol(asyncio.Protocol):
             return
         self.active = None
         if not cycle.keep_alive or cycle.disconnected:
-            self.transport.close()
+            self.writer.close()
             return
         if self.closing:
             if self.pipeline:
@@ -434,7 +439,7 @@ class HTTPProtocol(asyncio.Protocol):
             self.switch_protocols(leftover)
             return
         if self.eof:
-            self.transport.close()
+            self.writer.close()
             return
         if self.flow.read_paused:
             self.flow.resume_reading()
@@ -449,26 +454,26 @@ class HTTPProtocol(asyncio.Protocol):
         if broken is not None:
             broken.on_disconnect()  # its body is unusable: the app sees http.disconnect
             if broken.response_complete:
-                self.transport.close()  # already answered; a 400 now would answer nothing
+                self.writer.close()  # already answered; a 400 now would answer nothing
                 return
             if broken is self.active:
                 if not broken.head_sent:
                     broken.head_sent = broken.response_complete = True
-                    self.transport.write(simple_response(error.status, error.reason))
-                self.transport.close()
+                    self.writer.write(simple_response(error.status, error.reason))
+                self.writer.close()
                 return
             self.pipeline.remove(broken)
         if self.active is None and not self.pipeline:
-            self.transport.write(simple_response(error.status, error.reason))
-            self.transport.close()
+            self.writer.write(simple_response(error.status, error.reason))
+            self.writer.close()
         else:
             self.pending_refusal = error  # answered after the responses queued ahead of it
 
     def _close_after_refusal(self) -> None:
         error, self.pending_refusal = self.pending_refusal, None
         if error is not None:
-            self.transport.write(simple_response(error.status, error.reason))
-        self.transport.close()
+            self.writer.write(simple_response(error.status, error.reason))
+        self.writer.close()
 
     # -- keep-alive and shutdown ----------------------------------------------------------------
     def _become_idle(self) -> None:
@@ -513,7 +518,7 @@ class HTTPProtocol(asyncio.Protocol):
             return  # busy; the timer is armed again when the connection next becomes idle
         deadline = self.idle_since + self.config.timeout_keep_alive
         if self.loop.time() >= deadline:
-            self.transport.close()
+            self.writer.close()
         else:
             self.keep_alive_handle = self.loop.call_at(deadline, self._keep_alive_expired)
 
@@ -526,7 +531,7 @@ class HTTPProtocol(asyncio.Protocol):
                 # rolled over by its supervisor): serve it with "connection: close" if it comes.
                 self.loop.call_later(FIRST_REQUEST_GRACE, self._close_if_idle)
                 return
-            self.transport.close()
+            self.writer.close()
             return
         for cycle in (self.active, *self.pipeline):
             if cycle is not None and not cycle.head_sent:
@@ -534,13 +539,13 @@ class HTTPProtocol(asyncio.Protocol):
 
     def _close_if_idle(self) -> None:
         if self.active is None and not self.pipeline:
-            self.transport.close()
+            self.writer.close()
 
     def abort(self) -> None:
         """Graceful shutdown timed out: cancel the app and drop the connection."""
         if self.active is not None and self.active.task is not None:
             self.active.task.cancel()
-        self.transport.abort()
+        self.writer.abort()
 
 
 EAGER_START = sys.version_info >= (3, 11)  # create_task(context=...) is 3.11+
