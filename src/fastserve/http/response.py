@@ -103,12 +103,17 @@ def _parse_response_headers(headers: tuple) -> tuple[bytes, int | None, bool, bo
             else:
                 sets_defaults = True
         parts += (name, b": ", value, b"\r\n")
+    return header_block(parts), content_length, chunked, closes, sets_defaults
+
+
+def header_block(parts: list[bytes]) -> bytes:
+    """Header lines from [name, b": ", value, b"\r\n", ...], checked (see check_header_block)."""
     try:
         block = b"".join(parts)
     except TypeError:
         raise InvalidResponse("response header names and values must be bytes") from None
     check_header_block(block, len(parts) // 4)
-    return block, content_length, chunked, closes, sets_defaults
+    return block
 
 
 def _content_length(value: bytes) -> int:

@@ -13,7 +13,13 @@ from websockets.exceptions import InvalidHeaderValue
 from websockets.http11 import Request, Response
 
 from ..http.errors import InvalidResponse
-from ..http.response import CONNECTION_CLOSE, check_header_block, lower_name, status_line
+from ..http.response import (
+    CONNECTION_CLOSE,
+    check_header_block,
+    header_block,
+    lower_name,
+    status_line,
+)
 
 if TYPE_CHECKING:
     from ..http.protocol import UpgradeRequest
@@ -119,11 +125,7 @@ class DenialResponse:
                 continue  # the connection closes after this response; framing is ours
             names.add(lowered)
             parts += (name, b": ", value, b"\r\n")
-        try:
-            block = b"".join(parts)
-        except TypeError:
-            raise InvalidResponse("response header names and values must be bytes") from None
-        check_header_block(block, len(parts) // 4)
+        block = header_block(parts)
         defaults = state.defaults_without(headers) if names & {b"server", b"date"} else state.default_headers
         self.status = status
         self.head = status_line(status) + defaults + block
