@@ -44,7 +44,7 @@ class RequestResponseCycle:
     __slots__ = (
         "conn",
         "scope",
-        "transport",
+        "writer",
         "keep_alive",
         "expect_100",
         "is_head",
@@ -81,7 +81,7 @@ class RequestResponseCycle:
     ) -> None:
         self.conn = conn
         self.scope = scope
-        self.transport = conn.writer  # (holds small writes to the end of the loop iteration)
+        self.writer = conn.writer  # the transport, holding small writes to the end of the loop iteration
         self.keep_alive = keep_alive
         self.expect_100 = expect_100
         self.is_head = is_head
@@ -133,7 +133,7 @@ class RequestResponseCycle:
         if self.expect_100:
             self.expect_100 = False
             if self.more_body and not self.response_started and not self.disconnected:
-                self.transport.write(CONTINUE_RESPONSE)
+                self.writer.write(CONTINUE_RESPONSE)
         if not (self.body or self.disconnected or self.response_complete) and (
             self.more_body or self.final_body_taken
         ):
@@ -203,9 +203,9 @@ class RequestResponseCycle:
                 self.bytes_sent = size
                 line, defaults, block = self.head
                 if size <= JOIN_LIMIT:
-                    self.transport.write(b"".join((line, defaults, block, end, body)))
+                    self.writer.write(b"".join((line, defaults, block, end, body)))
                 else:
-                    self.transport.writelines((b"".join((line, defaults, block, end)), body))
+                    self.writer.writelines((b"".join((line, defaults, block, end)), body))
                 if self.waiter is not None:
                     self.wake()
                 self.conn.on_response_complete(self)
@@ -290,7 +290,7 @@ class RequestResponseCycle:
             self.conn.on_response_complete(self)
 
     def _write(self, body: bytes, more_body: bool) -> None:
-        transport = self.transport
+        transport = self.writer
         if not self.head_sent:
             head = b"".join((*self.head, self._framing(body, more_body), b"\r\n"))
             self.head_sent = True
@@ -361,7 +361,7 @@ class RequestResponseCycle:
             self.keep_alive = False
             self.head_sent = True
             self.status = 500
-            self.transport.write(simple_response(500, "Internal Server Error"))
+            self.writer.write(simple_response(500, "Internal Server Error"))
             self.response_complete = True
             self.conn.on_response_complete(self)
         else:

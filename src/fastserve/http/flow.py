@@ -121,6 +121,9 @@ class HeldWriter:
         self.release()
         self.transport.close()
 
+    def discard(self) -> None:
+        self.held = None  # the connection is gone: nowhere to send it
+
     def abort(self) -> None:
-        self.held = None
+        self.discard()
         self.transport.abort()

@@ -137,7 +137,8 @@ class HTTPProtocol(asyncio.Protocol):
         self.trusted_peer = self.config.proxy_headers and (
             self.client is None or self.client[0] in self.config.trusted_proxies
         )
-        # The scope keys that do not change between requests on this connection, copied per request.
+        # The scope keys that do not change between requests on this connection, copied per request;
+        # the per-request keys are there too (overwritten) so the copy needs no resize.
         self.scope_template = {
             "type": "http",
             "asgi": self.state.asgi_info,
@@ -170,7 +171,7 @@ class HTTPProtocol(asyncio.Protocol):
         # that reference counting frees the connection at once instead of the cyclic GC.
         self.parser.close()
         self.cycle = self.active = None
-        self.writer.held = None  # nowhere to go
+        self.writer.discard()
 
     def eof_received(self) -> bool:
         # A FIN means the client is gone, as apps waiting for http.disconnect expect; returning

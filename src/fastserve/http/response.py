@@ -91,7 +91,7 @@ def _parse_response_headers(headers: tuple) -> tuple[bytes, int | None, bool, bo
     content_length = None
     chunked = closes = sets_defaults = False
     for name, value in headers:
-        lowered = _NAME_CACHE.get(name) or lower_name(name)
+        lowered = lower_name(name)
         if lowered in _SPECIAL_RESPONSE_HEADERS:
             if lowered == b"content-length":
                 content_length = _content_length(value)

@@ -204,11 +204,7 @@ class WebSocketSession(asyncio.Protocol):
                 if len(self.early) > self.settings.max_size:
                     self.flow.pause_reading()
             return
-        protocol.receive_data(data)  # _feed(), inlined for the path with extensions
-        events = protocol.events_received()
-        if events:
-            for frame in events:
-                self._on_frame(frame)
+        self._feed(data)
         self._after_receive()
 
     def _feed(self, data: bytes) -> None:
