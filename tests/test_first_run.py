@@ -371,3 +371,52 @@ def test_ws_websockets_sansio_is_websockets(serve):
     server = serve("apps.ws:app", "--ws", "websockets-sansio", "--loop", "asyncio")
     assert "WebSocket websockets" in server.output
     assert _offers_deflate(server.port) is True
+
+
+def _open_websocket(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    assert sock.recv(4096).startswith(b"HTTP/1.1 101 ")
+    return sock
+
+
+def test_websocket_app_error_wrapping_the_disconnect_is_not_an_error(serve):
+    server = serve("apps.first_run:websocket_wraps_disconnect", "--loop", "asyncio")
+    sock = _open_websocket(server.port)
+    sock.recv(1000)
+    sock.close()  # no close frame: the connection is simply gone
+    time.sleep(0.5)  # the app's next send raises, and it re-raises its own error
+    assert server.stop() == 0
+    assert lines_with(server.output, "ERROR") == [] and "Traceback" not in server.output
+
+
+def test_websocket_real_app_error_is_still_an_error(serve):
+    server = serve("apps.first_run:websocket_fails", "--loop", "asyncio")
+    with _open_websocket(server.port):
+        server.wait_for_line("ValueError: a real bug")
+    assert lines_with(server.output, "ERROR") == ["ERROR:    Exception in ASGI application"]
+
+
+def test_shutdown_cutting_a_response_still_logs_it(serve):
+    server = serve("apps.first_run:endless", "--timeout-graceful-shutdown", "0.5",
+                   "--access-log-format", "ACCESS %(r)s %(s)s")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /cut HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.recv(100)
+        assert server.stop() == 0
+    assert [line for line in server.output.splitlines() if "ACCESS" in line] == ["INFO:     ACCESS GET /cut HTTP/1.1 200"]
+    assert lines_with(server.output, "ERROR") == []
+
+
+def test_gunicorn_worker_access_time_has_microseconds(supervised):
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    command = [gunicorn, "-k", "fastserve.workers.Worker", "--no-control-socket", "--chdir", str(TESTS / "apps"),
+               "-b", "127.0.0.1:0", "--access-logfile", "-", "--access-logformat", "ACCESS %(D)s", "first_run:sleepy"]
+    server = supervised("first_run:sleepy", command=command)
+    port = int(re.search(r"running on http://127\.0\.0\.1:(\d+)", server.wait_for_line("running on")).group(1))
+    for _ in range(3):
+        assert httpx.get(f"http://127.0.0.1:{port}/").text == "slept"
+    wait_until(lambda: server.output.count("ACCESS ") == 3)
+    micros = [int(line.split("ACCESS ")[1]) for line in server.output.splitlines() if "ACCESS " in line]
+    assert all(1000 <= m < 1_000_000 for m in micros) and any(m % 1000 for m in micros), micros

@@ -60,3 +60,27 @@ def _starlette_streaming():
 def starlette_streaming():
     """A factory, so importing this module does not need Starlette."""
     return _starlette_streaming()
+
+
+async def websocket_wraps_disconnect(scope, receive, send):
+    """Sends until the client is gone, then raises its own error from the disconnect (as
+    frameworks do); the server must log it at debug only."""
+    if scope["type"] != "websocket":
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    while True:
+        try:
+            await send({"type": "websocket.send", "bytes": b"x" * 1000})
+        except OSError as exc:
+            raise RuntimeError("the framework's own error") from exc
+        await asyncio.sleep(0.01)
+
+
+async def websocket_fails(scope, receive, send):
+    """A real application error on an open WebSocket: still logged with its traceback."""
+    if scope["type"] != "websocket":
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    raise ValueError("a real bug")
