@@ -13,9 +13,11 @@ PYTEST_ARGS ?=
 .PHONY: run test lint bench soak system-deps clean
 
 run: $(VENV)/.installed
+	@echo "==> Serving the example app on http://$(HOST):$(PORT) (another port: make run PORT=8001)"
 	$(BIN)/fastserve fastserve.examples.hello:app --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed-dev system-deps
+	@echo "==> Running the test suite (about 5 minutes on a 2-core machine; make test PYTEST_ARGS='tests/test_cli.py -x' for one file)"
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
@@ -29,14 +31,17 @@ soak: $(VENV)/.installed-dev system-deps
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "fastserve needs Python >= 3.10"; exit 1; }
+	@echo "==> Creating the virtual environment $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@echo "==> Installing fastserve into $(VENV) (pip install -e .; about 15 s)"
 	$(BIN)/pip install -q -e .
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	@echo "==> Installing fastserve with the test and benchmark dependencies into $(VENV) (pip install -e '.[dev]'; about 35 s the first time)"
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@ $(VENV)/.installed
 

@@ -55,9 +55,9 @@ def test_bad_options_exit_2_with_one_line(args, message):
     ("apps.basic:nosuchattr", 'Attribute "nosuchattr" not found'),
     ("apps.basic", "must be in format"),
 ])
-def test_unimportable_app_exits_1_with_one_line(app, message):
+def test_unimportable_app_exits_3_with_one_line(app, message):
     result = fastserve(app, "--app-dir", str(TESTS))
-    assert result.returncode == 1
+    assert result.returncode == 3  # as uvicorn: 3 is "the app could not be loaded"
     assert message in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -270,7 +270,7 @@ def test_workers_share_a_unix_socket(supervised, tmp_path):
 
 def test_app_that_cannot_start_stops_the_supervisor(supervised):
     server = supervised("apps.no_such_module:app", "--workers", "2", wait_for=None)
-    assert exit_status(server, 20) == 1
+    assert exit_status(server, 20) == 3  # the app could not be loaded (as uvicorn)
     server.wait_for_line('Could not import module "apps.no_such_module"')
     assert "failed to start" in server.output
 

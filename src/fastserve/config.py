@@ -23,7 +23,20 @@ DEFAULT_ACCESS_LOG_FORMAT = '%(h)s - "%(r)s" %(s)s %(b)s %(M)sms'
 
 
 class ConfigError(ValueError):
-    """A setting has a value fastserve cannot use."""
+    """A setting has a value fastserve cannot use. Messages read ``--option-name: what is wrong``;
+    ``option`` is the setting's name (the CLI says when its value came from the environment)."""
+
+    def __init__(self, option: str, problem: str) -> None:
+        super().__init__(f"{flag_of(option)}: {problem}")
+        self.option = option
+
+
+def flag_of(name: str) -> str:
+    """The command-line spelling of a setting: headers -> --header, ssl_keyfile -> --ssl-keyfile."""
+    for f in fields(Config):
+        if f.name == name and f.metadata.get("flag"):
+            return f.metadata["flag"]
+    return "--" + name.replace("_", "-")
 
 
 def option(
@@ -125,7 +138,7 @@ class Config:
     access_log: bool = option(True, "Write an access log line per response.", group="logging")
     access_log_format: str = option(DEFAULT_ACCESS_LOG_FORMAT, "Access log format (gunicorn atoms, e.g. %(h)s %(r)s %(s)s %(D)s).", group="logging")
     log_config: str | None = option(None, "Logging configuration file (.json, .yaml or .ini).", group="logging", type=str)
-    use_colors: bool | None = option(None, "Colour log level names (default: when writing to a terminal).", group="logging", type=bool, cli=False)
+    use_colors: bool | None = option(None, "Colour log level names (default: when writing to a terminal).", group="logging", type=bool)
 
     # -- development and process management -----------------------------------------------------
     reload: bool = option(False, "Restart the server when files change (development).", group="reload", is_flag=True)
@@ -147,13 +160,13 @@ class Config:
         for f in fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
-                raise ConfigError(f"{f.name.replace('_', '-')} must be one of {', '.join(choices)}; got {getattr(self, f.name)!r}")
+                raise ConfigError(f.name, f"must be one of {', '.join(choices)}; got {getattr(self, f.name)!r}")
         self.headers = list(self.headers)
         self._check_ranges()
         if self.uds and self.fd is not None:
-            raise ConfigError("use only one of --uds and --fd")
+            raise ConfigError("uds", "use only one of --uds and --fd")
         if self.ssl_keyfile and not self.ssl_certfile:
-            raise ConfigError("--ssl-keyfile needs --ssl-certfile")
+            raise ConfigError("ssl_keyfile", "needs --ssl-certfile too")
         self.default_headers = [parse_header_option(h) for h in self.headers]
         self.trusted_proxies = TrustedProxies(self.forwarded_allow_ips)
 
@@ -161,20 +174,20 @@ class Config:
         positive = ("limit_request_line", "limit_request_headers_size", "limit_request_fields", "backlog", "ws_max_size", "ws_max_queue")
         for name in positive:
             if getattr(self, name) <= 0:
-                raise ConfigError(f"{name.replace('_', '-')} must be positive")
+                raise ConfigError(name, f"must be positive; got {getattr(self, name)!r}")
         non_negative = ("timeout_keep_alive", "timeout_graceful_shutdown", "reload_delay", "limit_max_requests_jitter")
         for name in ("timeout_request_header", "timeout_request_body", "timeout_ws_handshake"):
             if getattr(self, name) <= 0:
-                raise ConfigError(f"{name.replace('_', '-')} must be positive")
+                raise ConfigError(name, f"must be positive; got {getattr(self, name)!r}")
         for name in non_negative:
             if getattr(self, name) < 0:
-                raise ConfigError(f"{name.replace('_', '-')} must not be negative")
+                raise ConfigError(name, f"must not be negative; got {getattr(self, name)!r}")
         if not 0 <= self.port <= 65535:
-            raise ConfigError("port must be between 0 and 65535")
+            raise ConfigError("port", f"must be between 0 and 65535; got {self.port!r}")
         for name in ("limit_concurrency", "limit_connections", "workers", "limit_max_requests"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ConfigError(f"{name.replace('_', '-')} must be at least 1")
+                raise ConfigError(name, f"must be at least 1; got {value!r}")
 
     @property
     def is_ssl(self) -> bool:
@@ -209,10 +222,10 @@ def parse_header_option(text: str) -> tuple[bytes, bytes]:
     name, sep, value = text.partition(":")
     name, value = name.strip(), value.strip()
     if not sep or not name:
-        raise ConfigError(f"--header must look like NAME:VALUE; got {text!r}")
+        raise ConfigError("headers", f"must look like NAME:VALUE; got {text!r}")
     raw_name, raw_value = name.lower().encode("latin-1"), value.encode("latin-1")
     if any(c in raw_name for c in b"\r\n\0 :\t") or any(c in raw_value for c in b"\r\n\0"):
-        raise ConfigError(f"--header has a forbidden character: {text!r}")
+        raise ConfigError("headers", f"CR, LF, NUL (or a space, tab or colon in the name) are not allowed; got {text!r}")
     return raw_name, raw_value
 
 
@@ -234,7 +247,7 @@ class TrustedProxies:
                 else:
                     self.addresses.add(str(ipaddress.ip_address(item)))
             except ValueError:
-                raise ConfigError(f"--forwarded-allow-ips: {item!r} is not an IP address or network") from None
+                raise ConfigError("forwarded_allow_ips", f"{item!r} is not an IP address or network") from None
 
     def __contains__(self, host: str | None) -> bool:
         if self.everyone or host is None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import os
 import sys
 from typing import Any
 
 from .config import Config
+
+logger = logging.getLogger("fastserve.error")
 
 
 class AppImportError(Exception):
@@ -37,7 +40,12 @@ def import_from_string(spec: str) -> Any:
 
 
 def load_app(config: Config) -> Any:
+    """The ASGI 3 callable to serve; AppImportError (one line) when APP cannot be one.
+
+    Everything here happens before any socket is served, so a wrong APP is an exit status, not a
+    server answering 500 to every request."""
     if config.env_file:
+        logger.info("Loading environment from '%s'", config.env_file)
         load_env_file(config.env_file)
     app_dir = os.path.abspath(config.app_dir)
     if app_dir not in sys.path:
@@ -45,15 +53,51 @@ def load_app(config: Config) -> Any:
     app = import_from_string(config.app) if isinstance(config.app, str) else config.app
     if app is None:
         raise AppImportError("No application given.")
+    name = config.app if isinstance(config.app, str) else repr(app)
     if config.factory:
-        try:
-            app = app()
-        except TypeError as exc:
-            raise AppImportError(f"Error calling the application factory: {exc}") from None
+        app = _call_factory(app, name)
+    elif _looks_like_factory(app):
+        logger.warning("APP %s takes no arguments: calling it as an application factory "
+                       "(pass --factory to say so and silence this warning).", name)
+        app = _call_factory(app, name)
+    if not callable(app):
+        raise AppImportError(f"APP {name} is not an ASGI application: {type(app).__name__} objects are not callable.")
     interface = config.interface if config.interface != "auto" else detect_interface(app)
+    arguments = 1 if interface == "asgi2" else 3
+    if not _can_take(app, arguments):
+        wanted = "(scope)" if arguments == 1 else "(scope, receive, send)"
+        raise AppImportError(f"APP {name} is not an ASGI application: it cannot be called with {wanted}.")
     if interface == "asgi2":
         app = ASGI2Middleware(app)
     return app
+
+
+def _call_factory(factory: Any, name: str) -> Any:
+    if not callable(factory):
+        raise AppImportError(f"--factory: APP {name} is not callable.")
+    try:
+        return factory()
+    except TypeError as exc:
+        raise AppImportError(f"Error calling the application factory {name}: {exc}") from None
+
+
+def _looks_like_factory(app: Any) -> bool:
+    """A plain function (not a coroutine function, not a class) with no required argument."""
+    if not (inspect.isfunction(app) or inspect.ismethod(app)) or inspect.iscoroutinefunction(app):
+        return False
+    return _can_take(app, 0) and not _can_take(app, 1)
+
+
+def _can_take(app: Any, count: int) -> bool:
+    try:
+        signature = inspect.signature(app)
+    except (TypeError, ValueError):
+        return True  # a C callable without a signature: cannot tell, so trust it
+    try:
+        signature.bind(*([None] * count))
+    except TypeError:
+        return False
+    return True
 
 
 def detect_interface(app: Any) -> str:

@@ -26,7 +26,11 @@ _LEVEL_COLOURS = {
 
 
 class LevelFormatter(logging.Formatter):
-    """``INFO:     message``, with the level name coloured when writing to a terminal."""
+    """``INFO:     message``, with the level name coloured when writing to a terminal.
+
+    In a ``--workers`` child every line carries the worker's pid: ``INFO:     [1234] message``."""
+
+    process_tag = ""  # set once in a worker process, before logging is configured
 
     def __init__(self, fmt: str | None = None, datefmt: str | None = None, use_colors: bool | None = None) -> None:
         super().__init__(fmt or "%(levelprefix)s %(message)s", datefmt)
@@ -36,7 +40,7 @@ class LevelFormatter(logging.Formatter):
         prefix = f"{record.levelname}:".ljust(9)
         if self.use_colors:
             prefix = f"{_LEVEL_COLOURS.get(record.levelname, '')}{record.levelname}\x1b[0m:".ljust(9 + 9)
-        record.levelprefix = prefix
+        record.levelprefix = f"{prefix} {self.process_tag}" if self.process_tag else prefix
         return super().formatMessage(record)
 
 
@@ -103,7 +107,7 @@ class AccessLog:
 
     def log(self, conn: Any, cycle: Any) -> None:
         if self.logger.isEnabledFor(logging.INFO):
-            self.logger.info(self.fmt, AccessAtoms(conn, cycle, conn.loop.time()))
+            self.logger.info(self.fmt, AccessAtoms(conn, cycle, time.perf_counter()))
 
 
 class AccessAtoms(collections.abc.Mapping):
@@ -181,3 +185,89 @@ _ATOMS = {
     "L": lambda a: f"{a.elapsed:.6f}",
     "p": lambda a: f"<{os.getpid()}>",
 }
+
+
+# -- --log-level debug and trace ------------------------------------------------------------------
+# Both are decided once, when the server starts: at info and above no connection or message pays
+# for them (a subclass of the protocol and a wrapper around the app are simply not used).
+def debug_protocol_class(base: type) -> type:
+    """``base`` (HTTPProtocol) logging connection open/close and refused bytes on 'fastserve.error'."""
+    logger = logging.getLogger("fastserve.error")
+
+    class DebugHTTPProtocol(base):
+        __slots__ = ("last_data",)
+
+        def connection_made(self, transport: Any) -> None:
+            self.last_data = b""
+            super().connection_made(transport)
+            logger.debug("Connection opened: %s", _peer(self))
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            logger.debug("Connection closed: %s%s", _peer(self), f" ({exc})" if exc else "")
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            self.last_data = data
+            super().data_received(data)
+
+        def refuse(self, error: Any) -> None:
+            logger.debug("Refusing %s with %d (%s); the bytes read last: %r", _peer(self), error.status,
+                         error.reason, bytes(self.last_data[:200]))
+            super().refuse(error)
+
+        def switch_protocols(self, leftover: bytes) -> None:
+            logger.debug("Connection %s switches to WebSocket", _peer(self))
+            super().switch_protocols(leftover)
+
+    return DebugHTTPProtocol
+
+
+def _peer(conn: Any) -> str:
+    client = conn.client
+    return f"{client[0]}:{client[1]}" if client else "a unix socket peer"
+
+
+def trace_asgi(app: Any) -> Any:
+    """The app with every ASGI message logged at TRACE: type and sizes, never bodies or headers' values."""
+    logger = logging.getLogger("fastserve.error")
+
+    async def traced(scope: dict, receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        where = f"{kind} {scope.get('path', '')}".rstrip()
+
+        async def traced_receive() -> dict:
+            message = await receive()
+            logger.log(TRACE, "ASGI [%s] receive %s", where, describe_message(message))
+            return message
+
+        async def traced_send(message: dict) -> None:
+            logger.log(TRACE, "ASGI [%s] send %s", where, describe_message(message))
+            await send(message)
+
+        if kind == "lifespan":
+            logger.log(TRACE, "ASGI [%s] call", where)
+        else:
+            logger.log(TRACE, "ASGI [%s] call (%d request headers)", where, len(scope["headers"]))
+        try:
+            await app(scope, traced_receive, traced_send)
+        except BaseException as exc:
+            logger.log(TRACE, "ASGI [%s] raised %s", where, type(exc).__name__)
+            raise
+        logger.log(TRACE, "ASGI [%s] returned", where)
+
+    return traced
+
+
+def describe_message(message: dict) -> str:
+    parts = [str(message.get("type"))]
+    for key in ("status", "code"):
+        if key in message:
+            parts.append(f"{key}={message[key]}")
+    for key in ("body", "bytes", "text"):
+        if message.get(key) is not None:
+            parts.append(f"{key}={len(message[key])} {'chars' if key == 'text' else 'bytes'}")
+    if "headers" in message:
+        parts.append(f"headers={len(message['headers'])}")
+    if "more_body" in message:
+        parts.append(f"more_body={message['more_body']}")
+    return " ".join(parts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import random
@@ -21,11 +22,14 @@ from .http.protocol import HTTPProtocol
 from .http.tls import TLSInfo
 from .importer import AppImportError, load_app
 from .lifespan import Lifespan
-from .logging import AccessLog
+from .logging import TRACE, AccessLog, debug_protocol_class, trace_asgi
 
 logger = logging.getLogger("fastserve.error")
 
-STARTUP_FAILURE = 3
+# Exit statuses (README "Exit statuses"). 2 is a bad option value (click's usage error).
+EXIT_SETUP = 1  # the address cannot be bound, TLS files cannot be loaded
+EXIT_APP = 3  # APP cannot be imported or is not an ASGI app, or lifespan startup failed (as uvicorn)
+STARTUP_FAILURE = EXIT_APP
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -95,6 +99,10 @@ class ServerState:
 class Server:
     # Subclasses that manage signals themselves (the Gunicorn worker) set this to ().
     handled_signals: tuple[int, ...] = HANDLED_SIGNALS
+    # The start-up line per socket, and what the graceful-shutdown wait line adds: a process
+    # whose Ctrl+C is not its own (a Gunicorn worker) says neither.
+    running_message = "fastserve running on %s (Press CTRL+C to quit)"
+    force_exit_hint = "; press CTRL+C again to force the exit"
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -127,23 +135,45 @@ class Server:
                 loop.remove_signal_handler(sig)
 
     async def _serve(self, sockets: list[socket.socket] | None) -> None:
+        """Load, check TLS and bind before lifespan startup: a mistake in any of them is one
+        line and an exit status (see EXIT_* above), and the app never starts for nothing."""
         config = self.config
+        logger.info("Started server process [%d]", os.getpid())
         try:
             app = load_app(config)
         except AppImportError as exc:
             logger.error("%s", exc)
-            self.exit_code = 1
+            self.exit_code = EXIT_APP
             return
+        if logger.isEnabledFor(TRACE):
+            app = trace_asgi(app)
         ws_handler = _ws_handler(config, app)  # before lifespan: it may refuse to start (--ws websockets)
         try:
             ssl_context = create_ssl_context(config) if config.is_ssl else None
-        except (OSError, ValueError) as exc:  # missing files, a wrong password, bad ciphers
+        except TLSSetupError as exc:
             logger.error("TLS setup failed: %s", exc)
-            self.exit_code = 1
+            self.exit_code = EXIT_SETUP
             return
+        own_sockets = sockets is None
+        if own_sockets:
+            try:
+                sockets = [bind_socket(config)]
+            except OSError as exc:
+                logger.error("%s", bind_error_message(config, exc))
+                self.exit_code = EXIT_SETUP
+                return
+        logger.info("%s", describe_implementation(config, ws_handler))
+        try:
+            await self._start_and_serve(app, sockets, ssl_context, ws_handler)
+        finally:
+            if own_sockets:
+                close_own_sockets(config, sockets)
+
+    async def _start_and_serve(self, app: Any, sockets: list[socket.socket], ssl_context: Any, ws_handler: Any) -> None:
+        config = self.config
         lifespan = Lifespan(app, config.lifespan)
         if not await lifespan.startup():
-            self.exit_code = STARTUP_FAILURE
+            self.exit_code = EXIT_APP
             return
         self.state = ServerState(config, lifespan.state, self.create_access_log(), ws_handler)
         if ssl_context is not None:
@@ -152,8 +182,8 @@ class Server:
         try:
             await self._listen(app, sockets, ssl_context)
         except OSError as exc:
-            logger.error("Could not bind: %s", exc)
-            self.exit_code = 1
+            logger.error("Could not listen on %s: %s", config.bind_description(), exc)
+            self.exit_code = EXIT_SETUP
             await lifespan.shutdown(config.timeout_graceful_shutdown)
             return
         self._tick_date()
@@ -186,18 +216,17 @@ class Server:
         loop = asyncio.get_running_loop()
         parser = parser_class(config.http)
         state = self.state
+        protocol_class = debug_protocol_class(HTTPProtocol) if logger.isEnabledFor(logging.DEBUG) else HTTPProtocol
 
         def factory() -> HTTPProtocol:
-            return HTTPProtocol(config, app, state, parser, loop)
+            return protocol_class(config, app, state, parser, loop)
 
-        if sockets is None:
-            sockets = [bind_socket(config)]
         self.listeners = Listeners(factory, sockets, ssl_context, config)
         state.accepting = self.listeners
         await self.listeners.start()
         for sock in sockets:
             self.bound_addresses.append(sock.getsockname())
-            logger.info("fastserve running on %s (Press CTRL+C to quit)", describe_socket(sock, config))
+            logger.info(self.running_message, describe_socket(sock, config))
 
     async def shutdown(self, lifespan: Lifespan | None = None) -> None:
         logger.info("Shutting down")
@@ -210,7 +239,7 @@ class Server:
             for conn in list(state.connections):
                 conn.shutdown()
             if state.connections and not self.force_exit:
-                logger.info("Waiting for %d connection(s) to finish (at most %ss)", len(state.connections), self.config.timeout_graceful_shutdown)
+                logger.info("Waiting for %d connection(s) to finish (at most %ss%s)", len(state.connections), self.config.timeout_graceful_shutdown, self.force_exit_hint)
                 done, _ = await asyncio.wait(
                     (state.all_closed(), self._force_requested),
                     timeout=self.config.timeout_graceful_shutdown,
@@ -352,16 +381,97 @@ def describe_socket(sock: socket.socket, config: Config) -> str:
     return f"{'https' if config.is_ssl else 'http'}://{host}:{port}"
 
 
+class TLSSetupError(Exception):
+    """The TLS settings cannot be used; the message names the option and the file."""
+
+
 def create_ssl_context(config: Config) -> ssl.SSLContext:
+    for option, path in (("--ssl-certfile", config.ssl_certfile), ("--ssl-keyfile", config.ssl_keyfile), ("--ssl-ca-certs", config.ssl_ca_certs)):
+        if path and not os.path.isfile(path):
+            raise TLSSetupError(f"{option} {path!r}: no such file")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(config.ssl_certfile, config.ssl_keyfile, config.ssl_keyfile_password)
+    try:
+        context.load_cert_chain(config.ssl_certfile, config.ssl_keyfile, config.ssl_keyfile_password)
+    except (OSError, ValueError) as exc:
+        raise TLSSetupError(_cert_chain_problem(config, exc)) from None
     context.verify_mode = ssl.VerifyMode(config.ssl_cert_reqs)
     if config.ssl_ca_certs:
-        context.load_verify_locations(config.ssl_ca_certs)
+        try:
+            context.load_verify_locations(config.ssl_ca_certs)
+        except (OSError, ValueError) as exc:
+            raise TLSSetupError(f"--ssl-ca-certs {config.ssl_ca_certs!r} holds no usable CA certificate ({exc})") from None
     if config.ssl_ciphers:
-        context.set_ciphers(config.ssl_ciphers)
+        try:
+            context.set_ciphers(config.ssl_ciphers)
+        except ssl.SSLError:
+            raise TLSSetupError(f"--ssl-ciphers {config.ssl_ciphers!r} selects no cipher OpenSSL knows") from None
     context.set_alpn_protocols(["http/1.1"])
     return context
+
+
+def _cert_chain_problem(config: Config, exc: Exception) -> str:
+    """Which file is wrong: OpenSSL's own message rarely says."""
+    certfile, keyfile = config.ssl_certfile, config.ssl_keyfile
+    if "BEGIN CERTIFICATE" not in _read_text(certfile):
+        return f"--ssl-certfile {certfile!r} holds no PEM certificate"
+    key_source = keyfile or certfile
+    key_text = _read_text(key_source)
+    if "PRIVATE KEY" not in key_text:
+        option = "--ssl-keyfile" if keyfile else "--ssl-certfile (no --ssl-keyfile given)"
+        return f"{option} {key_source!r} holds no PEM private key"
+    if "ENCRYPTED" in key_text and not config.ssl_keyfile_password:
+        return f"{key_source!r} is encrypted: give --ssl-keyfile-password"
+    reason = str(getattr(exc, "reason", "") or exc)
+    if "KEY_VALUES_MISMATCH" in reason:
+        return f"the private key in {key_source!r} does not match the certificate in {certfile!r}"
+    if config.ssl_keyfile_password and "ENCRYPTED" in key_text:
+        return f"--ssl-keyfile-password cannot decrypt {key_source!r} ({reason})"
+    return f"cannot load --ssl-certfile {certfile!r} with key {key_source!r}: {reason}"
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read(1 << 20)
+    except OSError:
+        return ""
+
+
+def bind_error_message(config: Config, exc: OSError) -> str:
+    """One line saying what could not be bound and what to do about it."""
+    where = config.bind_description()
+    if exc.errno == errno.EADDRINUSE:
+        if config.uds:
+            return f"Could not bind {where}: it is in use by another process."
+        return (f"Could not bind {where}: the address is already in use (another server?). "
+                f"Choose another port with --port (or make run PORT=...).")
+    if exc.errno == errno.EACCES and not config.uds and 0 < config.port < 1024:
+        return f"Could not bind {where}: ports below 1024 need privileges; use --port 8000 or another port above 1023."
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"Could not bind {where}: {config.host} is not an address of this machine (--host)."
+    return f"Could not bind {where}: {exc.strerror or exc}"
+
+
+def close_own_sockets(config: Config, sockets: list[socket.socket]) -> None:
+    """Close sockets this process bound; a UNIX socket file is removed, as the supervisors do."""
+    for sock in sockets:
+        sock.close()
+    if config.uds:
+        try:
+            if stat.S_ISSOCK(os.stat(config.uds).st_mode):
+                os.unlink(config.uds)
+        except OSError:
+            pass
+
+
+def describe_implementation(config: Config, ws_handler: Any) -> str:
+    """Which loop, parser and WebSocket engine serve: 'auto' choices are shown as chosen."""
+    loop = "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
+    parser = "httptools" if parser_class(config.http).__name__ == "HttptoolsParser" else "h11"
+    ws = "websockets" if ws_handler is not None else "none (upgrades served as plain HTTP)"
+    chosen = [(name, value, getattr(config, key) == "auto") for key, name, value in
+              (("loop", "event loop", loop), ("http", "HTTP parser", parser), ("ws", "WebSocket", ws))]
+    return "Using " + ", ".join(f"{name} {value}{' (auto)' if auto else ''}" for name, value, auto in chosen)
 
 
 def loop_factory(name: str):

@@ -67,6 +67,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 from gunicorn.workers.base import Worker as GunicornWorker
@@ -183,6 +184,9 @@ class WorkerServer(Server):
     """The Server as a gunicorn worker: the worker owns the signals and the access log."""
 
     handled_signals = ()
+    # Gunicorn's log lines carry the pid already; Ctrl+C belongs to the arbiter.
+    running_message = "fastserve running on %s"
+    force_exit_hint = ""
 
     def __init__(self, config: Config, worker: Worker) -> None:
         super().__init__(config)
@@ -237,7 +241,7 @@ class GunicornAccessLog:
         self.glog = glog
 
     def log(self, conn: Any, cycle: Any) -> None:
-        elapsed = max(0.0, conn.loop.time() - cycle.start_time) if cycle.start_time else 0.0
+        elapsed = max(0.0, time.perf_counter() - cycle.start_time) if cycle.start_time else 0.0
         scope = cycle.scope
         request = _Request(scope["headers"])
         response = _Response(cycle)

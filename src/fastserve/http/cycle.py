@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .errors import ClientDisconnected, InvalidResponse
+from .errors import ClientDisconnected, InvalidResponse, caused_by_disconnect
 from .flow import wake
 from .response import (
     _STATUS_LINES,
@@ -119,6 +119,10 @@ class RequestResponseCycle:
         self.wake()
 
     def on_disconnect(self) -> None:
+        if self.start_time and self.response_started and not (self.response_complete or self.disconnected):
+            # A response cut short (client left, shutdown aborted it) still gets its access-log
+            # line, with what was sent, as uvicorn and gunicorn do. start_time: access log on.
+            self.conn.state.access_log.log(self.conn, self)
         self.disconnected = True
         self.wake()
 
@@ -340,8 +344,8 @@ class RequestResponseCycle:
         self.conn.on_cycle_done(self)
 
     def app_failed(self, exc: BaseException) -> None:
-        if isinstance(exc, ClientDisconnected):
-            logger.debug("Client disconnected while the app was sending its response.")
+        if isinstance(exc, ClientDisconnected) or (self.disconnected and caused_by_disconnect(exc)):
+            logger.debug("Client disconnected while the app was sending its response: %r", exc)
         elif isinstance(exc, InvalidResponse):
             logger.error("Invalid response from the ASGI app: %s", exc)
             self._fail()

@@ -14,6 +14,15 @@ class BadRequest(Exception):
 
 HTTP2_PREFACE_HINT = "HTTP/2 connection preface received, but this port speaks HTTP/1.1 only"
 UNSUPPORTED_METHOD = "Invalid or unsupported HTTP method"
+TLS_ON_PLAIN_PORT_HINT = "This looks like TLS: use http:// or start the server with --ssl-certfile"
+
+
+def tls_on_plain_port(error: BadRequest, first_bytes: bytes) -> BadRequest:
+    """A TLS ClientHello (a handshake record: 0x16, version 3.x) sent to the plain HTTP port makes
+    either parser refuse the first bytes; say what happened instead of how the parser failed."""
+    if first_bytes[:2] == b"\x16\x03":
+        return BadRequest(400, TLS_ON_PLAIN_PORT_HINT)
+    return error
 
 
 def request_line_too_long() -> BadRequest:
@@ -47,6 +56,18 @@ def check_trailers(trailers) -> None:
 
 class ClientDisconnected(OSError):
     """Raised by ``send()`` once the client has gone away (ASGI HTTP spec 2.4)."""
+
+
+def caused_by_disconnect(exc: BaseException) -> bool:
+    """True for ClientDisconnected, or an exception raised while handling one (frameworks such as
+    Starlette re-raise it as their own error, keeping it as ``__cause__``/``__context__``)."""
+    seen = 0
+    while exc is not None and seen < 32:  # bounded: a chain may loop back on itself
+        if isinstance(exc, ClientDisconnected):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 class InvalidResponse(RuntimeError):

@@ -12,11 +12,18 @@ import logging
 import sys
 from collections import deque
 from contextvars import copy_context
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from .cycle import RequestResponseCycle, Suspended
-from .errors import HTTP2_PREFACE_HINT, UNSUPPORTED_METHOD, BadRequest, StopReading
+from .errors import (
+    HTTP2_PREFACE_HINT,
+    UNSUPPORTED_METHOD,
+    BadRequest,
+    StopReading,
+    tls_on_plain_port,
+)
 from .proxy import forwarded_client
 from .response import simple_response
 
@@ -185,6 +192,8 @@ class HTTPProtocol(asyncio.Protocol):
         try:
             self.parser.feed(data)
         except BadRequest as exc:
+            if self.cycle is None:  # the first bytes of the connection (refusal path only)
+                exc = tls_on_plain_port(exc, data)
             self.refuse(exc)
             return
         if self.parser.in_head and self.head_deadline is None and not self.switched:
@@ -364,7 +373,7 @@ class HTTPProtocol(asyncio.Protocol):
             return
         state.active_requests += 1
         if state.access_log is not None:
-            cycle.start_time = self.loop.time()
+            cycle.start_time = perf_counter()  # loop.time() is cached per iteration on uvloop (ms)
         if not EAGER_START:
             cycle.task = self.loop.create_task(cycle.run(self.app(cycle.scope, cycle.receive, cycle.send)))
             return

@@ -26,6 +26,7 @@ import signal
 
 from ..config import Config
 from .process import (
+    WORKER_NAME,
     ChildProcess,
     describe_exit,
     install_signal_handlers,
@@ -77,7 +78,7 @@ class Supervisor:
 
     # -- workers ----------------------------------------------------------------------------------
     def spawn(self) -> ChildProcess:
-        worker = ChildProcess(self.config, self.sockets, self._worker_exited, name="fastserve-worker").start()
+        worker = ChildProcess(self.config, self.sockets, self._worker_exited, name=WORKER_NAME).start()
         self.workers.append(worker)
         self.children.add(worker)
         worker.ready.add_done_callback(lambda _: self._worker_ready(worker))

@@ -37,12 +37,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import Config
-from ..logging import configure_logging
-from ..server import Server, bind_socket, run_coroutine
+from ..logging import LevelFormatter, configure_logging
+from ..server import Server, bind_error_message, bind_socket, run_coroutine
 
 logger = logging.getLogger("fastserve.error")
 
 SPAWN = multiprocessing.get_context("spawn")
+WORKER_NAME = "fastserve-worker"  # the process name of --workers children (not --reload's)
 # Lifespan shutdown runs after the connections' grace period; give it this long before SIGKILL.
 SHUTDOWN_MARGIN = 5.0
 
@@ -53,7 +54,7 @@ def bind_sockets(config: Config) -> list[socket.socket] | None:
     try:
         return [bind_socket(config)]
     except OSError as exc:
-        logger.error("Could not bind %s: %s", config.bind_description(), exc)
+        logger.error("%s", bind_error_message(config, exc))
         return None
 
 
@@ -217,6 +218,8 @@ def child_main(config: Config, sockets: list[socket.socket], ready_writer: Any) 
     # Ignored also while the app is imported; a handler rather than SIG_IGN, which processes the
     # app starts would inherit.
     signal.signal(signal.SIGINT, _ignore_signal)
+    if multiprocessing.current_process().name == WORKER_NAME:
+        LevelFormatter.process_tag = f"[{os.getpid()}]"  # which worker wrote the line
     configure_logging(config)
     server = ChildServer(config, ready_writer)
     try:

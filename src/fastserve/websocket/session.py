@@ -22,6 +22,7 @@ import logging
 import os
 import struct
 from collections import deque
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from websockets.exceptions import InvalidHeader, InvalidState, ProtocolError
@@ -34,7 +35,7 @@ try:
 except ImportError:  # websockets built without its C extension
     from websockets.utils import apply_mask
 
-from ..http.errors import ClientDisconnected
+from ..http.errors import ClientDisconnected, caused_by_disconnect
 from ..http.flow import FlowControl, wake
 from ..http.response import simple_response
 from .handshake import (
@@ -151,7 +152,7 @@ class WebSocketSession(asyncio.Protocol):
         self.ping_handle: asyncio.TimerHandle | None = None
         self.pong_handle: asyncio.TimerHandle | None = None
         self.close_handle: asyncio.TimerHandle | None = None
-        self.start_time = self.loop.time()
+        self.start_time = perf_counter()  # as the HTTP cycle: microsecond resolution for the access log
         self.reported = False
         self.handshake_handle: asyncio.TimerHandle | None = None
 
@@ -575,6 +576,9 @@ class WebSocketSession(asyncio.Protocol):
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
+            if (self.connection_lost_ or self.phase is CLOSED) and caused_by_disconnect(exc):
+                logger.debug("WebSocket app stopped after the client left: %r", exc)
+                return
             logger.error("Exception in ASGI application", exc_info=exc)
             self._app_failed(exc)
             if not isinstance(exc, Exception):
