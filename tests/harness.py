@@ -336,8 +336,17 @@ def run_on(loop_name: str, main: Callable[[], Awaitable[Any]]) -> Any:
     try:
         return loop.run_until_complete(main())
     finally:
+        _cancel_tasks(loop)  # apps still waiting (for a disconnect, a gate), as asyncio.run does
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+def _cancel_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
 
 # -- WebSocket frames --------------------------------------------------------------------------
