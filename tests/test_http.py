@@ -11,6 +11,10 @@ import pytest
 
 from .helpers import raw_request, read_until_closed, status_of
 
+# Behaviour that does not depend on the event loop, also checked in process on all four
+# combinations (tests/test_inprocess_http.py): end to end on two (tests/conftest.py).
+TWO_IMPLS = pytest.mark.two_impls
+
 
 def get_json(server, path):
     return httpx.get(server.url + path).json()
@@ -33,6 +37,7 @@ def test_scope_contents(basic_server):
     assert ["host", f"127.0.0.1:{basic_server.port}"] in scope["headers"]
 
 
+@TWO_IMPLS
 def test_path_is_percent_decoded_utf8_and_raw_path_kept(basic_server):
     response = raw_request(
         basic_server.port, b"GET /sc%6Fpe/%E2%82%AC%20x?q=%E2%82%AC HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -64,6 +69,7 @@ def test_echo_small_and_large_bodies(basic_server):
         assert r.status_code == 200 and r.content == payload
 
 
+@TWO_IMPLS
 def test_chunked_request_body(basic_server):
     request = (
         b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
@@ -74,6 +80,7 @@ def test_chunked_request_body(basic_server):
     assert response.endswith(b"hello world")
 
 
+@TWO_IMPLS
 def test_streaming_response_is_chunked(basic_server):
     response = raw_request(basic_server.port, b"GET /stream?n=3&size=4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     head, body = response.split(b"\r\n\r\n", 1)
@@ -81,6 +88,7 @@ def test_streaming_response_is_chunked(basic_server):
     assert body == b"4\r\naaaa\r\n4\r\nbbbb\r\n4\r\ncccc\r\n0\r\n\r\n"
 
 
+@TWO_IMPLS
 def test_streaming_response_to_http10_is_close_delimited(basic_server):
     response = raw_request(basic_server.port, b"GET /stream?n=2&size=3 HTTP/1.0\r\n\r\n")
     head, body = response.split(b"\r\n\r\n", 1)
@@ -89,12 +97,14 @@ def test_streaming_response_to_http10_is_close_delimited(basic_server):
     assert body == b"aaabbb"
 
 
+@TWO_IMPLS
 def test_single_body_gets_content_length(basic_server):
     r = httpx.get(basic_server.url + "/big?size=65536")
     assert r.headers["content-length"] == "65536" and len(r.content) == 65536
     assert "transfer-encoding" not in r.headers
 
 
+@TWO_IMPLS
 def test_head_sends_no_body(basic_server):
     response = raw_request(basic_server.port, b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     head, body = response.split(b"\r\n\r\n", 1)
@@ -103,6 +113,7 @@ def test_head_sends_no_body(basic_server):
     assert body == b""
 
 
+@TWO_IMPLS
 @pytest.mark.parametrize("code", [204, 304])
 def test_no_body_statuses(basic_server, code):
     response = raw_request(basic_server.port, b"GET /status?code=%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % code)
@@ -112,6 +123,7 @@ def test_no_body_statuses(basic_server, code):
     assert b"transfer-encoding" not in head.lower()
 
 
+@TWO_IMPLS
 def test_keep_alive_reuses_connection(basic_server):
     with socket.create_connection(("127.0.0.1", basic_server.port)) as sock:
         for _ in range(3):
@@ -122,17 +134,20 @@ def test_keep_alive_reuses_connection(basic_server):
             assert status_of(data) == 200
 
 
+@TWO_IMPLS
 def test_connection_close_closes(basic_server):
     response = raw_request(basic_server.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout=3)
     assert b"connection: close" in response.lower()
     assert response.endswith(b"Hello, world!")  # and read_until_closed returned: the server closed
 
 
+@TWO_IMPLS
 def test_http10_without_keep_alive_closes(basic_server):
     response = raw_request(basic_server.port, b"GET / HTTP/1.0\r\n\r\n", timeout=3)
     assert status_of(response) == 200 and response.endswith(b"Hello, world!")
 
 
+@TWO_IMPLS
 def test_http10_keep_alive(basic_server):
     with socket.create_connection(("127.0.0.1", basic_server.port), timeout=3) as sock:
         for _ in range(2):
@@ -149,6 +164,7 @@ def test_http10_keep_alive(basic_server):
     ["", "Connection: close\r\n", "Connection: keep-alive\r\n", "Connection: Keep-Alive, close\r\n",
      "Proxy-Connection: keep-alive\r\n", "Connection: upgrade\r\nProxy-Connection: close\r\n"],
 )
+@TWO_IMPLS
 def test_http_version_exact_whatever_the_connection_fields(basic_server, version, fields):
     # The httptools adapter infers 1.1 from llhttp's keep-alive verdict unless such fields
     # could have swayed it; the scope must always carry the version the client sent.
@@ -169,6 +185,7 @@ def test_http_version_exact_whatever_the_connection_fields(basic_server, version
     assert (b"connection: close" in head.lower()) != keeps_alive
 
 
+@TWO_IMPLS
 def test_pipelined_requests_answered_in_order(basic_server):
     requests = b"".join(
         b"GET /stream?n=1&size=%d HTTP/1.1\r\nHost: x\r\n\r\n" % size for size in (1, 2, 3)
@@ -179,6 +196,7 @@ def test_pipelined_requests_answered_in_order(basic_server):
     assert response.endswith(b"last")
 
 
+@TWO_IMPLS
 def test_expect_100_continue(basic_server):
     with socket.create_connection(("127.0.0.1", basic_server.port), timeout=3) as sock:
         sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
@@ -191,6 +209,7 @@ def test_expect_100_continue(basic_server):
         assert status_of(data) == 200
 
 
+@TWO_IMPLS
 def test_expect_100_not_sent_when_app_does_not_read(basic_server):
     with socket.create_connection(("127.0.0.1", basic_server.port), timeout=3) as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
@@ -198,6 +217,7 @@ def test_expect_100_not_sent_when_app_does_not_read(basic_server):
         assert status_of(data) == 200 and b"100 Continue" not in data
 
 
+@TWO_IMPLS
 def test_app_exception_before_response_is_500(basic_server):
     r = httpx.get(basic_server.url + "/raise-early")
     assert r.status_code == 500
@@ -207,6 +227,7 @@ def test_app_exception_before_response_is_500(basic_server):
     assert httpx.get(basic_server.url + "/").status_code == 200
 
 
+@TWO_IMPLS
 def test_app_exception_after_start_closes_connection(basic_server):
     response = raw_request(basic_server.port, b"GET /raise-late HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)
     assert status_of(response) == 200
@@ -214,6 +235,7 @@ def test_app_exception_after_start_closes_connection(basic_server):
     assert httpx.get(basic_server.url + "/").status_code == 200
 
 
+@TWO_IMPLS
 @pytest.mark.parametrize("path", ["/no-response", "/start-only"])
 def test_app_returning_without_response(basic_server, path):
     # Nothing was written in either case (the head waits for the first body message), so a 500
@@ -228,6 +250,7 @@ def test_app_returning_without_response(basic_server, path):
         basic_server.wait_for_line("returned without completing its response", start=logged_from)
 
 
+@TWO_IMPLS
 @pytest.mark.parametrize("path", ["/cl-short", "/cl-long"])
 def test_content_length_mismatch_closes(basic_server, path):
     logged_from = len(basic_server.lines)
@@ -266,6 +289,7 @@ def request_until_closed(port: int, data: bytes, timeout: float = 4.0) -> tuple[
         return b"".join(chunks), False
 
 
+@TWO_IMPLS
 @pytest.mark.parametrize("kind", ["crlf", "lf", "cr", "nul"])
 def test_response_header_injection_refused(basic_server, kind):
     response = raw_request(basic_server.port, b"GET /bad-header?kind=%s HTTP/1.1\r\nHost: x\r\n\r\n" % kind.encode())
@@ -274,6 +298,7 @@ def test_response_header_injection_refused(basic_server, kind):
     basic_server.wait_for_line("CR, LF or NUL")
 
 
+@TWO_IMPLS
 def test_header_injection_refused_after_the_same_bytes_were_sent_honestly(basic_server):
     # Parsed header lists are cached: one header whose value hides a second header must not pass
     # because two real headers with the same bytes were sent before.
@@ -284,6 +309,7 @@ def test_header_injection_refused_after_the_same_bytes_were_sent_honestly(basic_
         assert status_of(response) == 500 and b"evil" not in response
 
 
+@TWO_IMPLS
 @pytest.mark.parametrize("shape", ["tuple", "lists", "generator"])
 def test_response_headers_in_any_iterable_shape(basic_server, shape):
     with httpx.Client() as client:
@@ -293,12 +319,14 @@ def test_response_headers_in_any_iterable_shape(basic_server, shape):
             assert r.headers["x-shape"] == shape and r.headers["content-length"] == "5"
 
 
+@TWO_IMPLS
 def test_invalid_response_header_name_refused(basic_server):
     response = raw_request(basic_server.port, b"GET /bad-header-name HTTP/1.1\r\nHost: x\r\n\r\n")
     assert status_of(response) == 500
     basic_server.wait_for_line("invalid response header name")
 
 
+@TWO_IMPLS
 def test_app_headers_kept_and_defaults_overridable(basic_server):
     r = httpx.get(basic_server.url + "/custom-headers")
     assert r.headers.get_list("x-dup") == ["a", "b"]
@@ -306,6 +334,7 @@ def test_app_headers_kept_and_defaults_overridable(basic_server):
     assert "date" in r.headers
 
 
+@TWO_IMPLS
 def test_send_after_complete_raises_in_app(basic_server):
     httpx.get(basic_server.url + "/send-after-complete")
     events = get_json(basic_server, "/events")
@@ -381,6 +410,7 @@ def test_request_body_back_pressure(basic_server):
     assert status_of(response) == 200
 
 
+@TWO_IMPLS
 def test_unread_body_does_not_break_keep_alive(basic_server):
     with socket.create_connection(("127.0.0.1", basic_server.port), timeout=3) as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -388,6 +418,7 @@ def test_unread_body_does_not_break_keep_alive(basic_server):
     assert data.count(b"HTTP/1.1 200 OK") == 2
 
 
+@TWO_IMPLS
 def test_date_header_is_current_and_cached(basic_server):
     # The header comes from a cache the server refreshes once a second (never formatted per
     # response: tests/test_inprocess_http.py counts the formatting calls). Seen from outside: every

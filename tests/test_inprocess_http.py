@@ -632,3 +632,141 @@ def test_date_header_comes_from_the_cache(run, monkeypatch):
         assert len(calls) == before + 1
 
     run(hello, scenario)
+
+
+# -- more of tests/test_http.py, in process ------------------------------------------------------
+def test_large_single_body_gets_content_length(run):
+    blob = bytes(range(256)) * 256  # 64 KiB: head and body written apart (above the join limit)
+
+    async def app(scope, receive, send):
+        await start(send)
+        await body(send, blob)
+
+    async def scenario(conn):
+        responses = await conn.request(get() + get())
+        assert [r.body for r in responses] == [blob, blob]
+        assert responses[0].header(b"content-length") == b"65536"
+        assert responses[0].header(b"transfer-encoding") is None and not conn.closed
+
+    run(app, scenario)
+
+
+def test_unread_body_does_not_break_keep_alive(run):
+    async def scenario(conn):
+        request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789" + get(b"/", b"Connection: close\r\n")
+        conn.feed(request)
+        await conn.settle()
+        responses = conn.responses()
+        assert [r.status for r in responses] == [200, 200] and conn.closed
+
+    run(hello, scenario)
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+@pytest.mark.parametrize(
+    "fields",
+    ["", "Connection: close\r\n", "Connection: keep-alive\r\n", "Connection: Keep-Alive, close\r\n",
+     "Proxy-Connection: keep-alive\r\n", "Connection: upgrade\r\nProxy-Connection: close\r\n"],
+)
+def test_http_version_exact_whatever_the_connection_fields(run, version, fields):
+    # The httptools adapter infers 1.1 from llhttp's keep-alive verdict unless such fields
+    # could have swayed it; the scope must always carry the version the client sent.
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(scope["http_version"])
+        await hello(scope, receive, send)
+
+    async def scenario(conn):
+        [response] = await conn.request(f"GET / HTTP/{version}\r\nHost: x\r\n{fields}\r\n".encode())
+        assert seen == [version]
+        connection = " ".join(line.lower() for line in fields.split("\r\n") if line.lower().startswith("connection:"))
+        keeps_alive = "close" not in connection and (version == "1.1" or "keep-alive" in connection)
+        assert response.closes != keeps_alive
+        await conn.settle()
+        assert conn.closed != keeps_alive
+
+    run(app, scenario)
+
+
+@pytest.mark.parametrize("value", [b"a\r\nset-cookie: evil=1", b"a\nb", b"a\rb", b"a\x00b"], ids=["crlf", "lf", "cr", "nul"])
+def test_response_header_injection_refused(run, value, caplog):
+    async def app(scope, receive, send):
+        if scope["path"] == "/twin":  # the same bytes as two honest headers, first: the cache must not mix them up
+            await start(send, 200, [(b"x-test", b"a"), (b"set-cookie", b"evil=1")])
+        else:
+            await start(send, 200, [(b"x-test", value)])
+        await body(send, b"should not be sent")
+
+    async def scenario(conn):
+        twin = Connection(app, conn.config.http)
+        [honest] = await twin.request(get(b"/twin"))
+        assert honest.status == 200
+        [response] = await conn.request(get())
+        assert response.status == 500 and b"should not be sent" not in conn.transport.data
+        assert b"evil" not in conn.transport.data and conn.closed
+        assert any("CR, LF or NUL" in r.getMessage() for r in caplog.records)
+
+    run(app, scenario)
+
+
+def test_invalid_response_header_name_refused(run, caplog):
+    async def app(scope, receive, send):
+        await start(send, 200, [(b"x test:", b"v")])
+        await body(send, b"should not be sent")
+
+    async def scenario(conn):
+        [response] = await conn.request(get())
+        assert response.status == 500 and b"should not be sent" not in conn.transport.data
+        assert any("invalid response header name" in r.getMessage() for r in caplog.records)
+
+    run(app, scenario)
+
+
+@pytest.mark.parametrize("shape", ["tuple", "lists", "generator"])
+def test_response_headers_in_any_iterable_shape(run, shape):
+    async def app(scope, receive, send):
+        pairs = [(b"x-shape", shape.encode()), (b"content-length", b"5")]
+        headers = {"tuple": tuple(pairs), "lists": [list(p) for p in pairs], "generator": (p for p in pairs)}[shape]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await body(send, b"shape")
+
+    async def scenario(conn):
+        responses = await conn.request(get() * 3)  # the first parses the headers, the others may hit the cache
+        for r in responses:
+            assert r.body == b"shape" and r.header(b"x-shape") == shape.encode()
+            assert r.headers_named(b"content-length") == [b"5"]
+
+    run(app, scenario)
+
+
+def test_app_headers_kept_and_defaults_overridable(run):
+    async def app(scope, receive, send):
+        await start(send, 200, [(b"x-dup", b"a"), (b"x-dup", b"b"), (b"Server", b"custom")])
+        await body(send, b"ok")
+
+    async def scenario(conn):
+        [response] = await conn.request(get())
+        assert response.headers_named(b"x-dup") == [b"a", b"b"]
+        assert response.headers_named(b"server") == [b"custom"]
+        assert response.header(b"date")
+
+    run(app, scenario)
+
+
+def test_send_after_complete_raises_in_app(run):
+    errors = []
+
+    async def app(scope, receive, send):
+        await hello(scope, receive, send)
+        try:
+            await body(send, b"more")
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    async def scenario(conn):
+        [response] = await conn.request(get())
+        assert response.body == HELLO and b"more" not in conn.transport.data
+        assert len(errors) == 1 and "already complete" in errors[0]
+
+    run(app, scenario)
