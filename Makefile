@@ -22,6 +22,7 @@ test: $(VENV)/.installed-dev system-deps
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 bench: $(VENV)/.installed-dev system-deps
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

@@ -12,6 +12,8 @@ from .helpers import IMPL_IDS, IMPLS, ServerProcess
 from .process_tree import Supervised
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+# The end-to-end combinations kept for tests marked two_impls (each parser, each loop once).
+TWO_IMPLS = {("httptools", "uvloop"), ("h11", "asyncio")}
 
 
 def pytest_addoption(parser):
@@ -19,6 +21,7 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
+    _end_to_end_on_two_impls(config, items)
     if config.getoption("--run-slow"):
         return
     skip = pytest.mark.skip(reason="long run: use `make soak`")
@@ -110,3 +113,22 @@ def supervised():
     yield tracker.start
     problems = tracker.cleanup()
     assert not problems, "\n".join(problems)
+
+
+def _end_to_end_on_two_impls(config, items):
+    """Tests marked two_impls check, end to end, behaviour that does not depend on the event loop
+    and that the in-process suites (tests/test_inprocess_*.py) check on all four combinations:
+    they run on TWO_IMPLS only."""
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        impl = None
+        if callspec is not None:
+            impl = callspec.params.get("module_impl", callspec.params.get("impl"))
+        if impl is not None and tuple(impl) not in TWO_IMPLS and item.get_closest_marker("two_impls"):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept

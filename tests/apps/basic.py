@@ -177,6 +177,17 @@ async def slow_reader(scope, receive, send, query):
     await respond(send, 200, str(total).encode())
 
 
+async def stalled_reader(scope, receive, send, query):
+    """Takes the first body message, reads nothing for t seconds, then the rest."""
+    message = await receive()
+    total = len(message.get("body", b""))
+    await asyncio.sleep(float(query.get("t", "1")))
+    while message.get("more_body"):
+        message = await receive()
+        total += len(message.get("body", b""))
+    await respond(send, 200, str(total).encode())
+
+
 async def sleep(scope, receive, send, query):
     await asyncio.sleep(float(query.get("t", "1")))
     await respond(send, 200, b"slept")
@@ -238,11 +249,13 @@ ROUTES = {
     "/send-after-complete": send_after_complete,
     "/wait-disconnect": wait_disconnect,
     "/slow-reader": slow_reader,
+    "/stalled-reader": stalled_reader,
     "/sleep": sleep,
     "/events": events,
     "/pid": pid,
     "/stream-forever": stream_forever,
     "/päth": hello,
+    "/scope/€ x": scope_view,
     "/firehose": lambda scope, receive, send, query: firehose(scope, receive, send),
     "/firehose-progress": firehose_progress,
 }

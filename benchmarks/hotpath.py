@@ -1,0 +1,220 @@
+"""The in-process hot path: µs (and, under callgrind, instructions) per keep-alive GET.
+
+    python -m benchmarks.hotpath                     # both parsers, uvloop, µs per request
+    python -m benchmarks.hotpath --pipeline 16       # 16 requests per read, as under load
+    python -m benchmarks.hotpath --callgrind         # + instructions per request (valgrind)
+
+No sockets and no load generator: the real ``HTTPProtocol``, parser adapter and cycle, built as
+``server.py``'s factory builds them (real ``Config`` and ``ServerState``, no access log, as the
+benchmarks run the server), answer wrk's request (``GET / HTTP/1.1`` with a Host header) with the
+raw hello-world app (benchmarks/apps/raw.py) through a transport that only counts what is written.
+One request is fed per event-loop iteration, so each pays the write batch's ``call_soon`` and
+flush (under real load one iteration serves ~50 requests: use ``--pipeline`` to see that side).
+
+µs per request: ``perf_counter`` over --requests requests, the median of --repeat runs, minus the
+harness floor (the same loop of iterations with nothing fed), measured the same way.
+
+Instructions per request (``--callgrind``, needs valgrind): the script runs itself twice under
+``valgrind --tool=callgrind`` with ``PYTHONHASHSEED=0``, once feeding requests and once running
+the bare floor loop, after the same set-up and warm-up; the difference of the two totals divided
+by the number of requests is the figure (start-up, imports and the floor cancel out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from fastserve.config import Config
+from fastserve.http import parser_class
+from fastserve.http.protocol import HTTPProtocol
+from fastserve.server import ServerState, loop_factory
+from fastserve.websocket import upgrade_handler
+
+from .apps.raw import HELLO, app
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"  # what wrk sends
+WARMUP = 2000
+
+
+class CountingTransport(asyncio.Transport):
+    """A transport that keeps nothing but a count of bytes and writes (cheap, like a socket's)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = 0
+        self.writes = 0
+        self.closed = False
+        self.protocol: Any = None
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+        self.writes += 1
+
+    def writelines(self, list_of_data) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    abort = close
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def is_reading(self) -> bool:
+        return True
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def get_protocol(self) -> Any:
+        return self.protocol
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+
+def connection(http: str) -> tuple[HTTPProtocol, CountingTransport]:
+    loop = asyncio.get_running_loop()
+    config = Config(app="benchmarks.apps.raw:app", http=http, access_log=False)
+    state = ServerState(config, {}, None, upgrade_handler(config, app))
+    protocol = HTTPProtocol(config, app, state, parser_class(config.http), loop)
+    transport = CountingTransport()
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+async def feed(protocol: HTTPProtocol, iterations: int, data: bytes) -> None:
+    data_received = protocol.data_received
+    for _ in range(iterations):
+        data_received(data)
+        await asyncio.sleep(0)  # the end of the loop iteration: the write batch flushes
+
+
+async def floor(iterations: int) -> None:
+    for _ in range(iterations):
+        await asyncio.sleep(0)
+
+
+async def measure(http: str, requests: int, repeat: int, pipeline: int) -> dict:
+    protocol, transport = connection(http)
+    data = REQUEST * pipeline
+    iterations = max(1, requests // pipeline)
+    await feed(protocol, WARMUP // pipeline or 1, data)
+    runs, floors = [], []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        await feed(protocol, iterations, data)
+        runs.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        await floor(iterations)
+        floors.append(time.perf_counter() - start)
+    answered = iterations * pipeline * repeat + (WARMUP // pipeline or 1) * pipeline
+    check_answers(transport, answered)
+    per_request = 1e6 / (iterations * pipeline)
+    return {
+        "us": statistics.median(runs) * per_request - statistics.median(floors) * per_request,
+        "floor_us": statistics.median(floors) * per_request,
+        "requests": iterations * pipeline,
+    }
+
+
+def check_answers(transport: CountingTransport, requests: int) -> None:
+    """Every request got the whole hello-world response, and the connection is still open."""
+    response_size = transport.written / requests if requests else 0
+    if transport.closed or transport.written % requests or response_size < len(HELLO):
+        raise SystemExit(f"the harness is broken: {transport.written} bytes for {requests} requests, "
+                         f"closed={transport.closed}")
+
+
+# -- callgrind ----------------------------------------------------------------------------------
+async def callgrind_body(http: str, mode: str, requests: int, pipeline: int) -> None:
+    protocol, transport = connection(http)
+    data = REQUEST * pipeline
+    await feed(protocol, WARMUP // pipeline or 1, data)
+    iterations = max(1, requests // pipeline)
+    if mode == "requests":
+        await feed(protocol, iterations, data)
+    else:
+        await floor(iterations)
+    check_answers(transport, (WARMUP // pipeline or 1) * pipeline + (iterations * pipeline if mode == "requests" else 0))
+
+
+def instructions(http: str, loop: str, requests: int, pipeline: int) -> float:
+    totals = {}
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ("requests", "floor"):
+            out = os.path.join(tmp, f"callgrind.{mode}")
+            command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m",
+                       "benchmarks.hotpath", "--_callgrind-body", mode, "--http", http, "--loop", loop,
+                       "--requests", str(requests), "--pipeline", str(pipeline)]
+            subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            totals[mode] = callgrind_total(out)
+    return (totals["requests"] - totals["floor"]) / (max(1, requests // pipeline) * pipeline)
+
+
+def callgrind_total(path: str) -> int:
+    with open(path) as f:
+        for line in f:
+            match = re.match(r"(?:summary|totals):\s*(\d+)", line)
+            if match:
+                return int(match.group(1))
+    raise SystemExit(f"no instruction total in {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.hotpath", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--http", default="httptools,h11", help="parsers, comma-separated")
+    p.add_argument("--loop", default="uvloop", choices=("uvloop", "asyncio"), help="event loop")
+    p.add_argument("--requests", type=int, default=20000, help="requests per timed run")
+    p.add_argument("--repeat", type=int, default=7, help="timed runs; the median is reported")
+    p.add_argument("--pipeline", type=int, default=1, help="requests per read (1: wrk's keep-alive GET)")
+    p.add_argument("--callgrind", action="store_true", help="also count instructions per request (valgrind)")
+    p.add_argument("--callgrind-requests", type=int, default=2000, help="requests counted under callgrind")
+    p.add_argument("--_callgrind-body", dest="callgrind_body", choices=("requests", "floor"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    parsers = [name.strip() for name in args.http.split(",") if name.strip()]
+
+    def run(coro: Any) -> Any:
+        event_loop = loop_factory(args.loop)()
+        try:
+            return event_loop.run_until_complete(coro)
+        finally:
+            event_loop.close()
+
+    if args.callgrind_body:
+        run(callgrind_body(parsers[0], args.callgrind_body, args.requests, args.pipeline))
+        return 0
+    shape = "keep-alive GET" if args.pipeline == 1 else f"{args.pipeline} pipelined GETs per read"
+    for http in parsers:
+        result = run(measure(http, args.requests, args.repeat, args.pipeline))
+        line = (f"{http}/{args.loop} {shape}: {result['us']:.2f} µs per request "
+                f"(median of {args.repeat} x {result['requests']}, harness floor {result['floor_us']:.2f} µs subtracted)")
+        if args.callgrind:
+            count = instructions(http, args.loop, args.callgrind_requests, args.pipeline)
+            line += f"; {count / 1000:.1f}k instructions per request (callgrind, PYTHONHASHSEED=0)"
+        print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""The in-process hot-path harness (``python -m benchmarks.hotpath``) runs: never a speed assertion."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from .helpers import ROOT
+
+
+def test_hotpath_harness_reports_microseconds_per_request():
+    # The harness checks itself that every request got the whole response on an open connection.
+    for extra in ([], ["--pipeline", "4", "--loop", "asyncio"]):
+        command = [sys.executable, "-m", "benchmarks.hotpath", "--requests", "400", "--repeat", "1", *extra]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        lines = done.stdout.splitlines()
+        assert [line.split("/")[0] for line in lines] == ["httptools", "h11"], done.stdout
+        for line in lines:
+            assert float(line.split(": ")[1].split(" µs")[0]) > 0, line
