@@ -59,6 +59,8 @@ class HeaderType(click.types.StringParamType):
 class FastserveOption(click.Option):
     """Errors say ``--option: problem``, and where a value came from the environment, which variable."""
 
+    group = "other"  # the --help section it is listed in (the option table's group)
+
     def process_value(self, ctx: click.Context, value):
         try:
             return super().process_value(ctx, value)
@@ -211,7 +213,7 @@ def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
 def build_command() -> click.Command:
     params: list[click.Parameter] = [click.Argument(["app"], envvar=f"{ENV_PREFIX}_APP")]
     params += [_click_option(f) for f in option_fields()]
-    version = click.Option(["--version"], is_flag=True, expose_value=False, is_eager=True,
+    version = FastserveOption(["--version"], is_flag=True, expose_value=False, is_eager=True,
                            callback=print_version, help="Show the version and exit.")
     version.group = "other"
     params.append(version)
