@@ -481,6 +481,8 @@ class WebSocketSession(asyncio.Protocol):
             raise ClientDisconnected("Cannot send 'websocket.send': the WebSocket connection is closing.")
         text = message.get("text")
         if text is not None:
+            if message.get("bytes") is not None:
+                raise RuntimeError("'websocket.send' needs 'text' or 'bytes', not both.")
             data, first = text.encode(), _FIN_TEXT
         else:
             data, first = message.get("bytes"), _FIN_BINARY
