@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 import urllib.request
+import zlib
 
 import pytest
 from websockets.asyncio.client import connect
@@ -249,3 +250,43 @@ def test_a_message_of_tiny_fragments_does_not_starve_other_clients(serve, http, 
     assert len(latencies) >= 10, "the attack was over too soon to measure anything: send more"
     assert p99(latencies) < 0.5
     assert events(server) == [f"hold: 1 messages, {fragments} bytes"]
+
+
+def vm_hwm_mib(server) -> float:
+    with open(f"/proc/{server.proc.pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
+def deflate_bomb(inflated: int) -> bytes:
+    """A permessage-deflate payload of ``inflated`` zero bytes (about 1000 times smaller)."""
+    compressor = zlib.compressobj(wbits=-15)
+    zeros = b"\0" * MIB
+    payload = b"".join(compressor.compress(zeros) for _ in range(inflated // MIB)) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return payload[:-4]  # RFC 7692 7.2.1: without the empty block's tail
+
+
+@pytest.mark.parametrize("http", PARSERS)
+def test_deflate_bombs_inflate_no_more_than_max_size_and_leave_nothing_behind(serve, http):
+    """Each bomb inflates to 64 x --ws-max-size: the server inflates at most --ws-max-size of it,
+    closes with 1009, and frees that at once (it was held in a reference cycle, through the
+    exception's traceback, until the cyclic garbage collector happened to run)."""
+    max_size = 4 * MIB
+    server = serve("apps.ws_hostile:app", "--http", http, "--ws-max-size", str(max_size), "--timeout-graceful-shutdown", "1")
+    bomb = frame(0x2, deflate_bomb(64 * max_size), rsv=0x40)
+    assert len(bomb) < max_size / 16
+    before = warm_up(server)
+    peak_before = vm_hwm_mib(server)
+    extra = "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+    for _ in range(2):
+        attackers = [Attacker(server, "/ws/hold?seconds=0", bomb, extra=extra) for _ in range(12)]
+        for attacker in attackers:
+            assert "permessage-deflate" in attacker.response_head.lower()
+            attacker.sock.settimeout(10)
+            close = attacker.sock.recv(4)
+            assert close[0] == 0x88 and close[2:4] == (1009).to_bytes(2), close
+            attacker.close()
+    time.sleep(0.3)
+    peak, after = vm_hwm_mib(server) - peak_before, rss_mib(server) - before
+    print(f"24 deflate bombs of {64 * max_size // MIB} MiB: peak RSS +{peak:.0f} MiB, after +{after:.0f} MiB")
+    assert peak < 8 * max_size / MIB, f"peak RSS +{peak:.0f} MiB"
+    assert after < 4 * max_size / MIB, f"{after:.0f} MiB still held after the bombs"

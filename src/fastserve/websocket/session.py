@@ -326,7 +326,7 @@ class WebSocketSession(asyncio.Protocol):
         self._read_again()
 
     # -- frames from the client -----------------------------------------------------------------
-    def _read_frames(self, data: bytes) -> bool:
+    def _read_frames(self, data: bytes | memoryview) -> bool:
         """Split ``data`` into frames; complete, masked, unfragmented text and binary frames become
         messages here, every other frame goes to websockets whole, one at a time. Returns whether
         websockets was given any bytes.
@@ -344,7 +344,8 @@ class WebSocketSession(asyncio.Protocol):
             buffered += data
             if len(buffered) < self.needed:
                 return False  # still incomplete: no need to parse its header again
-            data, self.buffered = bytes(buffered), bytearray()
+            # Parsed in place: a large frame (up to --ws-max-size) is not copied once more.
+            data, self.buffered = memoryview(buffered), bytearray()
         protocol = self.protocol
         max_size = self.settings.max_size
         end = len(data)
@@ -395,8 +396,7 @@ class WebSocketSession(asyncio.Protocol):
             ):
                 payload = data[head:frame_end]
                 mask = data[head - 4 : head]
-                if mask != _NO_MASK:
-                    payload = apply_mask(payload, mask)
+                payload = bytes(payload) if mask == _NO_MASK else apply_mask(payload, mask)
                 self._on_message(first == _FIN_TEXT, payload)
             else:  # also a text or binary frame after the app closed: websockets drops it
                 self._feed(data[pos:frame_end])
@@ -727,6 +727,10 @@ class WebSocketSession(asyncio.Protocol):
             logger.debug("WebSocket client %s went away without a close frame", _describe(self.client))
         else:
             logger.info("WebSocket connection from %s failed: %s (close code %d)", _describe(self.client), exc, code)
+        # Its traceback holds the frames websockets was in, with their locals (after a deflate bomb,
+        # --ws-max-size of inflated bytes), in a reference cycle through the protocol: only the
+        # cyclic garbage collector would free them, at some later point.
+        exc.__traceback__ = None
         self.phase = CLOSED
         self._end_receiving(code, reason)
 
