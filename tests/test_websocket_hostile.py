@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -208,6 +210,20 @@ def test_a_ping_flood_from_a_client_that_does_not_read_is_bounded(serve, http, l
         attacker.close()
 
 
+def test_a_ping_flooder_that_never_reads_is_still_closed_by_the_keepalive_timeout(serve):
+    """Reading from it pauses while its pongs are unread; the server's own ping is unanswered, and
+    that is not excused as "the app is behind": the connection ends (1011) instead of hanging."""
+    server = serve("apps.ws_hostile:app", "--ws-ping-interval", "0.3", "--ws-ping-timeout", "0.5",
+                   "--timeout-graceful-shutdown", "1")
+    start = len(server.lines)
+    attacker = Attacker(server, "/ws/echo", frame(0x9, b"p" * 125) * 150_000)
+    try:
+        line = server.wait_for_line("did not answer a ping", timeout=5, start=start)
+        assert line.startswith("INFO:"), line
+    finally:
+        attacker.close()
+
+
 def p99(values: list[float]) -> float:
     return sorted(values)[int(len(values) * 0.99)]
 
@@ -290,3 +306,9 @@ def test_deflate_bombs_inflate_no_more_than_max_size_and_leave_nothing_behind(se
     print(f"24 deflate bombs of {64 * max_size // MIB} MiB: peak RSS +{peak:.0f} MiB, after +{after:.0f} MiB")
     assert peak < 8 * max_size / MIB, f"peak RSS +{peak:.0f} MiB"
     assert after < 4 * max_size / MIB, f"{after:.0f} MiB still held after the bombs"
+
+
+def test_ws_max_queue_size_must_be_positive():
+    result = subprocess.run([sys.executable, "-m", "fastserve", "apps.ws_hostile:app", "--ws-max-queue-size", "0"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "ws-max-queue-size must be positive" in result.stderr, result.stderr
