@@ -63,6 +63,7 @@ CLOSE_TIMEOUT = 10.0
 _TEXT, _BINARY, _CONT, _PONG, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG, Opcode.CLOSE
 _WS_OPEN, _WS_CONNECTING = State.OPEN, State.CONNECTING
 _FIN_TEXT, _FIN_BINARY = 0x81, 0x82  # first header byte: FIN, no RSV bits, opcode
+_START_TEXT, _START_BINARY, _CONT_MORE, _CONT_LAST = 0x01, 0x02, 0x00, 0x80  # fragments, no RSV bits
 _HEAD_SHORT, _HEAD_16, _HEAD_64 = struct.Struct("!BB").pack, struct.Struct("!BBH").pack, struct.Struct("!BBQ").pack
 _NO_MASK = b"\0\0\0\0"  # a valid masking key that leaves the payload as it is
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
@@ -120,6 +121,7 @@ class WebSocketSession(asyncio.Protocol):
         "disconnect",
         "early",
         "parts",
+        "own_fragments",
         "direct",
         "buffered",
         "needed",
@@ -158,6 +160,7 @@ class WebSocketSession(asyncio.Protocol):
         self.disconnect: dict[str, Any] | None = None  # repeated to the app once the inbox is empty
         self.early = bytearray()  # bytes received before the 101 went out
         self.parts: bytearray | None = None  # fragments of the message being received, joined
+        self.own_fragments = False  # whether _read_frames took its first fragment (see _is_direct)
         # Framing done here, ahead of websockets' parser (see _read_frames); set at accept.
         self.direct = False
         self.buffered = bytearray()  # the start of an incomplete frame, or the backlog, in direct mode
@@ -388,16 +391,14 @@ class WebSocketSession(asyncio.Protocol):
                 self.needed = frame_end - pos
                 break
             budget -= 1
-            if (
-                masked
-                and (first == _FIN_TEXT or first == _FIN_BINARY)
-                and protocol.current_size is None
-                and self.phase is OPEN
-            ):
+            if masked and self.phase is OPEN and self._is_direct(first, length):
                 payload = data[head:frame_end]
                 mask = data[head - 4 : head]
                 payload = bytes(payload) if mask == _NO_MASK else apply_mask(payload, mask)
-                self._on_message(first == _FIN_TEXT, payload)
+                if first == _FIN_TEXT or first == _FIN_BINARY:
+                    self._on_message(first == _FIN_TEXT, payload)
+                else:
+                    self._on_direct_fragment(first, payload)
             else:  # also a text or binary frame after the app closed: websockets drops it
                 self._feed(data[pos:frame_end])
                 fed = True
@@ -411,6 +412,30 @@ class WebSocketSession(asyncio.Protocol):
             self.buffered = bytearray(data[pos:])
         return fed
 
+    def _is_direct(self, first: int, length: int) -> bool:
+        """Whether _read_frames handles this (masked, complete) frame itself: an uncompressed text
+        or binary frame, or a continuation of a message begun that way, within --ws-max-size.
+        Anything else goes to websockets, which keeps the rules (and the error messages)."""
+        current = self.protocol.current_size
+        if current is None:
+            return first == _FIN_TEXT or first == _FIN_BINARY or first == _START_TEXT or first == _START_BINARY
+        return (first == _CONT_MORE or first == _CONT_LAST) and self.own_fragments and current + length <= self.settings.max_size
+
+    def _on_direct_fragment(self, first: int, data: bytes) -> None:
+        """A fragment _read_frames took itself: websockets' count of the message so far is kept up
+        to date, as it checks what may come next (and the size limit) against it."""
+        protocol = self.protocol
+        if first == _START_TEXT or first == _START_BINARY:
+            protocol.current_size = len(data)
+            self.decoder = _utf8_decoder() if first == _START_TEXT else None
+            self.parts = bytearray()
+            self.own_fragments = True
+        elif first == _CONT_LAST:
+            protocol.current_size = None
+        else:
+            protocol.current_size += len(data)
+        self._on_fragment(data, first == _CONT_LAST)
+
     def _on_frame(self, frame: Any) -> None:
         opcode = frame.opcode
         if opcode is _TEXT or opcode is _BINARY:
@@ -419,6 +444,7 @@ class WebSocketSession(asyncio.Protocol):
             else:
                 self.decoder = _utf8_decoder() if opcode is _TEXT else None
                 self.parts = bytearray()
+                self.own_fragments = False  # compressed: its continuations go to websockets too
                 self._on_fragment(frame.data, False)
         elif opcode is _CONT:
             self._on_fragment(frame.data, frame.fin)
