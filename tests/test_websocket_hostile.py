@@ -175,9 +175,9 @@ def test_an_app_that_does_not_read_holds_a_bounded_number_of_bytes(serve, http):
     before = warm_up(server)
     count, size, clients = 12, MIB, 4
     message = frame(0x2, b"m" * size)
-    attackers = [Attacker(server, "/ws/hold?seconds=2.5", message * count + CLOSE) for _ in range(clients)]
+    attackers = [Attacker(server, "/ws/hold?seconds=1.5", message * count + CLOSE) for _ in range(clients)]
     try:
-        growth = peak_rss_while(server, 2) - before
+        growth = peak_rss_while(server, 1.2) - before
         print(f"RSS growth while the app did not read: {growth:.1f} MiB ({clients} x {count} MiB sent)")
         assert growth < clients * count * size / MIB / 2, f"{growth:.0f} MiB held"
         for attacker in attackers:
@@ -203,9 +203,9 @@ def test_data_sent_before_the_accept_is_bounded(serve, http):
     before = warm_up(server)
     count, size, clients = 12, MIB, 4
     data = frame(0x2, b"e" * size) * count + CLOSE
-    attackers = [Attacker(server, "/ws/hold?accept_delay=2.5&seconds=0", data, wait_for_101=False) for _ in range(clients)]
+    attackers = [Attacker(server, "/ws/hold?accept_delay=1.5&seconds=0", data, wait_for_101=False) for _ in range(clients)]
     try:
-        growth = peak_rss_while(server, 2) - before
+        growth = peak_rss_while(server, 1.2) - before
         print(f"RSS growth before the accept: {growth:.1f} MiB ({clients} x {count} MiB sent)")
         assert growth < clients * count * size / MIB / 2, f"{growth:.0f} MiB held"
         for attacker in attackers:

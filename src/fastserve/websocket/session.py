@@ -246,9 +246,9 @@ class WebSocketSession(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         if self.protocol.state is not _WS_CONNECTING:
-            if self.buffered:  # a frame cut short: websockets reports it as such
-                self.protocol.receive_data(bytes(self.buffered))
-                self.buffered = bytearray()
+            if self.buffered:  # a frame cut short (websockets reports it as such), or a backlog
+                data, self.buffered = bytes(self.buffered), bytearray()
+                self._feed(data)
             self.protocol.receive_eof()
             self._after_receive()
         return False  # close our side too
@@ -321,10 +321,7 @@ class WebSocketSession(asyncio.Protocol):
             return  # still held back: continued when that ends
         data, self.buffered = bytes(self.buffered), bytearray()
         self.paused = 0  # the transport stays paused while this runs, see _read_again()
-        if not self.direct:
-            self._feed(data)
-            self._after_receive()
-        elif self._read_frames(data):
+        if self._read_frames(data):
             self._after_receive()
         self._read_again()
 
