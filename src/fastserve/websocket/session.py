@@ -9,6 +9,11 @@ Phases, as the app sees them::
     HANDSHAKE --accept--> OPEN --close / error / disconnect--> CLOSED
         |--close--> 403, exception--> 500, http.response.start--> DENIAL --last body--> CLOSED
 
+Reading from the client pauses for as long as any of a few reasons holds (the app is behind, the
+client does not read what we write, frames are waiting to be parsed, the app has not accepted
+yet), and at most FRAME_BUDGET frames are parsed per turn of the event loop: a client gets a
+bounded share of memory and of the loop's time.
+
 The transport is closed when websockets says so (SEND_EOF), or by a timer when the peer does not
 finish the closing handshake. The session leaves the server's registry once both the connection
 and the app task are over, so graceful shutdown also waits for the app's disconnect handling.
@@ -327,9 +332,9 @@ class WebSocketSession(asyncio.Protocol):
 
     # -- frames from the client -----------------------------------------------------------------
     def _read_frames(self, data: bytes | memoryview) -> bool:
-        """Split ``data`` into frames; complete, masked, unfragmented text and binary frames become
-        messages here, every other frame goes to websockets whole, one at a time. Returns whether
-        websockets was given any bytes.
+        """Split ``data`` into frames; complete, masked text and binary frames without RSV bits, and
+        their continuations, become messages here (see _is_direct), every other frame goes to
+        websockets whole, one at a time. Returns whether websockets was given any bytes.
 
         websockets' parser thus only ever sees whole frames and stays at a frame boundary, so this
         can go on after a ping or a fragmented message, and stop at any frame: after FRAME_BUDGET
@@ -416,7 +421,9 @@ class WebSocketSession(asyncio.Protocol):
         current = self.protocol.current_size
         if current is None:
             return first == _FIN_TEXT or first == _FIN_BINARY or first == _START_TEXT or first == _START_BINARY
-        return (first == _CONT_MORE or first == _CONT_LAST) and self.own_fragments and current + length <= self.settings.max_size
+        if first != _CONT_MORE and first != _CONT_LAST:
+            return False
+        return self.own_fragments and current + length <= self.settings.max_size
 
     def _on_direct_fragment(self, first: int, data: bytes) -> None:
         """A fragment _read_frames took itself: websockets' count of the message so far is kept up
