@@ -120,6 +120,11 @@ class Config:
     # -- WebSocket ------------------------------------------------------------------------------
     ws_max_size: int = option(16 * 1024 * 1024, "Largest WebSocket message accepted, in bytes (1009 above it).", group="ws")
     ws_max_queue: int = option(32, "Received WebSocket messages queued before reading pauses.", group="ws")
+    ws_max_queue_size: int = option(
+        1024 * 1024,
+        "Received WebSocket bytes queued (or sent before the app accepts) before reading pauses; one message is always taken.",
+        group="ws",
+    )
     ws_ping_interval: float | None = option(20.0, "Seconds between WebSocket pings (0 disables).", group="ws", type=float)
     ws_ping_timeout: float | None = option(20.0, "Seconds to wait for a pong before closing with 1011.", group="ws", type=float)
     ws_per_message_deflate: bool = option(True, "Offer permessage-deflate compression.", group="ws")
@@ -171,7 +176,7 @@ class Config:
         self.trusted_proxies = TrustedProxies(self.forwarded_allow_ips)
 
     def _check_ranges(self) -> None:
-        positive = ("limit_request_line", "limit_request_headers_size", "limit_request_fields", "backlog", "ws_max_size", "ws_max_queue")
+        positive = ("limit_request_line", "limit_request_headers_size", "limit_request_fields", "backlog", "ws_max_size", "ws_max_queue", "ws_max_queue_size")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be positive; got {getattr(self, name)!r}")

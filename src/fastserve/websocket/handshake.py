@@ -24,7 +24,6 @@ from ..http.response import (
 if TYPE_CHECKING:
     from ..http.protocol import UpgradeRequest
 
-EXTENSIONS = {"websocket.http.response": {}}
 # Headers that belong to the handshake itself; an app cannot set them through websocket.accept.
 _HANDSHAKE_HEADERS = frozenset(
     (b"upgrade", b"connection", b"sec-websocket-accept", b"sec-websocket-extensions", b"date")
@@ -36,7 +35,7 @@ def build_scope(request: UpgradeRequest, conn: Any) -> dict[str, Any]:
     state = conn.state
     return {
         "type": "websocket",
-        "asgi": state.asgi_info,
+        "asgi": {**state.asgi_info},  # a copy, as the extensions are: an app may write to its scope
         "http_version": request.http_version,
         "scheme": "wss" if request.scheme == "https" else "ws",
         "server": conn.server,
@@ -48,8 +47,16 @@ def build_scope(request: UpgradeRequest, conn: Any) -> dict[str, Any]:
         "headers": request.headers,
         "subprotocols": offered_subprotocols(request.headers),
         "state": state.app_state.copy(),
-        "extensions": EXTENSIONS if conn.tls is None else {**EXTENSIONS, "tls": conn.tls},
+        "extensions": _extensions(conn.tls),
     }
+
+
+def _extensions(tls: dict[str, Any] | None) -> dict[str, Any]:
+    """Fresh dicts for every scope: what one app writes must not show up in other connections."""
+    extensions: dict[str, Any] = {"websocket.http.response": {}}
+    if tls is not None:
+        extensions["tls"] = {**tls}
+    return extensions
 
 
 def offered_subprotocols(headers: list[tuple[bytes, bytes]]) -> list[str]:

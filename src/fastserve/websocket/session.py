@@ -9,6 +9,11 @@ Phases, as the app sees them::
     HANDSHAKE --accept--> OPEN --close / error / disconnect--> CLOSED
         |--close--> 403, exception--> 500, http.response.start--> DENIAL --last body--> CLOSED
 
+Reading from the client pauses for as long as any of a few reasons holds (the app is behind, the
+client does not read what we write, frames are waiting to be parsed, the app has not accepted
+yet), and at most FRAME_BUDGET frames are parsed per turn of the event loop: a client gets a
+bounded share of memory and of the loop's time.
+
 The transport is closed when websockets says so (SEND_EOF), or by a timer when the peer does not
 finish the closing handshake. The session leaves the server's registry once both the connection
 and the app task are over, so graceful shutdown also waits for the app's disconnect handling.
@@ -64,15 +69,26 @@ CLOSE_TIMEOUT = 10.0
 _TEXT, _BINARY, _CONT, _PONG, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG, Opcode.CLOSE
 _WS_OPEN, _WS_CONNECTING = State.OPEN, State.CONNECTING
 _FIN_TEXT, _FIN_BINARY = 0x81, 0x82  # first header byte: FIN, no RSV bits, opcode
+_START_TEXT, _START_BINARY, _CONT_MORE, _CONT_LAST = 0x01, 0x02, 0x00, 0x80  # fragments, no RSV bits
 _HEAD_SHORT, _HEAD_16, _HEAD_64 = struct.Struct("!BB").pack, struct.Struct("!BBH").pack, struct.Struct("!BBQ").pack
 _NO_MASK = b"\0\0\0\0"  # a valid masking key that leaves the payload as it is
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+# Why reading from the client is paused: bits of WebSocketSession.paused. The transport reads again
+# only once no reason is left, so the end of one cannot undo another.
+_APP_BEHIND = 1  # the receive queue is full (--ws-max-queue messages or --ws-max-queue-size bytes)
+_WRITES_BLOCKED = 2  # the transport's write buffer is over its high-water mark: the client is not reading
+_BACKLOG = 4  # received frames not parsed yet (see _read_frames); parsed when nothing above holds them
+_NOT_ACCEPTED = 8  # bytes sent before the app accepted reached --ws-max-queue-size
+# Frames parsed per turn of the event loop; the rest waits for the next turn, so that one client
+# sending a flood of tiny frames cannot hold up everyone else.
+FRAME_BUDGET = 256
 
 
 class SessionSettings:
     """Per-server constants, computed once from the config."""
 
-    __slots__ = ("extensions", "max_size", "max_queue", "ping_interval", "ping_timeout", "handshake_timeout")
+    __slots__ = ("extensions", "max_size", "max_queue", "max_queue_size", "ping_interval", "ping_timeout", "handshake_timeout")
 
     def __init__(self, config: Any) -> None:
         if config.ws_per_message_deflate:
@@ -83,6 +99,7 @@ class SessionSettings:
             self.extensions = None
         self.max_size = config.ws_max_size
         self.max_queue = config.ws_max_queue
+        self.max_queue_size = config.ws_max_queue_size
         self.ping_interval = config.ws_ping_interval or None
         self.ping_timeout = config.ws_ping_timeout or None
         self.handshake_timeout = config.timeout_ws_handshake
@@ -102,10 +119,15 @@ class WebSocketSession(asyncio.Protocol):
         "phase",
         "flow",
         "inbox",
+        "queued_size",
+        "paused",
+        "reading",
+        "continue_handle",
         "waiter",
         "disconnect",
         "early",
         "parts",
+        "own_fragments",
         "direct",
         "buffered",
         "needed",
@@ -136,13 +158,18 @@ class WebSocketSession(asyncio.Protocol):
         self.flow = FlowControl(self.transport)
         self.flow.write_paused = conn.flow.write_paused
         self.inbox: deque[dict[str, Any]] = deque()
+        self.queued_size = 0  # of the messages in the inbox (see _size)
+        self.paused = 0  # why reading is paused: _APP_BEHIND, _WRITES_BLOCKED, ... bits
+        self.reading = True  # whether the transport reads (it does from start())
+        self.continue_handle: asyncio.Handle | None = None  # parses the backlog on the next turn
         self.waiter: asyncio.Future | None = None
         self.disconnect: dict[str, Any] | None = None  # repeated to the app once the inbox is empty
         self.early = bytearray()  # bytes received before the 101 went out
-        self.parts: list | None = None  # fragments of the message being received
-        # Framing done here rather than by websockets' parser (see _read_frames); set at accept.
+        self.parts: bytearray | None = None  # fragments of the message being received, joined
+        self.own_fragments = False  # whether _read_frames took its first fragment (see _is_direct)
+        # Framing done here, ahead of websockets' parser (see _read_frames); set at accept.
         self.direct = False
-        self.buffered = bytearray()  # the start of an incomplete frame, in direct mode
+        self.buffered = bytearray()  # the start of an incomplete frame, or the backlog, in direct mode
         self.needed = 0  # bytes the buffered frame needs in all, once its header is known
         self.decoder = None
         self.task: asyncio.Task | None = None
@@ -162,6 +189,8 @@ class WebSocketSession(asyncio.Protocol):
         self.state.connection_opened(self)  # counts for --limit-connections too
         if not self.transport.is_reading():
             self.transport.resume_reading()
+        if self.flow.write_paused:
+            self._pause(_WRITES_BLOCKED)
         if not self._check_handshake(request):
             return
         self.inbox.append({"type": "websocket.connect"})
@@ -194,7 +223,11 @@ class WebSocketSession(asyncio.Protocol):
     # -- asyncio callbacks ----------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         if self.direct:
-            if self._read_frames(data):  # only bytes websockets parsed can leave it something to do
+            if self.paused:  # bytes that were on their way when reading paused: after the backlog
+                self.buffered += data
+                self.needed = 0
+                self._pause(_BACKLOG)
+            elif self._read_frames(data):  # only bytes websockets parsed can leave it something to do
                 self._after_receive()
             return
         protocol = self.protocol
@@ -202,8 +235,8 @@ class WebSocketSession(asyncio.Protocol):
             if self.phase is HANDSHAKE:
                 # A client may not send frames before the 101, but keep what arrives for then.
                 self.early += data
-                if len(self.early) > self.settings.max_size:
-                    self.flow.pause_reading()
+                if len(self.early) >= self.settings.max_queue_size:
+                    self._pause(_NOT_ACCEPTED)
             return
         self._feed(data)
         self._after_receive()
@@ -219,9 +252,9 @@ class WebSocketSession(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         if self.protocol.state is not _WS_CONNECTING:
-            if self.buffered:  # a frame cut short: websockets reports it as such
-                self.protocol.receive_data(bytes(self.buffered))
-                self.buffered = bytearray()
+            if self.buffered:  # a frame cut short (websockets reports it as such), or a backlog
+                data, self.buffered = bytes(self.buffered), bytearray()
+                self._feed(data)
             self.protocol.receive_eof()
             self._after_receive()
         return False  # close our side too
@@ -236,6 +269,8 @@ class WebSocketSession(asyncio.Protocol):
         for handle in (self.ping_handle, self.pong_handle, self.close_handle, self.handshake_handle):
             if handle is not None:
                 handle.cancel()
+        if self.continue_handle is not None:
+            self.continue_handle.cancel()
         self.flow.connection_lost()
         self.phase = CLOSED
         self._end_receiving(*self._close_code())
@@ -247,19 +282,66 @@ class WebSocketSession(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.flow.pause_writing()
+        # A client that does not read what it asks for (pongs to a ping flood) is not read either.
+        self._pause(_WRITES_BLOCKED)
 
     def resume_writing(self) -> None:
         self.flow.resume_writing()
+        self._unpause(_WRITES_BLOCKED)
+
+    # -- pausing reading ------------------------------------------------------------------------
+    def _pause(self, reason: int) -> None:
+        self.paused |= reason
+        if self.reading:
+            self.reading = False
+            if not self.connection_lost_:
+                self.transport.pause_reading()
+
+    def _unpause(self, reason: int) -> None:
+        if self.paused & reason:
+            self.paused &= ~reason
+            self._read_again()
+
+    def _read_again(self) -> None:
+        """Read when nothing holds reading paused; parse a backlog first, on the next turn."""
+        paused = self.paused
+        if paused == _BACKLOG:
+            if self.continue_handle is None:
+                self.continue_handle = self.loop.call_soon(self._continue_reading)
+        elif not paused and not self.reading:
+            self.reading = True
+            if not self.connection_lost_:
+                self.transport.resume_reading()
+
+    def _hold_backlog(self, data: bytes) -> None:
+        """Keep ``data`` (from a frame boundary on) for later: the frame budget is spent, the queue
+        is full or writes are blocked. Reading stays paused until it is parsed."""
+        self.buffered = bytearray(data)
+        self.needed = 0
+        self._pause(_BACKLOG)
+        self._read_again()
+
+    def _continue_reading(self) -> None:
+        self.continue_handle = None
+        if self.paused != _BACKLOG or self.connection_lost_:
+            return  # still held back: continued when that ends
+        data, self.buffered = bytes(self.buffered), bytearray()
+        self.paused = 0  # the transport stays paused while this runs, see _read_again()
+        if self._read_frames(data):
+            self._after_receive()
+        self._read_again()
 
     # -- frames from the client -----------------------------------------------------------------
-    def _read_frames(self, data: bytes) -> bool:
-        """Split ``data`` into frames; complete, masked, unfragmented text and binary frames become
-        messages here, every other frame goes to websockets whole, one at a time. Returns whether
-        websockets was given any bytes.
+    def _read_frames(self, data: bytes | memoryview) -> bool:
+        """Split ``data`` into frames; complete, masked text and binary frames without RSV bits, and
+        their continuations, become messages here (see _is_direct), every other frame goes to
+        websockets whole, one at a time. Returns whether websockets was given any bytes.
 
         websockets' parser thus only ever sees whole frames and stays at a frame boundary, so this
-        can go on after a ping or a fragmented message. Used only without extensions (no RSV bits
-        are valid) and while the connection is OPEN.
+        can go on after a ping or a fragmented message, and stop at any frame: after FRAME_BUDGET
+        frames, or when the queue fills or writes block, the rest is held (_hold_backlog). Frames
+        with RSV bits go to websockets (compressed ones are its to inflate). Used from the accept
+        until websockets stops parsing (it has sent EOF: closed or failed).
         """
         buffered = self.buffered
         if not buffered and self._one_small_message(data):
@@ -268,19 +350,23 @@ class WebSocketSession(asyncio.Protocol):
             buffered += data
             if len(buffered) < self.needed:
                 return False  # still incomplete: no need to parse its header again
-            data, self.buffered = bytes(buffered), bytearray()
+            # Parsed in place: a large frame (up to --ws-max-size) is not copied once more.
+            data, self.buffered = memoryview(buffered), bytearray()
         protocol = self.protocol
         max_size = self.settings.max_size
         end = len(data)
         pos = 0
+        budget = FRAME_BUDGET
         self.needed = 0  # until a frame's header is complete
         fed = False
         while pos < end:
-            # Closing or failed (_fail, the app's close): websockets discards the rest.
-            if self.phase is not OPEN:
+            if protocol.eof_sent:  # failed (_fail) or closed: websockets discards the rest
                 self.direct = False
                 self._feed(data[pos:])
                 return True
+            if not budget or self.paused & (_APP_BEHIND | _WRITES_BLOCKED):
+                self._hold_backlog(data[pos:])
+                return fed
             head = pos + 2
             if head > end:
                 break
@@ -307,16 +393,19 @@ class WebSocketSession(asyncio.Protocol):
             if frame_end > end:
                 self.needed = frame_end - pos
                 break
-            if masked and (first == _FIN_TEXT or first == _FIN_BINARY) and protocol.current_size is None:
+            budget -= 1
+            if masked and self.phase is OPEN and self._is_direct(first, length):
                 payload = data[head:frame_end]
                 mask = data[head - 4 : head]
-                if mask != _NO_MASK:
-                    payload = apply_mask(payload, mask)
-                self._on_message(first == _FIN_TEXT, payload)
-            else:
+                payload = bytes(payload) if mask == _NO_MASK else apply_mask(payload, mask)
+                if first == _FIN_TEXT or first == _FIN_BINARY:
+                    self._on_message(first == _FIN_TEXT, payload)
+                else:
+                    self._on_direct_fragment(first, payload)
+            else:  # also a text or binary frame after the app closed: websockets drops it
                 self._feed(data[pos:frame_end])
                 fed = True
-                if protocol.state is not _WS_OPEN:  # a close frame or a failure: no more direct framing
+                if protocol.eof_sent:  # a close frame or a failure: no more direct framing
                     self.direct = False
                     if frame_end < end:
                         self._feed(data[frame_end:])
@@ -326,6 +415,32 @@ class WebSocketSession(asyncio.Protocol):
             self.buffered = bytearray(data[pos:])
         return fed
 
+    def _is_direct(self, first: int, length: int) -> bool:
+        """Whether _read_frames handles this (masked, complete) frame itself: an uncompressed text
+        or binary frame, or a continuation of a message begun that way, within --ws-max-size.
+        Anything else goes to websockets, which keeps the rules (and the error messages)."""
+        current = self.protocol.current_size
+        if current is None:
+            return first == _FIN_TEXT or first == _FIN_BINARY or first == _START_TEXT or first == _START_BINARY
+        if first != _CONT_MORE and first != _CONT_LAST:
+            return False
+        return self.own_fragments and current + length <= self.settings.max_size
+
+    def _on_direct_fragment(self, first: int, data: bytes) -> None:
+        """A fragment _read_frames took itself: websockets' count of the message so far is kept up
+        to date, as it checks what may come next (and the size limit) against it."""
+        protocol = self.protocol
+        if first == _START_TEXT or first == _START_BINARY:
+            protocol.current_size = len(data)
+            self.decoder = _utf8_decoder() if first == _START_TEXT else None
+            self.parts = bytearray()
+            self.own_fragments = True
+        elif first == _CONT_LAST:
+            protocol.current_size = None
+        else:
+            protocol.current_size += len(data)
+        self._on_fragment(data, first == _CONT_LAST)
+
     def _on_frame(self, frame: Any) -> None:
         opcode = frame.opcode
         if opcode is _TEXT or opcode is _BINARY:
@@ -333,7 +448,8 @@ class WebSocketSession(asyncio.Protocol):
                 self._on_message(opcode is _TEXT, frame.data)
             else:
                 self.decoder = _utf8_decoder() if opcode is _TEXT else None
-                self.parts = []
+                self.parts = bytearray()
+                self.own_fragments = False  # compressed: its continuations go to websockets too
                 self._on_fragment(frame.data, False)
         elif opcode is _CONT:
             self._on_fragment(frame.data, frame.fin)
@@ -384,29 +500,31 @@ class WebSocketSession(asyncio.Protocol):
         if parts is None:
             return  # dropped after a failure; the connection is closing
         if decoder is not None:
-            # Decoded as it arrives, so invalid UTF-8 fails the connection without waiting for the end.
+            # Checked as it arrives, so invalid UTF-8 fails the connection without waiting for the end.
             try:
-                parts.append(decoder.decode(data, fin))
+                decoder.decode(data, fin)
             except UnicodeDecodeError as exc:
                 self.parts = None
                 self._fail(CloseCode.INVALID_DATA, f"invalid UTF-8: {exc.reason}")
                 return
-        else:
-            parts.append(data)
+        # Joined as they arrive: a million 1-byte fragments take a million bytes, not a million objects
+        # (and websockets keeps their total within --ws-max-size).
+        parts += data
         if fin:
             self.parts = None
             if decoder is not None:
-                self._queue({"type": "websocket.receive", "text": "".join(parts)})
+                self._queue({"type": "websocket.receive", "text": parts.decode()})
             else:
-                self._queue({"type": "websocket.receive", "bytes": b"".join(parts)})
+                self._queue({"type": "websocket.receive", "bytes": bytes(parts)})
 
     def _queue(self, message: dict[str, Any]) -> None:
         if self.phase is CLOSED or self.task is None:
             return  # closing (by the app, the server or a failure), or the app is gone
         inbox = self.inbox
         inbox.append(message)
-        if len(inbox) >= self.settings.max_queue:
-            self.flow.pause_reading()  # resumed as the app catches up, in receive()
+        self.queued_size += _size(message)
+        if self._queue_full():  # after taking it: one message is always taken (up to --ws-max-size)
+            self._pause(_APP_BEHIND)  # until the app catches up, in receive()
         waiter = self.waiter  # _wake(), inlined: this runs once per message
         if waiter is not None:
             self.waiter = None
@@ -450,9 +568,14 @@ class WebSocketSession(asyncio.Protocol):
             if not inbox:
                 return self.disconnect
         message = inbox.popleft()
-        if self.flow.read_paused and len(inbox) < self.settings.max_queue and self.phase is not HANDSHAKE:
-            self.flow.resume_reading()
+        self.queued_size -= _size(message)
+        if self.paused & _APP_BEHIND and not self._queue_full():
+            self._unpause(_APP_BEHIND)
         return message
+
+    def _queue_full(self) -> bool:
+        settings = self.settings
+        return len(self.inbox) >= settings.max_queue or self.queued_size > settings.max_queue_size
 
     # -- ASGI send ------------------------------------------------------------------------------
     async def send(self, message: dict[str, Any]) -> None:
@@ -482,6 +605,8 @@ class WebSocketSession(asyncio.Protocol):
             raise ClientDisconnected("Cannot send 'websocket.send': the WebSocket connection is closing.")
         text = message.get("text")
         if text is not None:
+            if message.get("bytes") is not None:
+                raise RuntimeError("'websocket.send' needs 'text' or 'bytes', not both.")
             data, first = text.encode(), _FIN_TEXT
         else:
             data, first = message.get("bytes"), _FIN_BINARY
@@ -513,7 +638,7 @@ class WebSocketSession(asyncio.Protocol):
         self.phase = CLOSED
         self._flush()
         self._arm_close_timer()
-        self.flow.resume_reading()  # even with a full queue, the client's close frame must be read
+        self._unpause(_APP_BEHIND)  # the client's close frame must be read: messages are dropped from now on
 
     def _answer_handshake(self, kind: str, message: dict[str, Any]) -> None:
         if self.handshake_handle is not None:  # answered: the timer must not keep the session alive
@@ -543,14 +668,14 @@ class WebSocketSession(asyncio.Protocol):
         next(protocol.parser)
         self.response = None
         self.phase = OPEN
-        self.direct = not protocol.extensions
+        self.direct = True
         self._log_handshake(101)
         self._flush()
         self._schedule_ping()
-        if self.early:
-            early, self.early = bytes(self.early), bytearray()
-            self.flow.resume_reading()
-            self.data_received(early)
+        if self.early:  # parsed on the next turn, as a backlog
+            early, self.early = self.early, bytearray()
+            self._hold_backlog(early)
+        self._unpause(_NOT_ACCEPTED)
 
     def _send_denial_body(self, message: dict[str, Any]) -> None:
         denial = self.denial
@@ -614,7 +739,7 @@ class WebSocketSession(asyncio.Protocol):
             self.protocol.send_close(code, reason)
             self._flush()
             self._arm_close_timer()
-            self.flow.resume_reading()  # the client's close frame must be read
+            self._unpause(_APP_BEHIND)  # the client's close frame must be read
         self._end_receiving(code, reason)
 
     def _fail(self, code: int, reason: str) -> None:
@@ -636,6 +761,10 @@ class WebSocketSession(asyncio.Protocol):
             logger.debug("WebSocket client %s went away without a close frame", _describe(self.client))
         else:
             logger.info("WebSocket connection from %s failed: %s (close code %d)", _describe(self.client), exc, code)
+        # Its traceback holds the frames websockets was in, with their locals (after a deflate bomb,
+        # --ws-max-size of inflated bytes), in a reference cycle through the protocol: only the
+        # cyclic garbage collector would free them, at some later point.
+        exc.__traceback__ = None
         self.phase = CLOSED
         self._end_receiving(code, reason)
 
@@ -683,8 +812,9 @@ class WebSocketSession(asyncio.Protocol):
 
     def _pong_missing(self) -> None:
         self.pong_handle = None
-        if self.flow.read_paused:
-            # Reading is paused because the app is behind, so the pong may be sitting unread.
+        if self.paused and not self.paused & _WRITES_BLOCKED:
+            # Reading is paused because the app is behind, so the pong may be sitting unread (a
+            # client that does not read the ping is not waited for).
             self.pong_handle = self.loop.call_later(self.settings.ping_timeout, self._pong_missing)
             return
         logger.info("WebSocket client %s did not answer a ping in time; closing (1011)", _describe(self.client))
@@ -729,6 +859,11 @@ def _frame_head(first: int, length: int) -> bytes:
     if length < 65536:
         return _HEAD_16(first, 126, length)
     return _HEAD_64(first, 127, length)
+
+
+def _size(message: dict[str, Any]) -> int:
+    """What a queued message counts for --ws-max-queue-size: its bytes, or its characters."""
+    return len(message.get("bytes") or message.get("text") or b"")
 
 
 def _describe(client: tuple[str, int] | None) -> str:
