@@ -343,4 +343,4 @@ def test_deflate_bombs_inflate_no_more_than_max_size_and_leave_nothing_behind(se
 def test_ws_max_queue_size_must_be_positive():
     result = subprocess.run([sys.executable, "-m", "fastserve", "apps.ws_hostile:app", "--ws-max-queue-size", "0"],
                             capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2 and "ws-max-queue-size must be positive" in result.stderr, result.stderr
+    assert result.returncode == 2 and "--ws-max-queue-size: must be positive" in result.stderr, result.stderr

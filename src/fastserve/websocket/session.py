@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from ..http.protocol import HTTPProtocol, UpgradeRequest
 
 logger = logging.getLogger("fastserve.error")
+Buffer = bytes | bytearray | memoryview  # what frames are read from
 # Close codes that mean the server failed the connection; they outrank the client's close frame.
 _FAILURE_CODES = frozenset((
     CloseCode.PROTOCOL_ERROR, CloseCode.UNSUPPORTED_DATA, CloseCode.INVALID_DATA, CloseCode.MESSAGE_TOO_BIG,
@@ -241,10 +242,10 @@ class WebSocketSession(asyncio.Protocol):
         self._feed(data)
         self._after_receive()
 
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: Buffer) -> None:
         """Let websockets parse ``data``: control frames, fragments, compression, bad input."""
         protocol = self.protocol
-        protocol.receive_data(data)
+        protocol.receive_data(data)  # type: ignore[arg-type]  # a memoryview works: it is appended to a bytearray
         events = protocol.events_received()
         if events:
             for frame in events:
@@ -313,7 +314,7 @@ class WebSocketSession(asyncio.Protocol):
             if not self.connection_lost_:
                 self.transport.resume_reading()
 
-    def _hold_backlog(self, data: bytes) -> None:
+    def _hold_backlog(self, data: Buffer) -> None:
         """Keep ``data`` (from a frame boundary on) for later: the frame budget is spent, the queue
         is full or writes are blocked. Reading stays paused until it is parsed."""
         self.buffered = bytearray(data)
@@ -332,7 +333,7 @@ class WebSocketSession(asyncio.Protocol):
         self._read_again()
 
     # -- frames from the client -----------------------------------------------------------------
-    def _read_frames(self, data: bytes | memoryview) -> bool:
+    def _read_frames(self, data: bytes) -> bool:
         """Split ``data`` into frames; complete, masked text and binary frames without RSV bits, and
         their continuations, become messages here (see _is_direct), every other frame goes to
         websockets whole, one at a time. Returns whether websockets was given any bytes.
@@ -375,12 +376,12 @@ class WebSocketSession(asyncio.Protocol):
             if length == 126:
                 if head + 2 > end:
                     break
-                length = int.from_bytes(data[head : head + 2])
+                length = int.from_bytes(data[head : head + 2], "big")
                 head += 2
             elif length == 127:
                 if head + 8 > end:
                     break
-                length = int.from_bytes(data[head : head + 8])
+                length = int.from_bytes(data[head : head + 8], "big")
                 head += 8
             if length > max_size:  # websockets fails the connection (1009) with its own message
                 self.direct = False
