@@ -53,6 +53,7 @@ class ServerState:
         self._date_header = config.date_header
         self._extra_headers = config.default_headers
         self._all_closed: asyncio.Future | None = None
+        self.shutting_down = False  # set by Server.shutdown(); later connections are told at once
         self.default_header_items: list[tuple[bytes, bytes]] = []
         self.default_headers = b""
         self.refresh_default_headers()
@@ -75,6 +76,10 @@ class ServerState:
 
     def connection_opened(self, conn: Any) -> None:
         self.connections.add(conn)
+        if self.shutting_down:
+            # Accepted in the same loop step as the stop signal (or upgraded to WebSocket since):
+            # the shutdown has already told every registered connection, so tell this one now.
+            conn.shutdown()
         if self.limit_connections is not None and len(self.connections) >= self.limit_connections:
             self.accepting.pause()
 
@@ -203,9 +208,11 @@ class Server:
         logger.info("Shutting down")
         if self._date_timer is not None:
             self._date_timer.cancel()
+        state = self.state
+        if state is not None:
+            state.shutting_down = True
         if self.listeners is not None:
             self.listeners.close()
-        state = self.state
         if state is not None:
             for conn in list(state.connections):
                 conn.shutdown()

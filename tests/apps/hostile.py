@@ -18,6 +18,10 @@ async def app(scope, receive, send):
     query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
     if scope["path"] == "/blocking-stream":
         await blocking_stream(send, query)
+    elif scope["path"] == "/block":
+        time.sleep(float(query.get("t", "0.5")))  # blocks the event loop: events pile up meanwhile
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"blocked"})
     elif scope["path"] == "/sleep":
         await asyncio.sleep(float(query.get("t", "1")))
         await send({"type": "http.response.start", "status": 200, "headers": []})
