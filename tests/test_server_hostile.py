@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import signal
 import socket
+import sys
+import threading
 import time
 
+import httpx
 import pytest
 
-from .helpers import read_until_closed
+from .helpers import TESTS, read_until_closed
 
 
 @pytest.mark.parametrize("framing", ["chunked", "length"])
@@ -72,3 +75,63 @@ def test_connection_accepted_with_the_signal_is_shut_down(serve, loop):
         assert time.monotonic() - started < 5
         for sock in (in_flight, blocker, late):
             sock.close()
+
+
+# Run fastserve with a low open-file limit: RLIMIT_NOFILE is set before the server starts.
+_LOW_NOFILE = (
+    "import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)); "
+    "sys.argv[0] = 'fastserve'; runpy.run_module('fastserve', run_name='__main__')"
+)
+
+
+def _warnings_and_errors(server) -> list[str]:
+    return [line for line in server.lines if not line.startswith("INFO:")]
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_out_of_files_pauses_accepting_with_one_log_line(serve, loop):
+    """At the open-file limit asyncio logged a traceback per failed accept (hundreds of thousands
+    of lines); uvloop closed the waiting connections. Accepting pauses near the limit instead,
+    with a line or two in the log, and resumes once connections close."""
+    command = [sys.executable, "-c", _LOW_NOFILE, "apps.hostile:app", "--loop", loop,
+               "--port", "0", "--app-dir", str(TESTS)]
+    server = serve("apps.hostile:app", command=command)
+    clients = []
+    for _ in range(100):  # far past 64 files; the kernel queues them in the backlog
+        clients.append(socket.create_connection(("127.0.0.1", server.port), timeout=5))
+    for sock in clients[:3]:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _response_head(sock).startswith(b"http/1.1 200 ")
+    time.sleep(1.5)  # asyncio retries a failed accept after 1 s
+    problems = _warnings_and_errors(server)
+    assert 1 <= len(problems) <= 3, "\n".join(problems)
+    assert not any("Traceback" in line for line in server.lines)
+    for sock in clients:
+        sock.close()
+    assert httpx.get(server.url, timeout=10).text == "Hello, world!"
+    assert len(_warnings_and_errors(server)) <= 3, server.output
+
+
+def test_flapping_connection_limit_is_logged_at_most_twice(serve):
+    """--limit-connections pauses and resumes accepting as connections come and go; under a
+    flapping load that is a change every few milliseconds, logged at most twice per 10 s."""
+    server = serve("apps.hostile:app", "--limit-connections", "2")
+    stop = threading.Event()
+    served = []
+
+    def client():
+        while not stop.is_set():
+            with httpx.Client(base_url=server.url, timeout=10) as session:
+                served.append(session.get("/").status_code)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(2)
+    stop.set()
+    for thread in threads:
+        thread.join(15)
+    assert len(served) > 20 and set(served) == {200}
+    state_lines = [line for line in server.lines if "accepting" in line]
+    assert 1 <= len(state_lines) <= 2, "\n".join(state_lines)
+    assert "Connection limit of 2 reached; not accepting new connections." in state_lines[0]
