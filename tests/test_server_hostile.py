@@ -135,3 +135,27 @@ def test_flapping_connection_limit_is_logged_at_most_twice(serve):
     state_lines = [line for line in server.lines if "accepting" in line]
     assert 1 <= len(state_lines) <= 2, "\n".join(state_lines)
     assert "Connection limit of 2 reached; not accepting new connections." in state_lines[0]
+
+
+def test_rate_limited_log_sums_up_a_flapping_state(monkeypatch, caplog):
+    """The state log's own rules, in process: two lines at once, then one line once the interval
+    is up, with the latest state and how many changes it did not log."""
+    import asyncio
+    import logging
+
+    from fastserve import server as server_module
+
+    monkeypatch.setattr(server_module, "STATE_LOG_INTERVAL", 0.3)
+    log = logging.getLogger("test.flapping")
+
+    async def flap():
+        states = server_module.RateLimitedLog(log, burst=2)
+        for i in range(10):
+            states.log(logging.INFO, "paused" if i % 2 == 0 else "accepting")
+        await asyncio.sleep(0.5)
+        states.close()
+
+    with caplog.at_level(logging.INFO, logger="test.flapping"):
+        asyncio.run(flap())
+    assert [r.getMessage() for r in caplog.records] == [
+        "paused", "accepting", "accepting (8 more times in the last 0.3 s)"]
