@@ -3,6 +3,7 @@ that race a shutdown, running out of file descriptors, a flapping --limit-connec
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sys
@@ -159,3 +160,58 @@ def test_rate_limited_log_sums_up_a_flapping_state(monkeypatch, caplog):
         asyncio.run(flap())
     assert [r.getMessage() for r in caplog.records] == [
         "paused", "accepting", "accepting (8 more times in the last 0.3 s)"]
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_request_right_after_shutdown_on_an_idle_keep_alive_connection_is_answered(serve, loop):
+    """At shutdown an idle keep-alive connection is closed only once quiet for a moment, so a
+    client's next request, sent as the server stops, is answered (with connection: close) rather
+    than failed by a close racing it."""
+    server = serve("apps.hostile:app", "--loop", loop)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"connection: close" not in _response_head(sock)
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.05)  # the server has begun its shutdown; the client knows nothing of it
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"connection: close" in _response_head(sock)
+        assert read_until_closed(sock, 5) == b""
+    assert server.proc.wait(5) == 0
+
+
+def test_keep_alive_clients_see_no_failure_while_workers_roll_over(supervised):
+    """SIGHUP under keep-alive load: each retiring worker answers with connection: close and closes
+    idle connections only once quiet, so clients hammering on kept-alive connections see no error."""
+    server = supervised("apps.workerapp:app", "--workers", "2")
+    server.wait_for_line("is serving", timeout=30)
+    stop = threading.Event()
+    lock = threading.Lock()
+    ok, closes, errors = [0], [0], []
+
+    def client():
+        with httpx.Client(base_url=server.url, timeout=10) as session:
+            while not stop.is_set():
+                try:
+                    response = session.get("/pid")
+                except httpx.HTTPError as exc:
+                    with lock:
+                        errors.append(f"{type(exc).__name__}: {exc}")
+                    continue
+                with lock:
+                    ok[0] += 1
+                    closes[0] += response.headers.get("connection") == "close"
+
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(2):
+            start = len(server.lines)
+            os.kill(server.proc.pid, signal.SIGHUP)
+            server.wait_for_line("Roll-over complete", timeout=30, start=start)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(15)
+    assert errors == [], errors[:5]
+    assert ok[0] > 100 and closes[0] >= 1  # retiring workers told their clients
