@@ -215,3 +215,21 @@ def test_keep_alive_clients_see_no_failure_while_workers_roll_over(supervised):
             thread.join(15)
     assert errors == [], errors[:5]
     assert ok[0] > 100 and closes[0] >= 1  # retiring workers told their clients
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_websocket_upgrade_after_shutdown_began_is_refused(serve, http):
+    """A connection accepted before the stop may still send its first request: an upgrade then
+    gets the shutdown's 503, not a WebSocket the shutdown never hears of (which held the stop for
+    the whole graceful timeout)."""
+    server = serve("apps.ws:app", "--http", http, "--timeout-graceful-shutdown", "10")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        time.sleep(0.2)  # accepted and registered
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        sock.sendall(b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        assert read_until_closed(sock, 5).startswith(b"HTTP/1.1 503 ")
+    assert server.proc.wait(8) == 0
+    assert time.monotonic() - started < 5
