@@ -420,7 +420,7 @@ def quiet_accept_errors(loop: asyncio.AbstractEventLoop, log: RateLimitedLog) ->
     """asyncio logs a traceback for each accept() that fails for want of files or memory (up to
     --backlog of them per wakeup, every second: hundreds of thousands of lines), then retries after
     a second. Log one line instead, rate-limited. (uvloop logs nothing: libuv closes the waiting
-    connections instead; the connection cap above keeps both loops away from the limit.)"""
+    connections instead; ServerState.max_connections keeps both loops away from the limit.)"""
     previous = loop.get_exception_handler()
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:

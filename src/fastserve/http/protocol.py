@@ -38,7 +38,7 @@ KNOWN_METHODS = {
 }
 # At shutdown, how long a connection that has not sent its first request yet may still send it.
 FIRST_REQUEST_GRACE = 0.5
-# At shutdown, an idle keep-alive connection is closed once it has been quiet this long: a client
+# At shutdown, an idle keep-alive connection is closed once no request came for this long: a client
 # sends its next request right after a response, and closing under it fails that request (a reset,
 # or a close before any response byte, which clients do not retry). The request is answered with
 # "connection: close" instead; a client quiet this long sees the close before it sends.
@@ -544,7 +544,7 @@ class HTTPProtocol(asyncio.Protocol):
                 # rolled over by its supervisor): serve it with "connection: close" if it comes.
                 self.loop.call_later(FIRST_REQUEST_GRACE, self._close_if_idle)
             else:
-                self._close_when_quiet()
+                self.loop.call_later(SHUTDOWN_QUIET, self._close_when_quiet)
             return
         for cycle in (self.active, *self.pipeline):
             if cycle is not None and not cycle.head_sent:
@@ -555,7 +555,8 @@ class HTTPProtocol(asyncio.Protocol):
             self.writer.close()
 
     def _close_when_quiet(self) -> None:
-        """Shutdown of an idle keep-alive connection: close once nothing came for SHUTDOWN_QUIET."""
+        """Shutdown of an idle keep-alive connection: close once nothing came for SHUTDOWN_QUIET
+        (since the shutdown began, the first time this runs, and since the last response)."""
         if self.active is not None or self.pipeline or self.transport.is_closing():
             return  # a request came: the connection closes after its response
         now = self.loop.time()
