@@ -11,7 +11,9 @@ import signal
 import socket
 import ssl
 import stat
+import sys
 import time
+from collections import deque
 from email.utils import formatdate
 from typing import Any
 
@@ -31,6 +33,12 @@ EXIT_SETUP = 1  # the address cannot be bound, TLS files cannot be loaded
 EXIT_APP = 3  # APP cannot be imported or is not an ASGI app, or lifespan startup failed (as uvicorn)
 STARTUP_FAILURE = EXIT_APP
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Files kept free for the app (logs, database connections, files it reads) when the open-file
+# limit (RLIMIT_NOFILE) bounds the number of connections: at least this many, or 1/32 of the limit.
+FILE_RESERVE = 32
+# A state that can flap (accepting connections or not) is logged at most this often; changes in
+# between are counted and summed up in one line.
+STATE_LOG_INTERVAL = 10.0
 
 
 class ServerState:
@@ -48,8 +56,10 @@ class ServerState:
         self.active_requests = 0
         self.write_batch = WriteBatch()  # see http/flow.py
         self.limit_concurrency = config.limit_concurrency
-        self.limit_connections = config.limit_connections
-        self.accepting: Any = None  # the Server's listener switch, for --limit-connections
+        # Accepting pauses at this many open connections: --limit-connections, or fewer when the
+        # open-file limit leaves room for fewer (accepting past it fails: EMFILE).
+        self.max_connections = min(config.limit_connections or sys.maxsize, connections_files_allow())
+        self.accepting: Any = None  # the Server's Listeners: paused and resumed at max_connections
         self.tls: Any = None  # TLSInfo when serving TLS: source of the ASGI "tls" scope extension
         self.access_log = access_log
         self.ws_handler = ws_handler
@@ -57,6 +67,7 @@ class ServerState:
         self._date_header = config.date_header
         self._extra_headers = config.default_headers
         self._all_closed: asyncio.Future | None = None
+        self.shutting_down = False  # set by Server.shutdown(); later connections are told at once
         self.default_header_items: list[tuple[bytes, bytes]] = []
         self.default_headers = b""
         self.refresh_default_headers()
@@ -79,13 +90,18 @@ class ServerState:
 
     def connection_opened(self, conn: Any) -> None:
         self.connections.add(conn)
-        if self.limit_connections is not None and len(self.connections) >= self.limit_connections:
-            self.accepting.pause()
+        if self.shutting_down:
+            # Accepted in the same loop step as the stop signal (or upgraded to WebSocket since):
+            # the shutdown has already told every registered connection, so tell this one now.
+            conn.shutdown()
+        if len(self.connections) >= self.max_connections:
+            self.accepting.pause(len(self.connections))
 
     def connection_closed(self, conn: Any) -> None:
         self.connections.discard(conn)
-        if self.limit_connections is not None and len(self.connections) < self.limit_connections:
-            self.accepting.resume()
+        accepting = self.accepting
+        if accepting is not None and accepting.paused and len(self.connections) < self.max_connections:
+            accepting.resume()
         if not self.connections and self._all_closed is not None and not self._all_closed.done():
             self._all_closed.set_result(None)
 
@@ -232,9 +248,11 @@ class Server:
         logger.info("Shutting down")
         if self._date_timer is not None:
             self._date_timer.cancel()
+        state = self.state
+        if state is not None:
+            state.shutting_down = True
         if self.listeners is not None:
             self.listeners.close()
-        state = self.state
         if state is not None:
             for conn in list(state.connections):
                 conn.shutdown()
@@ -289,10 +307,10 @@ class Server:
 
 
 class Listeners:
-    """The listening sockets and their asyncio servers; paused and resumed by --limit-connections.
+    """The listening sockets and their asyncio servers; paused at ServerState.max_connections.
 
-    With a connection limit each asyncio server gets a duplicate of the socket: closing the server
-    to stop accepting leaves the real socket listening, so new clients wait in its backlog.
+    Each asyncio server gets a duplicate of its socket: closing the server to stop accepting leaves
+    the real socket listening, so new clients wait in its backlog.
     """
 
     def __init__(self, factory: Any, sockets: list[socket.socket], ssl_context: Any, config: Config) -> None:
@@ -304,40 +322,153 @@ class Listeners:
         self.servers: list[Any] = []
         self.paused = False
         self.closed = False
+        self.starting: asyncio.Task | None = None  # a resume() still creating its servers
+        self.state_log = RateLimitedLog(logger, burst=2)
+        self.accept_error_log = RateLimitedLog(logger, burst=1)
+        quiet_accept_errors(asyncio.get_running_loop(), self.accept_error_log)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for sock in self.sockets:
-            server = await loop.create_server(
-                self.factory, sock=sock.dup() if self.limit else sock, ssl=self.ssl_context, backlog=self.backlog
-            )
+            server = await loop.create_server(self.factory, sock=sock.dup(), ssl=self.ssl_context, backlog=self.backlog)
             if self.paused or self.closed:  # paused again while we were starting
                 server.close()
             else:
                 self.servers.append(server)
 
-    def pause(self) -> None:
+    def pause(self, open_connections: int) -> None:
         if self.paused or self.closed:
             return
         self.paused = True
-        logger.warning("Connection limit of %d reached; not accepting new connections.", self.limit)
+        if self.limit is not None and open_connections >= self.limit:
+            reason = f"Connection limit of {self.limit} reached"
+        else:
+            reason = f"Open-file limit nearly reached ({open_connections} connections, RLIMIT_NOFILE {open_file_limit()})"
+        self.state_log.log(logging.WARNING, f"{reason}; not accepting new connections.")
         self._close_servers()
 
     def resume(self) -> None:
         if not self.paused or self.closed:
             return
         self.paused = False
-        logger.info("Below the connection limit again; accepting connections.")
-        asyncio.get_running_loop().create_task(self.start())
+        self.state_log.log(logging.INFO, "Below the connection limit again; accepting connections.")
+        if self.starting is None or self.starting.done():  # else that one serves, as not paused now
+            self.starting = asyncio.get_running_loop().create_task(self._restart())
+
+    async def _restart(self) -> None:
+        try:
+            await self.start()
+        except OSError as exc:  # no file left even for a socket's duplicate (EMFILE)
+            self._close_servers()
+            self.paused = True
+            self.state_log.log(logging.WARNING, f"Cannot accept connections: {exc}; retrying in 1 s.")
+            asyncio.get_running_loop().call_later(1.0, self.resume)
 
     def close(self) -> None:
         self.closed = True
         self._close_servers()
+        self.state_log.close()
+        self.accept_error_log.close()
+        for sock in self.sockets:
+            sock.close()  # stop listening: new clients are refused, not left in the backlog
 
     def _close_servers(self) -> None:
         for server in self.servers:
             server.close()
         self.servers.clear()
+
+
+class RateLimitedLog:
+    """Log lines for something that can flap or repeat fast: at most ``burst`` lines per
+    STATE_LOG_INTERVAL. Lines past that are counted; once the interval allows, the latest one is
+    logged with that count, so the last line logged always tells the current state."""
+
+    def __init__(self, log: logging.Logger, burst: int) -> None:
+        self.logger = log
+        self.recent: deque[float] = deque(maxlen=burst)  # when the last lines were logged
+        self.latest: tuple[int, str] | None = None
+        self.unlogged = 0
+        self.timer: asyncio.TimerHandle | None = None
+
+    def log(self, level: int, message: str) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self.latest = (level, message)
+        if len(self.recent) < self.recent.maxlen or now - self.recent[0] >= STATE_LOG_INTERVAL:
+            self._emit(now)
+            return
+        self.unlogged += 1
+        if self.timer is None:
+            self.timer = loop.call_at(self.recent[0] + STATE_LOG_INTERVAL, self._flush)
+
+    def _flush(self) -> None:
+        self.timer = None
+        self._emit(asyncio.get_running_loop().time())
+
+    def _emit(self, now: float) -> None:
+        level, message = self.latest
+        if self.unlogged:
+            message = f"{message} ({self.unlogged} more times in the last {STATE_LOG_INTERVAL:g} s)"
+            self.unlogged = 0
+        self.recent.append(now)
+        self.logger.log(level, message)
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+def connections_files_allow() -> int:
+    """How many connections the open-file limit leaves room for, past the files open now and a
+    reserve for the app (sys.maxsize when there is no limit, or it cannot be told)."""
+    limit = open_file_limit()
+    if limit is None:
+        return sys.maxsize
+    try:
+        open_now = len(os.listdir("/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"))
+    except OSError:
+        return sys.maxsize
+    return max(1, limit - open_now - max(FILE_RESERVE, limit // 32))
+
+
+def open_file_limit() -> int | None:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+_OUT_OF_FILES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+def quiet_accept_errors(loop: asyncio.AbstractEventLoop, log: RateLimitedLog) -> None:
+    """asyncio logs a traceback for each accept() that fails for want of files or memory (up to
+    --backlog of them per wakeup, every second: hundreds of thousands of lines), then retries after
+    a second. Log one line instead, rate-limited. (uvloop logs nothing: libuv closes the waiting
+    connections instead; ServerState.max_connections keeps both loops away from the limit.)"""
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        exc = context.get("exception")
+        if context.get("message") == "socket.accept() out of system resource" and isinstance(exc, OSError):
+            if exc.errno in _OUT_OF_FILES:
+                log.log(logging.WARNING, f"Cannot accept connections: {exc.strerror} ({errno.errorcode.get(exc.errno, exc.errno)}); retrying in 1 s.")
+                return
+        if isinstance(exc, ValueError) and _callback_name(context.get("handle")) == "_start_serving":
+            return  # that retry, for a server closed since (paused, or shutting down): nothing to do
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
+def _callback_name(handle: Any) -> str:
+    return getattr(getattr(handle, "_callback", None), "__name__", "")
 
 
 def _ws_handler(config: Config, app: Any) -> Any:

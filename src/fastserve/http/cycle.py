@@ -137,7 +137,7 @@ class RequestResponseCycle:
         if self.expect_100:
             self.expect_100 = False
             if self.more_body and not self.response_started and not self.disconnected:
-                self.writer.write(CONTINUE_RESPONSE)
+                self.writer.write_now(CONTINUE_RESPONSE)  # the client waits for it to send the body
         if not (self.body or self.disconnected or self.response_complete) and (
             self.more_body or self.final_body_taken
         ):
@@ -294,25 +294,28 @@ class RequestResponseCycle:
             self.conn.on_response_complete(self)
 
     def _write(self, body: bytes, more_body: bool) -> None:
-        transport = self.writer
+        # Only the write that completes the response may wait for the end of the loop iteration;
+        # a part with more to come reaches the transport before send() returns (the app may
+        # block next, e.g. a synchronous call between two chunks).
+        write = self.writer.write_now if more_body else self.writer.write
         if not self.head_sent:
             head = b"".join((*self.head, self._framing(body, more_body), b"\r\n"))
             self.head_sent = True
             if self.no_body:
-                transport.write(head)
+                write(head)
             elif self.chunked:
-                transport.write(head + _chunked(body, more_body))
+                write(head + _chunked(body, more_body))
             elif len(body) <= JOIN_LIMIT:
-                transport.write(head + body)
+                write(head + body)
             else:
-                transport.writelines((head, body))
+                self.writer.writelines((head, body))
         elif self.no_body:
             pass
         elif self.chunked:
             if body or not more_body:
-                transport.write(_chunked(body, more_body))
+                write(_chunked(body, more_body))
         elif body:
-            transport.write(body)
+            write(body)
 
     def _abandon(self) -> None:
         """The response cannot be completed correctly: make the client see a broken response."""

@@ -86,7 +86,13 @@ class WriteBatch:
 
 class HeldWriter:
     """The transport as the HTTP side writes to it: a small write is held for the WriteBatch; any
-    later write, close or the batch's flush sends it first, so order is kept."""
+    later write, close or the batch's flush sends it first, so order is kept.
+
+    Only a write the app cannot see the absence of may be held: one that completes a response
+    (the app is done with it). ASGI has ``send()`` flush to the transport before it returns, and an
+    app streaming a body may block right after a chunk, so chunks, 100 Continue and anything else
+    the app waits on go through ``write_now()``.
+    """
 
     __slots__ = ("transport", "held", "batch")
 
@@ -103,6 +109,15 @@ class HeldWriter:
         elif len(data) <= HOLD_LIMIT:
             self.held = data
             self.batch.add(self)
+        else:
+            self.transport.write(data)
+
+    def write_now(self, data: bytes) -> None:
+        """Write to the transport before returning (after what is held, in one call)."""
+        held = self.held
+        if held is not None:
+            self.held = None
+            self.transport.writelines((held, data))
         else:
             self.transport.write(data)
 

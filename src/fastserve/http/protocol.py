@@ -45,6 +45,11 @@ KNOWN_METHODS = {
 }
 # At shutdown, how long a connection that has not sent its first request yet may still send it.
 FIRST_REQUEST_GRACE = 0.5
+# At shutdown, an idle keep-alive connection is closed once no request came for this long: a client
+# sends its next request right after a response, and closing under it fails that request (a reset,
+# or a close before any response byte, which clients do not retry). The request is answered with
+# "connection: close" instead; a client quiet this long sees the close before it sends.
+SHUTDOWN_QUIET = 0.3
 # Request headers the server itself looks at; any other header costs one failed dict lookup.
 _CONNECTION, _HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _EXPECT, _UPGRADE, _PROXY, _PROXY_CONNECTION = range(8)
 _WATCHED_REQUEST_HEADERS = {
@@ -412,6 +417,8 @@ class HTTPProtocol(asyncio.Protocol):
         self.state.active_requests -= 1
         cycle.task = None
         if self.closing and self.active is None and not self.pipeline:
+            if self.pending_refusal is None and self.state.shutting_down:
+                return  # closed once quiet (see shutdown()), not under a keep-alive client's next request
             self.writer.close()
 
     def on_response_complete(self, cycle: RequestResponseCycle) -> None:
@@ -430,6 +437,10 @@ class HTTPProtocol(asyncio.Protocol):
         if self.closing:
             if self.pipeline:
                 self.loop.call_soon(self._start_pipelined)
+            elif self.pending_refusal is None and self.state.shutting_down:
+                # Its head went out before the shutdown, saying keep-alive: close once quiet.
+                self.idle_since = self.loop.time()
+                self._close_when_quiet()
             else:
                 self._close_after_refusal()
             return
@@ -533,15 +544,16 @@ class HTTPProtocol(asyncio.Protocol):
             self.keep_alive_handle = self.loop.call_at(deadline, self._keep_alive_expired)
 
     def shutdown(self) -> None:
-        """Server is stopping: close now if idle, otherwise after the response under way."""
+        """Server is stopping: close once idle and quiet, answering what comes meanwhile with
+        "connection: close"; a connection under way closes after its response."""
         self.closing = True
         if self.active is None and not self.pipeline:
             if self.cycle is None:
                 # Accepted just before the stop, first request maybe still in flight (a worker
                 # rolled over by its supervisor): serve it with "connection: close" if it comes.
                 self.loop.call_later(FIRST_REQUEST_GRACE, self._close_if_idle)
-                return
-            self.writer.close()
+            else:
+                self.loop.call_later(SHUTDOWN_QUIET, self._close_when_quiet)
             return
         for cycle in (self.active, *self.pipeline):
             if cycle is not None and not cycle.head_sent:
@@ -550,6 +562,18 @@ class HTTPProtocol(asyncio.Protocol):
     def _close_if_idle(self) -> None:
         if self.active is None and not self.pipeline:
             self.writer.close()
+
+    def _close_when_quiet(self) -> None:
+        """Shutdown of an idle keep-alive connection: close once nothing came for SHUTDOWN_QUIET
+        (since the shutdown began, the first time this runs, and since the last response)."""
+        if self.active is not None or self.pipeline or self.transport.is_closing():
+            return  # a request came: the connection closes after its response
+        now = self.loop.time()
+        since = self.idle_since  # None while a request is arriving
+        if since is not None and now >= since + SHUTDOWN_QUIET:
+            self.writer.close()
+        else:
+            self.loop.call_at((since or now) + SHUTDOWN_QUIET, self._close_when_quiet)
 
     def abort(self) -> None:
         """Graceful shutdown timed out: cancel the app and drop the connection."""

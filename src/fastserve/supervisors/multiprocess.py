@@ -6,7 +6,8 @@ Signals to the parent:
   SIGINT makes the workers skip the graceful wait.
 - SIGHUP: roll every worker over, one at a time: a new worker starts, and only once it is
   listening is an old one asked to stop. Old workers finish their requests; the shared socket keeps
-  queueing connections, so none is refused. A new worker that fails to start ends the roll-over
+  queueing connections, so none is refused. A retiring worker answers keep-alive clients with
+  "connection: close" and closes their idle connections only once quiet (HTTPProtocol.shutdown). A new worker that fails to start ends the roll-over
   and the remaining old workers keep serving.
 - SIGTTIN / SIGTTOU: one worker more / one fewer (never below one).
 

@@ -187,7 +187,6 @@ class WebSocketSession(asyncio.Protocol):
     # -- taking over the connection -------------------------------------------------------------
     def start(self, request: UpgradeRequest, leftover: bytes) -> None:
         self.transport.set_protocol(self)
-        self.state.connection_opened(self)  # counts for --limit-connections too
         if not self.transport.is_reading():
             self.transport.resume_reading()
         if self.flow.write_paused:
@@ -197,6 +196,9 @@ class WebSocketSession(asyncio.Protocol):
         self.inbox.append({"type": "websocket.connect"})
         self.task = self.loop.create_task(self.run_asgi())
         self.handshake_handle = self.loop.call_later(self.settings.handshake_timeout, self._handshake_timed_out)
+        # Counts for --limit-connections too; registered once started, since a server shutting
+        # down calls shutdown() from here (a 503 to the handshake).
+        self.state.connection_opened(self)
         if leftover:
             self.data_received(leftover)
 
