@@ -173,24 +173,34 @@ class RequestResponseCycle:
     async def send(self, message: dict[str, Any]) -> None:
         if self.conn.flow.write_paused and not self.disconnected:
             await self.conn.flow.drain()
-        message_type = message["type"]
+        # An invalid message raises InvalidResponse in the app before any state changes, so the
+        # cycle stays defined: the app may go on, or fails with a 500 (or a close once the head is out).
+        try:
+            message_type = message["type"]
+        except (KeyError, TypeError):
+            raise InvalidResponse(f"ASGI message without a type: {message!r:.100}") from None
         if not self.response_started:
             if message_type != "http.response.start":
-                raise RuntimeError(f"Expected ASGI message 'http.response.start', got {message_type!r}.")
+                raise InvalidResponse(f"expected ASGI message 'http.response.start', got {message_type!r:.100}")
             self._start_response(message)
             return  # the head goes out with the first body message (ASGI spec)
-        if self.response_complete:
-            raise RuntimeError(f"Cannot send {message_type!r}: the response is already complete.")
         if message_type != "http.response.body":
-            raise RuntimeError(f"Expected ASGI message 'http.response.body', got {message_type!r}.")
+            raise InvalidResponse(f"expected ASGI message 'http.response.body', got {message_type!r:.100}")
+        if self.response_complete:
+            return  # "any further messages on the channel will be ignored" (ASGI HTTP spec)
         if self.disconnected:
             raise ClientDisconnected("the client closed the connection")
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
         if not (more_body or self.head_sent) and self.keep_alive and not (self.no_body or self.chunked or self.http10):
             # The common case, kept to one branch here (measured): the whole body in one
-            # message, sent with the head and its content-length in a single write.
-            size = len(body)
+            # message, sent with the head and its content-length in a single write. The body's
+            # type is checked by len() and the join, which fail on anything but bytes-likes
+            # (a str has a len: its join fails), so a bytes body pays nothing for the check.
+            try:
+                size = len(body)
+            except TypeError:
+                raise _not_bytes(body) from None
             expected = self.expected_length
             if expected is None:
                 end = CONTENT_LENGTH_ENDS[size] if size < CACHED_LENGTHS else b"content-length: %d\r\n\r\n" % size
@@ -199,12 +209,19 @@ class RequestResponseCycle:
             else:
                 end = None
             if end is not None:
-                self.head_sent = self.response_complete = True
-                self.bytes_sent = size
                 line, defaults, block = self.head
                 if size <= JOIN_LIMIT:
-                    self.writer.write(b"".join((line, defaults, block, end, body)))
+                    try:
+                        data = b"".join((line, defaults, block, end, body))
+                    except TypeError:
+                        raise _not_bytes(body) from None
+                    self.head_sent = self.response_complete = True
+                    self.bytes_sent = size
+                    self.writer.write(data)
                 else:
+                    _check_body(body)
+                    self.head_sent = self.response_complete = True
+                    self.bytes_sent = size
                     self.writer.writelines((b"".join((line, defaults, block, end)), body))
                 if self.waiter is not None:
                     self.wake()
@@ -213,15 +230,20 @@ class RequestResponseCycle:
         self._send_body(body, more_body)
 
     def _start_response(self, message: dict[str, Any]) -> None:
+        try:
+            status = message["status"]
+            line = _STATUS_LINES.get(status)
+            if line is None or status.__class__ is not int:
+                line = status_line(status)  # checks it is an int (200.0 would find a cached line)
+            headers = message.get("headers", ())
+            if type(headers) is not tuple:
+                headers = tuple(headers)  # the cache key; also reads a one-shot iterable only once
+            block, self.expected_length, self.chunked, app_closes, sets_defaults = parse_response_headers(headers)
+        except (KeyError, TypeError, ValueError) as exc:  # no status; headers not pairs of bytes
+            raise InvalidResponse(f"invalid 'http.response.start' message: {exc!r:.100}") from None
         self.response_started = True
-        status = message["status"]
-        headers = message.get("headers", ())
-        if type(headers) is not tuple:
-            headers = tuple(headers)  # the cache key; also reads a one-shot iterable only once
         self.status = status
         self.response_headers = headers
-        line = _STATUS_LINES.get(status) or status_line(status)
-        block, self.expected_length, self.chunked, app_closes, sets_defaults = parse_response_headers(headers)
         if app_closes:
             self.keep_alive = False
             self.app_closes = True
@@ -261,6 +283,8 @@ class RequestResponseCycle:
 
     def _send_body(self, body: bytes, more_body: bool) -> None:
         """Everything but the single-message fast path in send()."""
+        if type(body) is not bytes:
+            _check_body(body)
         overflow = False
         if self.expected_length is not None and not self.no_body:
             remaining = self.expected_length - self.bytes_sent
@@ -392,6 +416,15 @@ class Suspended:
                     value = coro.send(result)
                 except StopIteration as stop:
                     return stop.value
+
+
+def _check_body(body: Any) -> None:
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise _not_bytes(body)
+
+
+def _not_bytes(body: Any) -> InvalidResponse:
+    return InvalidResponse(f"'http.response.body' body must be bytes, not {type(body).__name__}")
 
 
 def _chunked(body: bytes, more_body: bool) -> bytes:
