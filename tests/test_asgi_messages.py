@@ -46,3 +46,10 @@ def test_status_that_is_not_an_int_raises_in_the_app(careless_server):
     # The app catches the error and answers properly: the cycle was left as it was.
     r = httpx.get(careless_server.url + "/status-type")
     assert r.status_code == 200 and r.text == "raised InvalidResponse"
+
+
+def test_scope_asgi_is_not_shared_between_requests(careless_server):
+    # The app writes to scope["asgi"] and reports whether an earlier request's write shows.
+    with httpx.Client() as client:  # one connection
+        assert [client.get(careless_server.url + "/asgi-scope").text for _ in range(3)] == ["clean"] * 3
+    assert httpx.get(careless_server.url + "/asgi-scope").text == "clean"  # another connection

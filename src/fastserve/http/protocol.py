@@ -141,7 +141,7 @@ class HTTPProtocol(asyncio.Protocol):
         # the per-request keys are there too (overwritten) so the copy needs no resize.
         self.scope_template = {
             "type": "http",
-            "asgi": self.state.asgi_info,
+            "asgi": None,  # per request, below
             "http_version": "1.1",
             "server": self.server,
             "client": self.client,
@@ -293,6 +293,9 @@ class HTTPProtocol(asyncio.Protocol):
         if self.closing:
             keep_alive = False
         scope = self.scope_template.copy()
+        # A dict of its own per request: what one app writes there is not the next one's. (A copy
+        # costs ~750 instructions, a dict literal ~1,070: callgrind, hello GET.)
+        scope["asgi"] = self.state.asgi_info.copy()
         scope["http_version"] = http_version
         scope["method"] = method_name
         scope["path"] = path
