@@ -51,6 +51,7 @@ class RequestResponseCycle:
         "http10",
         "body",
         "body_size",
+        "body_left",
         "more_body",
         "final_body_taken",
         "waiter",
@@ -78,6 +79,7 @@ class RequestResponseCycle:
         expect_100: bool,
         is_head: bool,
         http10: bool,
+        body_left: int,
     ) -> None:
         self.conn = conn
         self.scope = scope
@@ -89,6 +91,10 @@ class RequestResponseCycle:
         # Request body, as received and not yet handed to the app.
         self.body: list[bytes] = []
         self.body_size = 0
+        # Request body bytes still to come as its content-length declares (0 without a body,
+        # negative for a chunked one): decides whether the connection can stay open once the
+        # response is complete (see HTTPProtocol._drain_body).
+        self.body_left = body_left
         self.more_body = True
         self.final_body_taken = False
         self.waiter: asyncio.Future | None = None
@@ -110,8 +116,11 @@ class RequestResponseCycle:
 
     # -- events from the protocol ---------------------------------------------------------------
     def on_body(self, data: bytes) -> None:
+        self.body_left -= len(data)
         if self.response_complete or self.disconnected:
-            return  # the app is done with this request; the rest of its body is discarded
+            if not self.disconnected:
+                self.conn.discard_body(len(data))  # the app is done with this request
+            return
         self.body.append(data)
         self.body_size += len(data)
         if self.body_size > BODY_HIGH_WATER:
@@ -244,6 +253,8 @@ class RequestResponseCycle:
         self.response_started = True
         self.status = status
         self.response_headers = headers
+        if self.body_left:  # (requests without a body pay one test)
+            self._check_unread_body()
         if app_closes:
             self.keep_alive = False
             self.app_closes = True
@@ -256,6 +267,14 @@ class RequestResponseCycle:
             defaults = self.conn.state.defaults_without(headers)
         # Kept in parts: the fast path joins them with the length and body in one format op.
         self.head = (line, defaults, block)
+
+    def _check_unread_body(self) -> None:
+        """The response starts before the request body has arrived: if more of it is still to come
+        than the connection would read and discard afterwards, the head says it closes. So it does
+        when the client waits for a 100 Continue it will not get: it may then send the body or not
+        (RFC 9110 10.1.1), and what follows could not be told apart."""
+        if self.more_body and (self.expect_100 or self.body_left > self.conn.config.limit_drain_body):
+            self.keep_alive = False
 
     def _framing(self, first_body: bytes, more_body: bool) -> bytes:
         """Framing headers, chosen when the first body message arrives."""
