@@ -3,6 +3,7 @@ lingering close, not a reset), junk after a refusal neither parsed nor logged, b
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import threading
@@ -150,6 +151,36 @@ def test_unread_chunked_body_over_the_drain_limit_closes(serve, impl):
         time.sleep(0.1)
         sock.sendall(b"1388\r\n" + b"z" * 5000 + b"\r\n0\r\n\r\nGET / HTTP/1.1\r\n" + H + b"\r\n")
         assert seconds_until_closed(sock, limit=10) < 5  # closed, the next request never answered
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_many_connections_with_partial_bodies_are_all_closed(serve, http):
+    # The attack: connections that send part of a body the app never reads, then nothing. They
+    # used to be held forever (1,010 of them locked everyone out); now the drain timeout ends them.
+    server = serve(APP, "--http", http, "--timeout-keep-alive", "1")
+
+    def fds() -> int:
+        return len(os.listdir(f"/proc/{server.proc.pid}/fd"))
+
+    idle_fds = fds()
+    socks = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(200)]
+    try:
+        for sock in socks:
+            sock.sendall(b"POST /ignore-body HTTP/1.1\r\n" + H + b"Content-Length: 1000\r\n\r\n" + b"x" * 10)
+        for sock in socks:
+            assert status_of(read_response(sock)) == 401
+        started = time.monotonic()
+        assert httpx.get(server.url + "/", timeout=5).text == "ok"  # everyone else is served meanwhile
+        for sock in socks:
+            seconds_until_closed(sock, limit=10)
+        assert time.monotonic() - started < 8
+        deadline = time.monotonic() + 5
+        while fds() > idle_fds + 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert fds() <= idle_fds + 5  # the server's sockets are closed, not only shut down
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 # -- refusals the client receives -----------------------------------------------------------------------

@@ -522,7 +522,8 @@ class HTTPProtocol(asyncio.Protocol):
         error, self.pending_refusal = self.pending_refusal, None
         if error is not None:
             self.writer.write(simple_response(error.status, error.reason))
-        if error is not None or self.refused or self.unread_input:
+        current = self.cycle
+        if error is not None or self.refused or self.unread_input or (current is not None and current.more_body and current.body_left):
             self._close_lingering()
         else:
             self.writer.close()
