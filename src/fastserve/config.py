@@ -115,7 +115,7 @@ class Config:
     timeout_linger: float = option(
         5.0,
         "After refusing a request or closing with input unread, read and discard what the client "
-        "still sends for at most this many seconds, so it receives the answer instead of a reset.",
+        "still sends for at most this many seconds, so it receives the answer instead of a reset (0: close at once).",
         group="http",
     )
 

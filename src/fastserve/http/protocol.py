@@ -452,10 +452,7 @@ class HTTPProtocol(asyncio.Protocol):
             return
         self.active = None
         if not cycle.keep_alive or cycle.disconnected:
-            if self.unread_input or (cycle.more_body and cycle.body_left):
-                self._close_lingering()
-            else:
-                self.writer.close()
+            self._close()
             return
         if self.closing:
             if self.pipeline:
@@ -522,8 +519,12 @@ class HTTPProtocol(asyncio.Protocol):
         error, self.pending_refusal = self.pending_refusal, None
         if error is not None:
             self.writer.write(simple_response(error.status, error.reason))
-        current = self.cycle
-        if error is not None or self.refused or self.unread_input or (current is not None and current.more_body and current.body_left):
+        self._close()
+
+    def _close(self) -> None:
+        """Close after the last response: lingeringly if input may be left unread."""
+        cycle = self.cycle
+        if self.refused or self.unread_input or (cycle is not None and cycle.more_body and cycle.body_left):
             self._close_lingering()
         else:
             self.writer.close()
@@ -579,7 +580,7 @@ class HTTPProtocol(asyncio.Protocol):
         if transport.can_write_eof():
             transport.write_eof()
         self.flow.resume_reading()
-        self.parser.left = LINGER_BYTES
+        self.parser.left = LINGER_BYTES  # a budget of its own (reading may have paused on the first)
         self.linger_seen = LINGER_BYTES
         now = self.loop.time()
         self.linger_deadline = now + timeout
