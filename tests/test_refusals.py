@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import ssl
 import threading
 import time
 
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from .helpers import ServerProcess, status_of
+from .test_transports import tls_files  # noqa: F401 (a fixture)
 
 H = b"Host: x\r\n"
 APP = "apps.careless:app"
@@ -281,3 +283,20 @@ def test_lingering_close_ends_when_the_client_is_silent(careless_server):
             for _ in range(20):
                 sock.sendall(b"x")
                 time.sleep(0.05)
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_refusal_over_tls_is_received(serve, http, tls_files):  # noqa: F811 (the fixture)
+    # TLS has no half-close (no write_eof): the server reads on until the client, which has its
+    # answer (with a content-length and "connection: close"), closes. (The TLS shutdown of asyncio
+    # and uvloop reads on while it waits for the client's close_notify, so this passed before the
+    # lingering close too: it checks the lingering path keeps that working.)
+    key, cert, ca = tls_files
+    server = serve(APP, "--http", http, "--ssl-keyfile", key, "--ssl-certfile", cert)
+    context = ssl.create_default_context(cafile=ca)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"v" * 2_000_000 + b"\r\n\r\n")
+            response = read_response(sock)
+    assert status_of(response) == 431
+    assert httpx.get(server.url + "/", verify=context).text == "ok"
