@@ -312,6 +312,12 @@ class Connection:
         return self.transport.closing
 
     @property
+    def ended(self) -> bool:
+        """The server has ended its side: closed, or shut its write side for a lingering close
+        (after a refusal it reads and drops input for a while so the client gets the answer)."""
+        return self.transport.closing or self.transport.eof_written
+
+    @property
     def session(self) -> Any:
         """The transport's protocol: the WebSocket session after an upgrade."""
         return self.transport.protocol

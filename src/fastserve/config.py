@@ -116,6 +116,21 @@ class Config:
     limit_request_line: int = option(8190, "Longest request line accepted (414 above it).", group="http")
     limit_request_headers_size: int = option(65536, "Largest header section accepted, in bytes (431 above it).", group="http")
     limit_request_fields: int = option(100, "Most header fields accepted (431 above it).", group="http")
+    # 64 KiB: the form or JSON body an auth middleware refuses unread fits; it is what the server
+    # buffers per request anyway before reading pauses (cycle.BODY_HIGH_WATER), one or two reads.
+    # Larger bodies cost the client a new connection instead of the server a long upload nobody reads.
+    limit_drain_body: int = option(
+        65536,
+        "After a response, read and discard at most this much request body the app left unread, "
+        "within --timeout-keep-alive, to keep the connection alive; close instead when more is to come.",
+        group="http",
+    )
+    timeout_linger: float = option(
+        5.0,
+        "After refusing a request or closing with input unread, read and discard what the client "
+        "still sends for at most this many seconds, so it receives the answer instead of a reset (0: close at once).",
+        group="http",
+    )
 
     # -- WebSocket ------------------------------------------------------------------------------
     ws_max_size: int = option(16 * 1024 * 1024, "Largest WebSocket message accepted, in bytes (1009 above it).", group="ws")
@@ -180,7 +195,7 @@ class Config:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be positive; got {getattr(self, name)!r}")
-        non_negative = ("timeout_keep_alive", "timeout_graceful_shutdown", "reload_delay", "limit_max_requests_jitter")
+        non_negative = ("timeout_keep_alive", "timeout_graceful_shutdown", "timeout_linger", "reload_delay", "limit_max_requests_jitter", "limit_drain_body")
         for name in ("timeout_request_header", "timeout_request_body", "timeout_ws_handshake"):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be positive; got {getattr(self, name)!r}")

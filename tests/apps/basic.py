@@ -158,6 +158,8 @@ async def send_after_complete(scope, receive, send, query):
         await send({"type": "http.response.body", "body": b"more"})
     except RuntimeError as exc:
         EVENTS.append(f"send-after-complete: {exc}")
+    else:
+        EVENTS.append("send-after-complete: ignored")
 
 
 async def wait_disconnect(scope, receive, send, query):

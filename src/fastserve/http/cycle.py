@@ -51,6 +51,7 @@ class RequestResponseCycle:
         "http10",
         "body",
         "body_size",
+        "body_left",
         "more_body",
         "final_body_taken",
         "waiter",
@@ -78,6 +79,7 @@ class RequestResponseCycle:
         expect_100: bool,
         is_head: bool,
         http10: bool,
+        body_left: int,
     ) -> None:
         self.conn = conn
         self.scope = scope
@@ -89,6 +91,10 @@ class RequestResponseCycle:
         # Request body, as received and not yet handed to the app.
         self.body: list[bytes] = []
         self.body_size = 0
+        # Request body bytes still to come as its content-length declares (0 without a body,
+        # negative for a chunked one): decides whether the connection can stay open once the
+        # response is complete (see HTTPProtocol._drain_body).
+        self.body_left = body_left
         self.more_body = True
         self.final_body_taken = False
         self.waiter: asyncio.Future | None = None
@@ -110,8 +116,11 @@ class RequestResponseCycle:
 
     # -- events from the protocol ---------------------------------------------------------------
     def on_body(self, data: bytes) -> None:
+        self.body_left -= len(data)
         if self.response_complete or self.disconnected:
-            return  # the app is done with this request; the rest of its body is discarded
+            if not self.disconnected:
+                self.conn.discard_body(len(data))  # the app is done with this request
+            return
         self.body.append(data)
         self.body_size += len(data)
         if self.body_size > BODY_HIGH_WATER:
@@ -177,24 +186,34 @@ class RequestResponseCycle:
     async def send(self, message: dict[str, Any]) -> None:
         if self.conn.flow.write_paused and not self.disconnected:
             await self.conn.flow.drain()
-        message_type = message["type"]
+        # An invalid message raises InvalidResponse in the app before any state changes, so the
+        # cycle stays defined: the app may go on, or fails with a 500 (or a close once the head is out).
+        try:
+            message_type = message["type"]
+        except (KeyError, TypeError):
+            raise InvalidResponse(f"ASGI message without a type: {message!r:.100}") from None
         if not self.response_started:
             if message_type != "http.response.start":
-                raise RuntimeError(f"Expected ASGI message 'http.response.start', got {message_type!r}.")
+                raise InvalidResponse(f"expected ASGI message 'http.response.start', got {message_type!r:.100}")
             self._start_response(message)
             return  # the head goes out with the first body message (ASGI spec)
-        if self.response_complete:
-            raise RuntimeError(f"Cannot send {message_type!r}: the response is already complete.")
         if message_type != "http.response.body":
-            raise RuntimeError(f"Expected ASGI message 'http.response.body', got {message_type!r}.")
+            raise InvalidResponse(f"expected ASGI message 'http.response.body', got {message_type!r:.100}")
+        if self.response_complete:
+            return  # "any further messages on the channel will be ignored" (ASGI HTTP spec)
         if self.disconnected:
             raise ClientDisconnected("the client closed the connection")
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
         if not (more_body or self.head_sent) and self.keep_alive and not (self.no_body or self.chunked or self.http10):
             # The common case, kept to one branch here (measured): the whole body in one
-            # message, sent with the head and its content-length in a single write.
-            size = len(body)
+            # message, sent with the head and its content-length in a single write. The body's
+            # type is checked by len() and the join, which fail on anything but bytes-likes
+            # (a str has a len: its join fails), so a bytes body pays nothing for the check.
+            try:
+                size = len(body)
+            except TypeError:
+                raise _not_bytes(body) from None
             expected = self.expected_length
             if expected is None:
                 end = CONTENT_LENGTH_ENDS[size] if size < CACHED_LENGTHS else b"content-length: %d\r\n\r\n" % size
@@ -203,12 +222,19 @@ class RequestResponseCycle:
             else:
                 end = None
             if end is not None:
-                self.head_sent = self.response_complete = True
-                self.bytes_sent = size
                 line, defaults, block = self.head
                 if size <= JOIN_LIMIT:
-                    self.writer.write(b"".join((line, defaults, block, end, body)))
+                    try:
+                        data = b"".join((line, defaults, block, end, body))
+                    except TypeError:
+                        raise _not_bytes(body) from None
+                    self.head_sent = self.response_complete = True
+                    self.bytes_sent = size
+                    self.writer.write(data)
                 else:
+                    _check_body(body)
+                    self.head_sent = self.response_complete = True
+                    self.bytes_sent = size
                     self.writer.writelines((b"".join((line, defaults, block, end)), body))
                 if self.waiter is not None:
                     self.wake()
@@ -217,15 +243,22 @@ class RequestResponseCycle:
         self._send_body(body, more_body)
 
     def _start_response(self, message: dict[str, Any]) -> None:
+        try:
+            status = message["status"]
+            line = _STATUS_LINES.get(status)
+            if line is None or status.__class__ is not int:
+                line = status_line(status)  # checks it is an int (200.0 would find a cached line)
+            headers = message.get("headers", ())
+            if type(headers) is not tuple:
+                headers = tuple(headers)  # the cache key; also reads a one-shot iterable only once
+            block, self.expected_length, self.chunked, app_closes, sets_defaults = parse_response_headers(headers)
+        except (KeyError, TypeError, ValueError) as exc:  # no status; headers not pairs of bytes
+            raise InvalidResponse(f"invalid 'http.response.start' message: {exc!r:.100}") from None
         self.response_started = True
-        status = message["status"]
-        headers = message.get("headers", ())
-        if type(headers) is not tuple:
-            headers = tuple(headers)  # the cache key; also reads a one-shot iterable only once
         self.status = status
         self.response_headers = headers
-        line = _STATUS_LINES.get(status) or status_line(status)
-        block, self.expected_length, self.chunked, app_closes, sets_defaults = parse_response_headers(headers)
+        if self.body_left:  # (requests without a body pay one test)
+            self._check_unread_body()
         if app_closes:
             self.keep_alive = False
             self.app_closes = True
@@ -238,6 +271,14 @@ class RequestResponseCycle:
             defaults = self.conn.state.defaults_without(headers)
         # Kept in parts: the fast path joins them with the length and body in one format op.
         self.head = (line, defaults, block)
+
+    def _check_unread_body(self) -> None:
+        """The response starts before the request body has arrived: if more of it is still to come
+        than the connection would read and discard afterwards, the head says it closes. So it does
+        when the client waits for a 100 Continue it will not get: it may then send the body or not
+        (RFC 9110 10.1.1), and what follows could not be told apart."""
+        if self.more_body and (self.expect_100 or self.body_left > self.conn.config.limit_drain_body):
+            self.keep_alive = False
 
     def _framing(self, first_body: bytes, more_body: bool) -> bytes:
         """Framing headers, chosen when the first body message arrives."""
@@ -265,6 +306,8 @@ class RequestResponseCycle:
 
     def _send_body(self, body: bytes, more_body: bool) -> None:
         """Everything but the single-message fast path in send()."""
+        if type(body) is not bytes:
+            _check_body(body)
         overflow = False
         if self.expected_length is not None and not self.no_body:
             remaining = self.expected_length - self.bytes_sent
@@ -399,6 +442,15 @@ class Suspended:
                     value = coro.send(result)
                 except StopIteration as stop:
                     return stop.value
+
+
+def _check_body(body: Any) -> None:
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise _not_bytes(body)
+
+
+def _not_bytes(body: Any) -> InvalidResponse:
+    return InvalidResponse(f"'http.response.body' body must be bytes, not {type(body).__name__}")
 
 
 def _chunked(body: bytes, more_body: bool) -> bytes:

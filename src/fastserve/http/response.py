@@ -32,12 +32,9 @@ _NAME_CACHE_MAX = 4096
 
 
 def status_line(status: int) -> bytes:
-    line = _STATUS_LINES.get(status)
-    if line is None:
-        if not isinstance(status, int) or not 100 <= status <= 999:
-            raise InvalidResponse(f"invalid status code {status!r}")
-        line = b"HTTP/1.1 %d \r\n" % status
-    return line
+    if not isinstance(status, int) or not 100 <= status <= 999:
+        raise InvalidResponse(f"invalid status code {status!r:.100}")
+    return _STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status
 
 
 
