@@ -116,6 +116,7 @@ class Config:
     limit_request_line: int = option(8190, "Longest request line accepted (414 above it).", group="http")
     limit_request_headers_size: int = option(65536, "Largest header section accepted, in bytes (431 above it).", group="http")
     limit_request_fields: int = option(100, "Most header fields accepted (431 above it).", group="http")
+    limit_request_body: int | None = option(None, "Largest request body accepted, in bytes (413 above it; default: no limit, bodies are streamed).", group="http", type=int)
 
     # -- WebSocket ------------------------------------------------------------------------------
     ws_max_size: int = option(16 * 1024 * 1024, "Largest WebSocket message accepted, in bytes (1009 above it).", group="ws")
@@ -184,7 +185,7 @@ class Config:
                 raise ConfigError(name, f"must not be negative; got {getattr(self, name)!r}")
         if not 0 <= self.port <= 65535:
             raise ConfigError("port", f"must be between 0 and 65535; got {self.port!r}")
-        for name in ("limit_concurrency", "limit_connections", "workers", "limit_max_requests"):
+        for name in ("limit_concurrency", "limit_connections", "workers", "limit_max_requests", "limit_request_body"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(name, f"must be at least 1; got {value!r}")

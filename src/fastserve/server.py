@@ -216,7 +216,7 @@ class Server:
         loop = asyncio.get_running_loop()
         parser = parser_class(config.http)
         state = self.state
-        protocol_class = debug_protocol_class(HTTPProtocol) if logger.isEnabledFor(logging.DEBUG) else HTTPProtocol
+        protocol_class = protocol_class_for(config)
 
         def factory() -> HTTPProtocol:
             return protocol_class(config, app, state, parser, loop)
@@ -338,6 +338,16 @@ class Listeners:
         for server in self.servers:
             server.close()
         self.servers.clear()
+
+
+def protocol_class_for(config: Config) -> type:
+    """HTTPProtocol, or a subclass per feature that is on: a feature that is off costs nothing."""
+    from .limits import with_body_limit
+
+    protocol_class = with_body_limit(HTTPProtocol, config)
+    if logger.isEnabledFor(logging.DEBUG):
+        protocol_class = debug_protocol_class(protocol_class)
+    return protocol_class
 
 
 def _ws_handler(config: Config, app: Any) -> Any:
