@@ -109,6 +109,8 @@ class Config:
     headers: list[str] = option((), "Default response header NAME:VALUE (repeatable).", group="http", multiple=True, flag="--header", metavar="NAME:VALUE")
     timeout_keep_alive: float = option(5.0, "Close idle keep-alive connections after this many seconds.", group="http")
     timeout_graceful_shutdown: float = option(30.0, "Seconds to let in-flight requests finish on shutdown.", group="http")
+    health_path: str | None = option(None, "Answer GET PATH without the app: 200 while serving, 503 once shutdown has begun.", group="http", type=str, metavar="PATH")
+    shutdown_delay: float = option(0.0, "On SIGTERM/SIGINT keep serving (health path already 503) this many seconds before closing the listeners, so load balancers drain first.", group="http")
     timeout_request_header: float = option(10.0, "Answer 408 and close when a request head takes longer than this to arrive.", group="http")
     timeout_request_body: float = option(60.0, "Answer 408 and close when the request body stalls this long while the app waits for it.", group="http")
     limit_concurrency: int | None = option(None, "Answer 503 when more requests than this are in flight.", group="http", type=int)
@@ -166,6 +168,8 @@ class Config:
         self._check_ranges()
         if self.uds and self.fd is not None:
             raise ConfigError("uds", "use only one of --uds and --fd")
+        if self.health_path is not None and not self.health_path.startswith("/"):
+            raise ConfigError("health_path", f"must start with /; got {self.health_path!r}")
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ConfigError("ssl_keyfile", "needs --ssl-certfile too")
         self.default_headers = [parse_header_option(h) for h in self.headers]
@@ -176,7 +180,7 @@ class Config:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be positive; got {getattr(self, name)!r}")
-        non_negative = ("timeout_keep_alive", "timeout_graceful_shutdown", "reload_delay", "limit_max_requests_jitter")
+        non_negative = ("timeout_keep_alive", "timeout_graceful_shutdown", "reload_delay", "limit_max_requests_jitter", "shutdown_delay")
         for name in ("timeout_request_header", "timeout_request_body", "timeout_ws_handshake"):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be positive; got {getattr(self, name)!r}")

@@ -46,6 +46,7 @@ class ServerState:
         self.request_limit: int | None = None
         self.request_limit_reached: Any = None
         self.active_requests = 0
+        self.shutting_down = False  # --health-path answers 503 from the moment shutdown begins
         self.write_batch = WriteBatch()  # see http/flow.py
         self.limit_concurrency = config.limit_concurrency
         self.limit_connections = config.limit_connections
@@ -112,6 +113,7 @@ class Server:
         self.exit_code = 0
         self.should_exit = False
         self.force_exit = False
+        self.delay_shutdown = True  # --shutdown-delay, unless the exit is --limit-max-requests's
         self._exit_requested: asyncio.Future | None = None
         self._force_requested: asyncio.Future | None = None
         self._date_timer: asyncio.TimerHandle | None = None
@@ -209,6 +211,7 @@ class Server:
 
     def _request_limit_reached(self) -> None:
         logger.info("Served %d requests (--limit-max-requests); shutting down gracefully.", self.state.request_limit)
+        self.delay_shutdown = False  # nobody is draining this process: its supervisor replaces it
         self.request_exit()
 
     async def _listen(self, app: Any, sockets: list[socket.socket] | None, ssl_context: ssl.SSLContext | None) -> None:
@@ -229,6 +232,9 @@ class Server:
             logger.info(self.running_message, describe_socket(sock, config))
 
     async def shutdown(self, lifespan: Lifespan | None = None) -> None:
+        if self.state is not None:
+            self.state.shutting_down = True
+        await self._shutdown_delay()
         logger.info("Shutting down")
         if self._date_timer is not None:
             self._date_timer.cancel()
@@ -253,6 +259,14 @@ class Server:
         if lifespan is not None and not self.force_exit:
             await lifespan.shutdown(self.config.timeout_graceful_shutdown)
         logger.info("Finished server process [%d]", os.getpid())
+
+    async def _shutdown_delay(self) -> None:
+        """--shutdown-delay: keep serving (health path already 503) while load balancers notice."""
+        delay = self.config.shutdown_delay
+        if not delay or not self.delay_shutdown or self.force_exit or self.listeners is None:
+            return
+        logger.info("Shutdown requested; serving %ss more (--shutdown-delay) before closing the listeners%s", delay, self.force_exit_hint)
+        await asyncio.wait((self._force_requested,), timeout=delay)
 
     # -- signals --------------------------------------------------------------------------------
     def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> list[int]:
@@ -342,9 +356,10 @@ class Listeners:
 
 def protocol_class_for(config: Config) -> type:
     """HTTPProtocol, or a subclass per feature that is on: a feature that is off costs nothing."""
+    from .health import with_health_path
     from .limits import with_body_limit
 
-    protocol_class = with_body_limit(HTTPProtocol, config)
+    protocol_class = with_health_path(with_body_limit(HTTPProtocol, config), config)
     if logger.isEnabledFor(logging.DEBUG):
         protocol_class = debug_protocol_class(protocol_class)
     return protocol_class

@@ -225,6 +225,9 @@ def config_from_gunicorn(cfg: Any, app: Any, max_requests: int, **overrides: Any
             ssl_ciphers=cfg.ciphers,
         )
     settings.update(overrides)
+    if "timeout_graceful_shutdown" not in overrides:
+        # graceful_timeout is the whole budget: a --shutdown-delay (CONFIG_KWARGS) comes out of it.
+        settings["timeout_graceful_shutdown"] = max(0.0, settings["timeout_graceful_shutdown"] - settings.get("shutdown_delay", 0.0))
     return Config(**settings)
 
 

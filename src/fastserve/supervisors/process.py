@@ -101,7 +101,7 @@ def check_picklable(config: Config) -> bool:
 
 def stop_deadline(config: Config) -> float:
     """Seconds a child gets to exit after SIGTERM before it is killed."""
-    return config.timeout_graceful_shutdown + SHUTDOWN_MARGIN
+    return config.shutdown_delay + config.timeout_graceful_shutdown + SHUTDOWN_MARGIN
 
 
 def describe_exit(exitcode: int | None) -> str:
