@@ -535,6 +535,9 @@ class HTTPProtocol(asyncio.Protocol):
     def shutdown(self) -> None:
         """Server is stopping: close now if idle, otherwise after the response under way."""
         self.closing = True
+        active = self.active
+        if active is not None and active.head_sent and not active.more_body:
+            active.wake()  # a streaming response's app waiting in receive() hears http.disconnect
         if self.active is None and not self.pipeline:
             if self.cycle is None:
                 # Accepted just before the stop, first request maybe still in flight (a worker
