@@ -158,6 +158,7 @@ class Config:
     workers: int | None = option(None, "Number of worker processes (default: $WEB_CONCURRENCY or 1).", group="workers", type=int, envvar=("FASTSERVE_WORKERS", "WEB_CONCURRENCY"))
     limit_max_requests: int | None = option(None, "Restart a worker after it has served this many requests.", group="workers", type=int)
     limit_max_requests_jitter: int = option(0, "Add up to this many requests at random to --limit-max-requests.", group="workers")
+    timeout_worker_healthcheck: float = option(30.0, "Replace a worker whose event loop has not run for this many seconds (a blocking app); 0 disables.", group="workers")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -180,7 +181,7 @@ class Config:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be positive; got {getattr(self, name)!r}")
-        non_negative = ("timeout_keep_alive", "timeout_graceful_shutdown", "reload_delay", "limit_max_requests_jitter", "shutdown_delay")
+        non_negative = ("timeout_keep_alive", "timeout_graceful_shutdown", "reload_delay", "limit_max_requests_jitter", "shutdown_delay", "timeout_worker_healthcheck")
         for name in ("timeout_request_header", "timeout_request_body", "timeout_ws_handshake"):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be positive; got {getattr(self, name)!r}")

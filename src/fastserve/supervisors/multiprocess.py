@@ -23,12 +23,14 @@ import asyncio
 import logging
 import os
 import signal
+import time
 
 from ..config import Config
 from .process import (
     WORKER_NAME,
     ChildProcess,
     describe_exit,
+    heartbeat_interval,
     install_signal_handlers,
     stop_deadline,
     supervise,
@@ -71,6 +73,8 @@ class Supervisor:
         logger.info("Started parent process [%d]; starting %d workers", os.getpid(), self.target)
         initial = [self.spawn() for _ in range(self.target)]
         self.watch(self._pool_started(initial))
+        if self.config.timeout_worker_healthcheck:
+            self._check_heartbeats()
         await self.stop_requested.wait()
         await self.stop_all()
         logger.info("Stopped parent process [%d]", os.getpid())
@@ -128,6 +132,24 @@ class Supervisor:
         if not self.stopping:
             for _ in range(self.target - len(self.workers)):
                 self.spawn()
+
+    def _check_heartbeats(self) -> None:
+        """--timeout-worker-healthcheck: kill a serving worker whose event loop stopped beating
+        (an app blocking it); _worker_exited then starts its replacement."""
+        if self.stopping:
+            return
+        timeout = self.config.timeout_worker_healthcheck
+        now = time.monotonic()
+        for worker in self.workers:
+            last = worker.heartbeat.value
+            if last and not worker.stop_requested and now - last > timeout and not worker.exited.done():
+                logger.error(
+                    "Worker [%d] is stuck: its event loop has not run for %.1fs (--timeout-worker-healthcheck %ss; "
+                    "an app blocking it?); killing and replacing it.", worker.pid, now - last, timeout,
+                )
+                worker.heartbeat.value = 0.0  # reported once
+                worker.send_signal(signal.SIGKILL)
+        asyncio.get_running_loop().call_later(heartbeat_interval(self.config), self._check_heartbeats)
 
     def retire(self, worker: ChildProcess) -> None:
         """Stop one worker gracefully in the background (it finishes its requests)."""
