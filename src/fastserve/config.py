@@ -17,6 +17,7 @@ HTTP_CHOICES = ("auto", "httptools", "h11")
 WS_CHOICES = ("auto", "websockets", "none")
 LIFESPAN_CHOICES = ("auto", "on", "off")
 INTERFACE_CHOICES = ("auto", "asgi3", "asgi2")
+LOG_FORMAT_CHOICES = ("text", "json")
 LOG_LEVEL_CHOICES = ("critical", "error", "warning", "info", "debug", "trace")
 
 DEFAULT_ACCESS_LOG_FORMAT = '%(h)s - "%(r)s" %(s)s %(b)s %(M)sms'
@@ -141,6 +142,7 @@ class Config:
     access_log: bool = option(True, "Write an access log line per response.", group="logging")
     access_log_format: str = option(DEFAULT_ACCESS_LOG_FORMAT, "Access log format (gunicorn atoms, e.g. %(h)s %(r)s %(s)s %(D)s).", group="logging")
     log_config: str | None = option(None, "Logging configuration file (.json, .yaml or .ini).", group="logging", type=str)
+    log_format: str = option("text", "Log line format: text, or json (one JSON object per line, for Loki/ELK).", group="logging", choices=LOG_FORMAT_CHOICES)
     use_colors: bool | None = option(None, "Colour log level names (default: when writing to a terminal).", group="logging", type=bool)
 
     # -- development and process management -----------------------------------------------------

@@ -83,7 +83,11 @@ async def sse_return(scope, receive, send, query) -> None:
         pass
 
 
-ROUTES = {"/": hello, "/upload": upload, "/sleep": sleep, "/block": block, "/pid": pid, "/seen": seen,
+async def fail(scope, receive, send, query) -> None:
+    raise RuntimeError("the app failed on purpose")
+
+
+ROUTES = {"/raise": fail, "/": hello, "/upload": upload, "/sleep": sleep, "/block": block, "/pid": pid, "/seen": seen,
           "/sse": sse, "/sse-return": sse_return}
 
 
