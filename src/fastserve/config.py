@@ -81,6 +81,7 @@ class Config:
     host: str = option("127.0.0.1", "Bind socket to this host.", group="socket")
     port: int = option(8000, "Bind socket to this port (0 picks a free port).", group="socket")
     uds: str | None = option(None, "Bind to a UNIX domain socket.", group="socket", type=str)
+    uds_perms: str = option("666", "Permissions (octal) of the --uds socket file, e.g. 660 for owner and group only.", group="socket", metavar="MODE")
     fd: int | None = option(None, "Bind to a socket from this file descriptor.", group="socket", type=int)
     backlog: int = option(2048, "Maximum number of pending connections.", group="socket")
 
@@ -173,6 +174,12 @@ class Config:
             raise ConfigError("uds", "use only one of --uds and --fd")
         if self.health_path is not None and not self.health_path.startswith("/"):
             raise ConfigError("health_path", f"must start with /; got {self.health_path!r}")
+        try:
+            mode = int(self.uds_perms, 8)
+        except (TypeError, ValueError):
+            mode = -1
+        if not 0 <= mode <= 0o777:
+            raise ConfigError("uds_perms", f"must be an octal mode such as 660; got {self.uds_perms!r}")
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ConfigError("ssl_keyfile", "needs --ssl-certfile too")
         self.default_headers = [parse_header_option(h) for h in self.headers]

@@ -159,7 +159,7 @@ class Server:
         own_sockets = sockets is None
         if own_sockets:
             try:
-                sockets = [bind_socket(config)]
+                sockets = bind_sockets(config)
             except OSError as exc:
                 logger.error("%s", bind_error_message(config, exc))
                 self.exit_code = EXIT_SETUP
@@ -371,6 +371,18 @@ def _ws_handler(config: Config, app: Any) -> Any:
     return upgrade_handler(config, app)
 
 
+def bind_sockets(config: Config) -> list[socket.socket]:
+    """The listening sockets: systemd's (socket activation) unless --fd or --uds says otherwise,
+    else one bound as the config describes."""
+    if config.fd is None and not config.uds:
+        from .activation import systemd_sockets
+
+        activated = systemd_sockets()
+        if activated:
+            return activated
+    return [bind_socket(config)]
+
+
 def bind_socket(config: Config) -> socket.socket:
     """Bind the listening socket described by the config (also used by the supervisors)."""
     if config.fd is not None:
@@ -381,7 +393,7 @@ def bind_socket(config: Config) -> socket.socket:
             os.unlink(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(path)
-        os.chmod(path, 0o666)
+        os.chmod(path, int(config.uds_perms, 8))
     else:
         family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
         infos = socket.getaddrinfo(config.host, config.port, family, socket.SOCK_STREAM)

@@ -39,7 +39,8 @@ from typing import Any
 
 from ..config import Config
 from ..logging import LevelFormatter, configure_logging
-from ..server import Server, bind_error_message, bind_socket, run_coroutine
+from ..server import Server, bind_error_message, run_coroutine
+from ..server import bind_sockets as bind_listening_sockets
 
 logger = logging.getLogger("fastserve.error")
 
@@ -53,7 +54,7 @@ SHUTDOWN_MARGIN = 5.0
 def bind_sockets(config: Config) -> list[socket.socket] | None:
     """Bind once in the parent; None (after logging why) when the address cannot be bound."""
     try:
-        return [bind_socket(config)]
+        return bind_listening_sockets(config)
     except OSError as exc:
         logger.error("%s", bind_error_message(config, exc))
         return None
