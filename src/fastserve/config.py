@@ -106,6 +106,7 @@ class Config:
         group="http",
         envvar=("FASTSERVE_FORWARDED_ALLOW_IPS", "FORWARDED_ALLOW_IPS"),
     )
+    proxy_protocol: bool = option(False, "Expect a PROXY protocol v1/v2 header (HAProxy, AWS NLB) from --forwarded-allow-ips peers.", group="http", is_flag=True)
     server_header: bool = option(True, "Send a default 'server: fastserve' header.", group="http")
     date_header: bool = option(True, "Send a default 'date' header.", group="http")
     headers: list[str] = option((), "Default response header NAME:VALUE (repeatable).", group="http", multiple=True, flag="--header", metavar="NAME:VALUE")
@@ -180,6 +181,8 @@ class Config:
             mode = -1
         if not 0 <= mode <= 0o777:
             raise ConfigError("uds_perms", f"must be an octal mode such as 660; got {self.uds_perms!r}")
+        if self.proxy_protocol and self.ssl_certfile:
+            raise ConfigError("proxy_protocol", "cannot be used with --ssl-certfile (the header comes before the TLS handshake); let the proxy terminate TLS")
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ConfigError("ssl_keyfile", "needs --ssl-certfile too")
         self.default_headers = [parse_header_option(h) for h in self.headers]

@@ -358,8 +358,10 @@ def protocol_class_for(config: Config) -> type:
     """HTTPProtocol, or a subclass per feature that is on: a feature that is off costs nothing."""
     from .health import with_health_path
     from .limits import with_body_limit
+    from .proxy_protocol import with_proxy_protocol
 
     protocol_class = with_health_path(with_body_limit(HTTPProtocol, config), config)
+    protocol_class = with_proxy_protocol(protocol_class, config)  # outermost: it sees the bytes first
     if logger.isEnabledFor(logging.DEBUG):
         protocol_class = debug_protocol_class(protocol_class)
     return protocol_class

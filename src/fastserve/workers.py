@@ -27,6 +27,7 @@ Gunicorn settings that apply
   worker exits gracefully after that many responses and Gunicorn starts a new one.
 - ``certfile``, ``keyfile``, ``ca_certs``, ``cert_reqs``, ``ciphers``: TLS on every socket.
 - ``forwarded_allow_ips``: peers trusted for ``X-Forwarded-For``/``-Proto`` and ``Forwarded``.
+- ``proxy_protocol``: fastserve's ``--proxy-protocol`` (v1 and v2, from ``forwarded_allow_ips`` peers).
 - ``limit_request_line``, ``limit_request_fields``: as fastserve's limits (0 means "unlimited" in
   Gunicorn and becomes 1 MiB / 32768 fields here). ``limit_request_field_size`` bounds the header
   section as a whole (fields x field size), since fastserve limits the total, not each field.
@@ -54,7 +55,7 @@ Gunicorn settings that cannot apply
   only (from trusted peers), not from arbitrary headers such as ``X-Forwarded-SSL``.
 - ``ssl_context`` hook, ``ssl_version``, ``do_handshake_on_connect``, ``suppress_ragged_eofs``:
   fastserve builds its TLS context from the files and options above.
-- ``proxy_protocol``, ``http_protocols`` (HTTP/2), ``sendfile``, ``strip_header_spaces``,
+- ``http_protocols`` (HTTP/2), ``sendfile``, ``strip_header_spaces``,
   ``permit_obsolete_folding``, ``permit_unconventional_http_method``/``_version``,
   ``tmp_upload_dir``: not used by this worker.
 """
@@ -215,6 +216,7 @@ def config_from_gunicorn(cfg: Any, app: Any, max_requests: int, **overrides: Any
         "access_log_format": cfg.access_log_format,
         "log_level": _log_level(cfg.loglevel),
         "limit_max_requests": max_requests if cfg.max_requests > 0 else None,
+        "proxy_protocol": bool(getattr(cfg, "proxy_protocol", False)),
     }
     if cfg.is_ssl:
         settings.update(

@@ -87,7 +87,15 @@ async def fail(scope, receive, send, query) -> None:
     raise RuntimeError("the app failed on purpose")
 
 
-ROUTES = {"/raise": fail, "/": hello, "/upload": upload, "/sleep": sleep, "/block": block, "/pid": pid, "/seen": seen,
+async def scope_view(scope, receive, send, query) -> None:
+    import json
+
+    view = {"client": scope["client"], "server": scope["server"], "scheme": scope["scheme"],
+            "tls": scope.get("extensions", {}).get("tls")}
+    await respond(send, 200, json.dumps(view).encode(), b"application/json")
+
+
+ROUTES = {"/scope": scope_view, "/raise": fail, "/": hello, "/upload": upload, "/sleep": sleep, "/block": block, "/pid": pid, "/seen": seen,
           "/sse": sse, "/sse-return": sse_return}
 
 
