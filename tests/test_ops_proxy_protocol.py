@@ -143,3 +143,20 @@ def test_behind_haproxy(serve, tmp_path, send_proxy):
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+def test_gunicorn_proxy_protocol_setting(supervised):
+    from .helpers import TESTS
+    from .test_gunicorn import GUNICORN
+    from .test_gunicorn import wait_for_workers as wait_for_gunicorn_workers
+
+    # Gunicorn's default ("off") leaves plain HTTP alone...
+    plain = supervised("ops:app", command=[GUNICORN, "-k", "fastserve.workers.Worker", "--no-control-socket", "--chdir",
+                                            str(TESTS / "apps"), "-b", "127.0.0.1:0", "-w", "1", "ops:app"])
+    wait_for_gunicorn_workers(plain, 1)
+    assert status_of(raw_request(plain.port, GET_SCOPE)) == 200
+    # ...and --proxy-protocol v2 turns fastserve's on.
+    server = supervised("ops:app", command=[GUNICORN, "-k", "fastserve.workers.Worker", "--no-control-socket", "--chdir",
+                                            str(TESTS / "apps"), "-b", "127.0.0.1:0", "-w", "1", "--proxy-protocol", "v2", "ops:app"])
+    wait_for_gunicorn_workers(server, 1)
+    assert scope_through(server.port, v2_header("198.51.100.9", 60000, "192.0.2.1", 443) + GET_SCOPE)["client"] == ["198.51.100.9", 60000]

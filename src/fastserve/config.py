@@ -145,6 +145,7 @@ class Config:
     access_log_format: str = option(DEFAULT_ACCESS_LOG_FORMAT, "Access log format (gunicorn atoms, e.g. %(h)s %(r)s %(s)s %(D)s).", group="logging")
     log_config: str | None = option(None, "Logging configuration file (.json, .yaml or .ini).", group="logging", type=str)
     log_format: str = option("text", "Log line format: text, or json (one JSON object per line, for Loki/ELK).", group="logging", choices=LOG_FORMAT_CHOICES)
+    metrics_bind: str | None = option(None, "Serve Prometheus metrics at http://HOST:PORT/metrics (needs fastserve[metrics]); off by default.", group="logging", type=str, metavar="HOST:PORT")
     use_colors: bool | None = option(None, "Colour log level names (default: when writing to a terminal).", group="logging", type=bool)
 
     # -- development and process management -----------------------------------------------------
@@ -181,6 +182,13 @@ class Config:
             mode = -1
         if not 0 <= mode <= 0o777:
             raise ConfigError("uds_perms", f"must be an octal mode such as 660; got {self.uds_perms!r}")
+        if self.metrics_bind is not None:
+            from .metrics import parse_bind  # no I/O: a pure parse
+
+            try:
+                parse_bind(self.metrics_bind)
+            except ValueError as exc:
+                raise ConfigError("metrics_bind", str(exc)) from None
         if self.proxy_protocol and self.ssl_certfile:
             raise ConfigError("proxy_protocol", "cannot be used with --ssl-certfile (the header comes before the TLS handshake); let the proxy terminate TLS")
         if self.ssl_keyfile and not self.ssl_certfile:

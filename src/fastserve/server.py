@@ -104,6 +104,10 @@ class Server:
     # whose Ctrl+C is not its own (a Gunicorn worker) says neither.
     running_message = "fastserve running on %s (Press CTRL+C to quit)"
     force_exit_hint = "; press CTRL+C again to force the exit"
+    # --metrics-bind: whether this process serves the metrics address (a --workers child does not:
+    # its supervisor serves every worker's sum), and with SO_REUSEPORT (Gunicorn's workers all do).
+    serves_metrics = True
+    metrics_reuse_port = False
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -118,6 +122,7 @@ class Server:
         self._force_requested: asyncio.Future | None = None
         self._date_timer: asyncio.TimerHandle | None = None
         self.bound_addresses: list[Any] = []
+        self.metrics: Any = None
 
     def run(self, sockets: list[socket.socket] | None = None) -> int:
         run_coroutine(self.serve(sockets), self.config.loop)
@@ -156,6 +161,11 @@ class Server:
             logger.error("TLS setup failed: %s", exc)
             self.exit_code = EXIT_SETUP
             return
+        endpoint = None
+        if config.metrics_bind:
+            endpoint = await self._start_metrics()
+            if self.exit_code:
+                return
         own_sockets = sockets is None
         if own_sockets:
             try:
@@ -170,6 +180,8 @@ class Server:
         finally:
             if own_sockets:
                 close_own_sockets(config, sockets)
+            if endpoint is not None:
+                endpoint.close()
 
     async def _start_and_serve(self, app: Any, sockets: list[socket.socket], ssl_context: Any, ws_handler: Any) -> None:
         config = self.config
@@ -193,6 +205,29 @@ class Server:
         self.on_started()
         await self._exit_requested
         await self.shutdown(lifespan)
+
+    async def _start_metrics(self) -> Any:
+        """--metrics-bind: this process's metrics, and the metrics address if it serves it."""
+        from . import metrics
+
+        problem = metrics.missing_dependency()
+        if problem:
+            logger.error("%s", problem)
+            self.exit_code = EXIT_SETUP
+            return None
+        self.metrics = metrics.enable()
+        if not self.serves_metrics:
+            return None
+        if self.metrics_reuse_port and not self.metrics.multiprocess:
+            logger.warning("--metrics-bind under Gunicorn without %s: each scrape shows one worker's numbers", metrics.MULTIPROC_ENV)
+        endpoint = metrics.MetricsEndpoint(self.config.metrics_bind, self.metrics.serving_registry(), self.metrics_reuse_port)
+        try:
+            await endpoint.start()
+        except OSError as exc:
+            logger.error("Could not bind the metrics address %s (--metrics-bind): %s", self.config.metrics_bind, exc.strerror or exc)
+            self.exit_code = EXIT_SETUP
+            return None
+        return endpoint
 
     # -- hooks for supervisors and the Gunicorn worker ------------------------------------------
     def on_started(self) -> None:
@@ -298,6 +333,8 @@ class Server:
 
     def _tick_date(self) -> None:
         self.state.refresh_default_headers()
+        if self.metrics is not None:
+            self.metrics.sample(self.state)  # gauges once a second, not per request
         delay = 1.0 - (time.time() % 1.0)  # wake just after each second boundary
         self._date_timer = asyncio.get_running_loop().call_later(delay, self._tick_date)
 
@@ -358,9 +395,11 @@ def protocol_class_for(config: Config) -> type:
     """HTTPProtocol, or a subclass per feature that is on: a feature that is off costs nothing."""
     from .health import with_health_path
     from .limits import with_body_limit
+    from .metrics import with_metrics
     from .proxy_protocol import with_proxy_protocol
 
     protocol_class = with_health_path(with_body_limit(HTTPProtocol, config), config)
+    protocol_class = with_metrics(protocol_class, config)  # above the health path: health checks count
     protocol_class = with_proxy_protocol(protocol_class, config)  # outermost: it sees the bytes first
     if logger.isEnabledFor(logging.DEBUG):
         protocol_class = debug_protocol_class(protocol_class)

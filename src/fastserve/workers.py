@@ -27,7 +27,8 @@ Gunicorn settings that apply
   worker exits gracefully after that many responses and Gunicorn starts a new one.
 - ``certfile``, ``keyfile``, ``ca_certs``, ``cert_reqs``, ``ciphers``: TLS on every socket.
 - ``forwarded_allow_ips``: peers trusted for ``X-Forwarded-For``/``-Proto`` and ``Forwarded``.
-- ``proxy_protocol``: fastserve's ``--proxy-protocol`` (v1 and v2, from ``forwarded_allow_ips`` peers).
+- ``proxy_protocol`` (``v1``, ``v2``, ``auto``: all read both versions): fastserve's
+  ``--proxy-protocol``, from ``forwarded_allow_ips`` peers (not ``proxy_allow_ips``).
 - ``limit_request_line``, ``limit_request_fields``: as fastserve's limits (0 means "unlimited" in
   Gunicorn and becomes 1 MiB / 32768 fields here). ``limit_request_field_size`` bounds the header
   section as a whole (fields x field size), since fastserve limits the total, not each field.
@@ -188,6 +189,7 @@ class WorkerServer(Server):
     # Gunicorn's log lines carry the pid already; Ctrl+C belongs to the arbiter.
     running_message = "fastserve running on %s"
     force_exit_hint = ""
+    metrics_reuse_port = True  # every worker serves --metrics-bind (PROMETHEUS_MULTIPROC_DIR: the sum)
 
     def __init__(self, config: Config, worker: Worker) -> None:
         super().__init__(config)
@@ -216,7 +218,7 @@ def config_from_gunicorn(cfg: Any, app: Any, max_requests: int, **overrides: Any
         "access_log_format": cfg.access_log_format,
         "log_level": _log_level(cfg.loglevel),
         "limit_max_requests": max_requests if cfg.max_requests > 0 else None,
-        "proxy_protocol": bool(getattr(cfg, "proxy_protocol", False)),
+        "proxy_protocol": _proxy_protocol_on(getattr(cfg, "proxy_protocol", False)),
     }
     if cfg.is_ssl:
         settings.update(
@@ -231,6 +233,13 @@ def config_from_gunicorn(cfg: Any, app: Any, max_requests: int, **overrides: Any
         # graceful_timeout is the whole budget: a --shutdown-delay (CONFIG_KWARGS) comes out of it.
         settings["timeout_graceful_shutdown"] = max(0.0, settings["timeout_graceful_shutdown"] - settings.get("shutdown_delay", 0.0))
     return Config(**settings)
+
+
+def _proxy_protocol_on(value: Any) -> bool:
+    """Gunicorn 23+ takes off|v1|v2|auto (fastserve accepts both versions); older ones a boolean."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "off", "false", "no", "0")
+    return bool(value)
 
 
 def _log_level(name: str) -> str:

@@ -239,6 +239,8 @@ def child_main(config: Config, sockets: list[socket.socket], ready_writer: Any, 
         LevelFormatter.process_tag = f"[{os.getpid()}]"  # which worker wrote the line
     configure_logging(config)
     server = ChildServer(config, ready_writer, heartbeat if config.timeout_worker_healthcheck else None)
+    if multiprocessing.current_process().name == WORKER_NAME:
+        server.serves_metrics = False  # the supervisor serves the sum of every worker's metrics
     try:
         run_coroutine(_serve_while_parent_lives(server, sockets), config.loop)
     except SyntaxError as exc:
