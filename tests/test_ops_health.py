@@ -57,6 +57,23 @@ def test_sigterm_with_shutdown_delay_drains_like_a_load_balancer_expects(serve):
     assert lines.index("--shutdown-delay") < lines.index("Shutting down") and "Traceback" not in lines
 
 
+def test_workers_drain_with_shutdown_delay(supervised):
+    from .test_workers import wait_for_workers
+
+    server = supervised("apps.ops:app", "--workers", "2", "--health-path", "/healthz", "--shutdown-delay", "1.5")
+    wait_for_workers(server, 2)
+    signalled = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    server.wait_for_line("--shutdown-delay", timeout=5)
+    statuses = set()
+    while time.monotonic() - signalled < 1.0:
+        statuses.add(status_of(get(server.port, "/healthz")))
+        assert status_of(get(server.port, "/")) == 200
+        time.sleep(0.05)
+    assert statuses == {503}
+    assert server.proc.wait(15) == 0 and time.monotonic() - signalled >= 1.4
+
+
 def test_limit_max_requests_exit_skips_the_shutdown_delay(serve):
     # Nobody drains a worker rolled over by --limit-max-requests: it stops at once.
     server = serve("apps.ops:app", "--shutdown-delay", "30", "--limit-max-requests", "1")
