@@ -70,6 +70,23 @@ def test_single_server_metrics(serve, impl):
     assert not any("GET /metrics" in line or "GET /other" in line for line in server.lines)  # no access line: not the app's port
 
 
+def test_websocket_metrics(serve):
+    from websockets.sync.client import connect
+
+    metrics_port = free_port()
+    server = serve("apps.ops:app", "--metrics-bind", str(metrics_port))  # PORT alone: 127.0.0.1
+    with connect(f"ws://127.0.0.1:{server.port}/ws") as ws:
+        ws.send("hi")
+        assert ws.recv(5) == "hi"
+        time.sleep(1.3)
+        samples = scrape(metrics_port)
+        assert value(samples, "fastserve_websockets_open") == 1
+        assert value(samples, "fastserve_connections_open") == 1
+    assert value(samples, "fastserve_requests_total", status_class="1xx", protocol="websocket") == 1
+    time.sleep(1.3)
+    assert value(scrape(metrics_port), "fastserve_websockets_open") == 0
+
+
 def test_workers_metrics_are_summed_by_the_supervisor(supervised):
     metrics_port = free_port()
     server = supervised("apps.ops:app", "--workers", "2", "--metrics-bind", f"127.0.0.1:{metrics_port}",

@@ -99,6 +99,17 @@ ROUTES = {"/scope": scope_view, "/raise": fail, "/": hello, "/upload": upload, "
           "/sse": sse, "/sse-return": sse_return}
 
 
+async def echo_websocket(receive, send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.accept"})
+        elif message["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "text": message.get("text") or ""})
+        else:
+            return
+
+
 async def app(scope, receive, send) -> None:
     if scope["type"] == "lifespan":
         while True:
@@ -106,6 +117,9 @@ async def app(scope, receive, send) -> None:
             await send({"type": message["type"] + ".complete"})
             if message["type"] == "lifespan.shutdown":
                 return
+    if scope["type"] == "websocket":
+        await echo_websocket(receive, send)
+        return
     query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
     handler = ROUTES.get(scope["path"])
     if handler is None:
