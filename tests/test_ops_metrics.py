@@ -159,3 +159,13 @@ def test_gunicorn_workers_each_serve_the_sum(supervised, tmp_path):
     for _ in range(4):
         samples = scrape(metrics_port)
         assert value(samples, "fastserve_requests_total", status_class="2xx", protocol="http/1.1") == 11
+
+
+def test_metrics_address_in_use_is_one_line_and_status_1():
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "fastserve", "apps.ops:app", "--app-dir", str(TESTS), "--port", "0",
+                                 "--metrics-bind", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=20)
+    assert result.returncode == 1
+    assert f"Could not bind the metrics address 127.0.0.1:{port} (--metrics-bind): Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr

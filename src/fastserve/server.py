@@ -161,11 +161,17 @@ class Server:
             logger.error("TLS setup failed: %s", exc)
             self.exit_code = EXIT_SETUP
             return
-        endpoint = None
-        if config.metrics_bind:
-            endpoint = await self._start_metrics()
-            if self.exit_code:
-                return
+        endpoint = await self._start_metrics() if config.metrics_bind else None
+        if self.exit_code:
+            return
+        try:
+            await self._bind_and_serve(app, sockets, ssl_context, ws_handler)
+        finally:
+            if endpoint is not None:
+                endpoint.close()
+
+    async def _bind_and_serve(self, app: Any, sockets: list[socket.socket] | None, ssl_context: Any, ws_handler: Any) -> None:
+        config = self.config
         own_sockets = sockets is None
         if own_sockets:
             try:
@@ -180,8 +186,6 @@ class Server:
         finally:
             if own_sockets:
                 close_own_sockets(config, sockets)
-            if endpoint is not None:
-                endpoint.close()
 
     async def _start_and_serve(self, app: Any, sockets: list[socket.socket], ssl_context: Any, ws_handler: Any) -> None:
         config = self.config
