@@ -12,7 +12,7 @@ import time
 import pytest
 
 from .conftest import free_port
-from .helpers import raw_request, read_until_closed, status_of
+from .helpers import ServerProcess, raw_request, read_until_closed, status_of
 
 GET_SCOPE = b"GET /scope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -45,10 +45,13 @@ def scope_through(port: int, data: bytes, pieces: int = 1) -> dict:
     return json.loads(response.partition(b"\r\n\r\n")[2])
 
 
-@pytest.fixture
-def server(serve, impl):
-    http, loop = impl
-    return serve("apps.ops:app", "--http", http, "--loop", loop, "--proxy-protocol")
+@pytest.fixture(scope="module")
+def server(module_impl):
+    """One server per implementation for this module (tests read only the log lines they cause)."""
+    http, loop = module_impl
+    server = ServerProcess("apps.ops:app", "--http", http, "--loop", loop, "--proxy-protocol").start()
+    yield server
+    server.stop()
 
 
 def test_v1_tcp4_and_tcp6(server):
@@ -88,10 +91,12 @@ def test_v2_ipv6_and_local(server):
     (v2_header("10.0.0.1", 1, "10.0.0.2", 2, b"\x20\x00\x09abc") + GET_SCOPE, "truncated v2 TLV"),
 ])
 def test_malformed_or_missing_header_closes_with_one_log_line(server, data, problem):
+    before = len(server.lines)
     response = raw_request(server.port, data)
     assert response == b""  # closed, nothing answered: these bytes cannot be trusted as HTTP
-    line = server.wait_for_line(problem)
+    line = server.wait_for_line(problem, start=before)
     assert "PROXY protocol header expected" in line and "Traceback" not in server.output
+    assert sum("PROXY protocol header expected" in x for x in server.lines[before:]) == 1
     assert scope_through(server.port, b"PROXY UNKNOWN\r\n" + GET_SCOPE)["client"][0] == "127.0.0.1"  # still serving
 
 
