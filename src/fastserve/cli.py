@@ -35,7 +35,6 @@ GROUP_TITLES = {
 UVICORN_ONLY_OPTIONS = {
     "--ssl-version": "fastserve uses Python's TLS defaults (TLS 1.2 and later); limit ciphers with --ssl-ciphers",
     "--h11-max-incomplete-event-size": "use --limit-request-headers-size (it bounds the request head for both parsers)",
-    "--timeout-worker-healthcheck": "the --workers supervisor watches each worker process itself; there is no health-check timeout",
 }
 # uvicorn choice values: the same thing under another name, or what to do instead.
 UVICORN_VALUES = {

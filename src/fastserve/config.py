@@ -17,6 +17,7 @@ HTTP_CHOICES = ("auto", "httptools", "h11")
 WS_CHOICES = ("auto", "websockets", "none")
 LIFESPAN_CHOICES = ("auto", "on", "off")
 INTERFACE_CHOICES = ("auto", "asgi3", "asgi2")
+LOG_FORMAT_CHOICES = ("text", "json")
 LOG_LEVEL_CHOICES = ("critical", "error", "warning", "info", "debug", "trace")
 
 DEFAULT_ACCESS_LOG_FORMAT = '%(h)s - "%(r)s" %(s)s %(b)s %(M)sms'
@@ -80,6 +81,7 @@ class Config:
     host: str = option("127.0.0.1", "Bind socket to this host.", group="socket")
     port: int = option(8000, "Bind socket to this port (0 picks a free port).", group="socket")
     uds: str | None = option(None, "Bind to a UNIX domain socket.", group="socket", type=str)
+    uds_perms: str = option("666", "Permissions (octal) of the --uds socket file, e.g. 660 for owner and group only.", group="socket", metavar="MODE")
     fd: int | None = option(None, "Bind to a socket from this file descriptor.", group="socket", type=int)
     backlog: int = option(2048, "Maximum number of pending connections.", group="socket")
 
@@ -104,11 +106,14 @@ class Config:
         group="http",
         envvar=("FASTSERVE_FORWARDED_ALLOW_IPS", "FORWARDED_ALLOW_IPS"),
     )
+    proxy_protocol: bool = option(False, "Expect a PROXY protocol v1/v2 header (HAProxy, AWS NLB) from --forwarded-allow-ips peers.", group="http", is_flag=True)
     server_header: bool = option(True, "Send a default 'server: fastserve' header.", group="http")
     date_header: bool = option(True, "Send a default 'date' header.", group="http")
     headers: list[str] = option((), "Default response header NAME:VALUE (repeatable).", group="http", multiple=True, flag="--header", metavar="NAME:VALUE")
     timeout_keep_alive: float = option(5.0, "Close idle keep-alive connections after this many seconds.", group="http")
     timeout_graceful_shutdown: float = option(30.0, "Seconds to let in-flight requests finish on shutdown.", group="http")
+    health_path: str | None = option(None, "Answer GET PATH without the app: 200 while serving, 503 once shutdown has begun.", group="http", type=str, metavar="PATH")
+    shutdown_delay: float = option(0.0, "On SIGTERM/SIGINT keep serving (health path already 503) this many seconds before closing the listeners, so load balancers drain first.", group="http")
     timeout_request_header: float = option(10.0, "Answer 408 and close when a request head takes longer than this to arrive.", group="http")
     timeout_request_body: float = option(60.0, "Answer 408 and close when the request body stalls this long while the app waits for it.", group="http")
     limit_concurrency: int | None = option(None, "Answer 503 when more requests than this are in flight.", group="http", type=int)
@@ -131,6 +136,7 @@ class Config:
         "still sends for at most this many seconds, so it receives the answer instead of a reset (0: close at once).",
         group="http",
     )
+    limit_request_body: int | None = option(None, "Largest request body accepted, in bytes (413 above it; default: no limit, bodies are streamed).", group="http", type=int)
 
     # -- WebSocket ------------------------------------------------------------------------------
     ws_max_size: int = option(16 * 1024 * 1024, "Largest WebSocket message accepted, in bytes (1009 above it).", group="ws")
@@ -158,6 +164,8 @@ class Config:
     access_log: bool = option(True, "Write an access log line per response.", group="logging")
     access_log_format: str = option(DEFAULT_ACCESS_LOG_FORMAT, "Access log format (gunicorn atoms, e.g. %(h)s %(r)s %(s)s %(D)s).", group="logging")
     log_config: str | None = option(None, "Logging configuration file (.json, .yaml or .ini).", group="logging", type=str)
+    log_format: str = option("text", "Log line format: text, or json (one JSON object per line, for Loki/ELK).", group="logging", choices=LOG_FORMAT_CHOICES)
+    metrics_bind: str | None = option(None, "Serve Prometheus metrics at http://HOST:PORT/metrics (needs fastserve[metrics]); off by default.", group="logging", type=str, metavar="HOST:PORT")
     use_colors: bool | None = option(None, "Colour log level names (default: when writing to a terminal).", group="logging", type=bool)
 
     # -- development and process management -----------------------------------------------------
@@ -175,6 +183,7 @@ class Config:
     workers: int | None = option(None, "Number of worker processes (default: $WEB_CONCURRENCY or 1).", group="workers", type=int, envvar=("FASTSERVE_WORKERS", "WEB_CONCURRENCY"))
     limit_max_requests: int | None = option(None, "Restart a worker after it has served this many requests.", group="workers", type=int)
     limit_max_requests_jitter: int = option(0, "Add up to this many requests at random to --limit-max-requests.", group="workers")
+    timeout_worker_healthcheck: float = option(30.0, "Replace a worker whose event loop has not run for this many seconds (a blocking app); 0 disables.", group="workers")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -185,6 +194,21 @@ class Config:
         self._check_ranges()
         if self.uds and self.fd is not None:
             raise ConfigError("uds", "use only one of --uds and --fd")
+        if self.health_path is not None and not self.health_path.startswith("/"):
+            raise ConfigError("health_path", f"must start with /; got {self.health_path!r}")
+        try:
+            mode = int(self.uds_perms, 8)
+        except (TypeError, ValueError):
+            mode = -1
+        if not 0 <= mode <= 0o777:
+            raise ConfigError("uds_perms", f"must be an octal mode such as 660; got {self.uds_perms!r}")
+        if self.metrics_bind is not None:
+            try:
+                parse_bind(self.metrics_bind)
+            except ValueError as exc:
+                raise ConfigError("metrics_bind", str(exc)) from None
+        if self.proxy_protocol and self.ssl_certfile:
+            raise ConfigError("proxy_protocol", "cannot be used with --ssl-certfile (the header comes before the TLS handshake); let the proxy terminate TLS")
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ConfigError("ssl_keyfile", "needs --ssl-certfile too")
         self.default_headers = [parse_header_option(h) for h in self.headers]
@@ -195,7 +219,7 @@ class Config:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be positive; got {getattr(self, name)!r}")
-        non_negative = ("timeout_keep_alive", "timeout_graceful_shutdown", "timeout_linger", "reload_delay", "limit_max_requests_jitter", "limit_drain_body")
+        non_negative = ("timeout_keep_alive", "timeout_graceful_shutdown", "timeout_linger", "reload_delay", "limit_max_requests_jitter", "limit_drain_body", "shutdown_delay", "timeout_worker_healthcheck")
         for name in ("timeout_request_header", "timeout_request_body", "timeout_ws_handshake"):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be positive; got {getattr(self, name)!r}")
@@ -204,7 +228,7 @@ class Config:
                 raise ConfigError(name, f"must not be negative; got {getattr(self, name)!r}")
         if not 0 <= self.port <= 65535:
             raise ConfigError("port", f"must be between 0 and 65535; got {self.port!r}")
-        for name in ("limit_concurrency", "limit_connections", "workers", "limit_max_requests"):
+        for name in ("limit_concurrency", "limit_connections", "workers", "limit_max_requests", "limit_request_body"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(name, f"must be at least 1; got {value!r}")
@@ -247,6 +271,17 @@ def parse_header_option(text: str) -> tuple[bytes, bytes]:
     if any(c in raw_name for c in b"\r\n\0 :\t") or any(c in raw_value for c in b"\r\n\0"):
         raise ConfigError("headers", f"CR, LF, NUL (or a space, tab or colon in the name) are not allowed; got {text!r}")
     return raw_name, raw_value
+
+
+def parse_bind(text: str) -> tuple[str, int]:
+    """'HOST:PORT', '[IPv6]:PORT', ':PORT' or 'PORT' -> (host, port); host defaults to 127.0.0.1."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "", text
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT; got {text!r}")
+    return host, int(port)
 
 
 class TrustedProxies:

@@ -44,14 +44,40 @@ class LevelFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
-def default_logging_config(use_colors: bool | None) -> dict[str, Any]:
+class JsonFormatter(logging.Formatter):
+    """``--log-format json``: one JSON object per line - timestamp (UTC, ISO 8601), level, logger,
+    message, pid, the traceback as ``exception`` - plus an access line's fields (see JsonAccessLog)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "timestamp": _iso_time(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
+        fields = getattr(record, "access", None)
+        if fields is not None:
+            entry.update(fields)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def _iso_time(created: float) -> str:
+    seconds = time.gmtime(created)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", seconds) + f".{int(created % 1 * 1000):03d}Z"
+
+
+def default_logging_config(use_colors: bool | None, log_format: str = "text") -> dict[str, Any]:
+    if log_format == "json":
+        formatter: dict[str, Any] = {"()": "fastserve.logging.JsonFormatter"}
+    else:
+        formatter = {"()": "fastserve.logging.LevelFormatter", "use_colors": use_colors}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {
-            "default": {"()": "fastserve.logging.LevelFormatter", "use_colors": use_colors},
-            "access": {"()": "fastserve.logging.LevelFormatter", "use_colors": use_colors},
-        },
+        "formatters": {"default": formatter, "access": dict(formatter)},
         "handlers": {
             "default": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"},
             "access": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stdout"},
@@ -68,7 +94,7 @@ def configure_logging(config: Any) -> None:
     if config.log_config:
         load_log_config(config.log_config)
     else:
-        logging.config.dictConfig(default_logging_config(config.use_colors))
+        logging.config.dictConfig(default_logging_config(config.use_colors, config.log_format))
     level = TRACE if config.log_level == "trace" else logging.getLevelName(config.log_level.upper())
     for name in ("fastserve", "fastserve.error", "fastserve.access"):
         logging.getLogger(name).setLevel(level)
@@ -103,11 +129,40 @@ class AccessLog:
     def create(cls, config: Any) -> AccessLog | None:
         if not config.access_log:
             return None
+        if config.log_format == "json":
+            return JsonAccessLog(config.access_log_format)
         return cls(config.access_log_format)
 
     def log(self, conn: Any, cycle: Any) -> None:
         if self.logger.isEnabledFor(logging.INFO):
             self.logger.info(self.fmt, AccessAtoms(conn, cycle, time.perf_counter()))
+
+
+class JsonAccessLog(AccessLog):
+    """Access lines for ``--log-format json``: the usual message plus the fields as JSON keys."""
+
+    def log(self, conn: Any, cycle: Any) -> None:
+        if self.logger.isEnabledFor(logging.INFO):
+            atoms = AccessAtoms(conn, cycle, time.perf_counter())
+            self.logger.info(self.fmt, atoms, extra={"access": access_fields(atoms)})
+
+
+def access_fields(atoms: AccessAtoms) -> dict[str, Any]:
+    scope, cycle = atoms.scope, atoms.cycle
+    fields = {
+        "client": _client(atoms),
+        "method": scope["method"],
+        "path": scope["path"],
+        "query": scope["query_string"].decode("latin-1"),
+        "status": cycle.status,
+        "bytes": cycle.bytes_sent,
+        "duration": round(atoms.elapsed, 6),
+        "protocol": f"HTTP/{scope['http_version']}",
+    }
+    request_id = _header(scope["headers"], "x-request-id")
+    if request_id != "-":
+        fields["request_id"] = request_id
+    return fields
 
 
 class AccessAtoms(collections.abc.Mapping):

@@ -54,6 +54,7 @@ class ServerState:
         self.request_limit: int | None = None
         self.request_limit_reached: Any = None
         self.active_requests = 0
+        self.shutting_down = False  # --health-path answers 503 from the moment shutdown begins
         self.write_batch = WriteBatch()  # see http/flow.py
         self.limit_concurrency = config.limit_concurrency
         # Accepting pauses at this many open connections: --limit-connections, or fewer when the
@@ -119,6 +120,10 @@ class Server:
     # whose Ctrl+C is not its own (a Gunicorn worker) says neither.
     running_message = "fastserve running on %s (Press CTRL+C to quit)"
     force_exit_hint = "; press CTRL+C again to force the exit"
+    # --metrics-bind: whether this process serves the metrics address (a --workers child does not:
+    # its supervisor serves every worker's sum), and with SO_REUSEPORT (Gunicorn's workers all do).
+    serves_metrics = True
+    metrics_reuse_port = False
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -128,10 +133,12 @@ class Server:
         self.exit_code = 0
         self.should_exit = False
         self.force_exit = False
+        self.delay_shutdown = True  # --shutdown-delay, unless the exit is --limit-max-requests's
         self._exit_requested: asyncio.Future | None = None
         self._force_requested: asyncio.Future | None = None
         self._date_timer: asyncio.TimerHandle | None = None
         self.bound_addresses: list[Any] = []
+        self.metrics: Any = None
 
     def run(self, sockets: list[socket.socket] | None = None) -> int:
         run_coroutine(self.serve(sockets), self.config.loop)
@@ -170,10 +177,21 @@ class Server:
             logger.error("TLS setup failed: %s", exc)
             self.exit_code = EXIT_SETUP
             return
+        endpoint = await self._start_metrics() if config.metrics_bind else None
+        if self.exit_code:
+            return
+        try:
+            await self._bind_and_serve(app, sockets, ssl_context, ws_handler)
+        finally:
+            if endpoint is not None:
+                endpoint.close()
+
+    async def _bind_and_serve(self, app: Any, sockets: list[socket.socket] | None, ssl_context: Any, ws_handler: Any) -> None:
+        config = self.config
         own_sockets = sockets is None
         if own_sockets:
             try:
-                sockets = [bind_socket(config)]
+                sockets = bind_sockets(config)
             except OSError as exc:
                 logger.error("%s", bind_error_message(config, exc))
                 self.exit_code = EXIT_SETUP
@@ -208,6 +226,29 @@ class Server:
         await self._exit_requested
         await self.shutdown(lifespan)
 
+    async def _start_metrics(self) -> Any:
+        """--metrics-bind: this process's metrics, and the metrics address if it serves it."""
+        from . import metrics
+
+        problem = metrics.missing_dependency()
+        if problem:
+            logger.error("%s", problem)
+            self.exit_code = EXIT_SETUP
+            return None
+        self.metrics = metrics.enable()
+        if not self.serves_metrics:
+            return None
+        if self.metrics_reuse_port and not self.metrics.multiprocess:
+            logger.warning("--metrics-bind under Gunicorn without %s: each scrape shows one worker's numbers", metrics.MULTIPROC_ENV)
+        endpoint = metrics.MetricsEndpoint(self.config.metrics_bind, self.metrics.serving_registry(), self.metrics_reuse_port)
+        try:
+            await endpoint.start()
+        except OSError as exc:
+            logger.error("Could not bind the metrics address %s (--metrics-bind): %s", self.config.metrics_bind, exc.strerror or exc)
+            self.exit_code = EXIT_SETUP
+            return None
+        return endpoint
+
     # -- hooks for supervisors and the Gunicorn worker ------------------------------------------
     def on_started(self) -> None:
         """Called once every socket is listening (a worker tells its supervisor it is ready)."""
@@ -225,6 +266,7 @@ class Server:
 
     def _request_limit_reached(self) -> None:
         logger.info("Served %d requests (--limit-max-requests); shutting down gracefully.", self.state.request_limit)
+        self.delay_shutdown = False  # nobody is draining this process: its supervisor replaces it
         self.request_exit()
 
     async def _listen(self, app: Any, sockets: list[socket.socket] | None, ssl_context: ssl.SSLContext | None) -> None:
@@ -232,7 +274,7 @@ class Server:
         loop = asyncio.get_running_loop()
         parser = parser_class(config.http)
         state = self.state
-        protocol_class = debug_protocol_class(HTTPProtocol) if logger.isEnabledFor(logging.DEBUG) else HTTPProtocol
+        protocol_class = protocol_class_for(config)
 
         def factory() -> HTTPProtocol:
             return protocol_class(config, app, state, parser, loop)
@@ -245,6 +287,9 @@ class Server:
             logger.info(self.running_message, describe_socket(sock, config))
 
     async def shutdown(self, lifespan: Lifespan | None = None) -> None:
+        if self.state is not None:
+            self.state.shutting_down = True
+        await self._shutdown_delay()
         logger.info("Shutting down")
         if self._date_timer is not None:
             self._date_timer.cancel()
@@ -271,6 +316,14 @@ class Server:
         if lifespan is not None and not self.force_exit:
             await lifespan.shutdown(self.config.timeout_graceful_shutdown)
         logger.info("Finished server process [%d]", os.getpid())
+
+    async def _shutdown_delay(self) -> None:
+        """--shutdown-delay: keep serving (health path already 503) while load balancers notice."""
+        delay = self.config.shutdown_delay
+        if not delay or not self.delay_shutdown or self.force_exit or self.listeners is None:
+            return
+        logger.info("Shutdown requested; serving %ss more (--shutdown-delay) before closing the listeners%s", delay, self.force_exit_hint)
+        await asyncio.wait((self._force_requested,), timeout=delay)
 
     # -- signals --------------------------------------------------------------------------------
     def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> list[int]:
@@ -302,6 +355,8 @@ class Server:
 
     def _tick_date(self) -> None:
         self.state.refresh_default_headers()
+        if self.metrics is not None:
+            self.metrics.sample(self.state)  # gauges once a second, not per request
         delay = 1.0 - (time.time() % 1.0)  # wake just after each second boundary
         self._date_timer = asyncio.get_running_loop().call_later(delay, self._tick_date)
 
@@ -471,10 +526,37 @@ def _callback_name(handle: Any) -> str:
     return getattr(getattr(handle, "_callback", None), "__name__", "")
 
 
+def protocol_class_for(config: Config) -> type:
+    """HTTPProtocol, or a subclass per feature that is on: a feature that is off costs nothing."""
+    from .health import with_health_path
+    from .limits import with_body_limit
+    from .metrics import with_metrics
+    from .proxy_protocol import with_proxy_protocol
+
+    protocol_class = with_health_path(with_body_limit(HTTPProtocol, config), config)
+    protocol_class = with_metrics(protocol_class, config)  # above the health path: health checks count
+    protocol_class = with_proxy_protocol(protocol_class, config)  # outermost: it sees the bytes first
+    if logger.isEnabledFor(logging.DEBUG):
+        protocol_class = debug_protocol_class(protocol_class)
+    return protocol_class
+
+
 def _ws_handler(config: Config, app: Any) -> Any:
     from .websocket import upgrade_handler
 
     return upgrade_handler(config, app)
+
+
+def bind_sockets(config: Config) -> list[socket.socket]:
+    """The listening sockets: systemd's (socket activation) unless --fd or --uds says otherwise,
+    else one bound as the config describes."""
+    if config.fd is None and not config.uds:
+        from .activation import systemd_sockets
+
+        activated = systemd_sockets()
+        if activated:
+            return activated
+    return [bind_socket(config)]
 
 
 def bind_socket(config: Config) -> socket.socket:
@@ -487,7 +569,7 @@ def bind_socket(config: Config) -> socket.socket:
             os.unlink(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(path)
-        os.chmod(path, 0o666)
+        os.chmod(path, int(config.uds_perms, 8))
     else:
         family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
         infos = socket.getaddrinfo(config.host, config.port, family, socket.SOCK_STREAM)

@@ -27,6 +27,8 @@ Gunicorn settings that apply
   worker exits gracefully after that many responses and Gunicorn starts a new one.
 - ``certfile``, ``keyfile``, ``ca_certs``, ``cert_reqs``, ``ciphers``: TLS on every socket.
 - ``forwarded_allow_ips``: peers trusted for ``X-Forwarded-For``/``-Proto`` and ``Forwarded``.
+- ``proxy_protocol`` (``v1``, ``v2``, ``auto``: all read both versions): fastserve's
+  ``--proxy-protocol``, from ``forwarded_allow_ips`` peers (not ``proxy_allow_ips``).
 - ``limit_request_line``, ``limit_request_fields``: as fastserve's limits (0 means "unlimited" in
   Gunicorn and becomes 1 MiB / 32768 fields here). ``limit_request_field_size`` bounds the header
   section as a whole (fields x field size), since fastserve limits the total, not each field.
@@ -54,7 +56,7 @@ Gunicorn settings that cannot apply
   only (from trusted peers), not from arbitrary headers such as ``X-Forwarded-SSL``.
 - ``ssl_context`` hook, ``ssl_version``, ``do_handshake_on_connect``, ``suppress_ragged_eofs``:
   fastserve builds its TLS context from the files and options above.
-- ``proxy_protocol``, ``http_protocols`` (HTTP/2), ``sendfile``, ``strip_header_spaces``,
+- ``http_protocols`` (HTTP/2), ``sendfile``, ``strip_header_spaces``,
   ``permit_obsolete_folding``, ``permit_unconventional_http_method``/``_version``,
   ``tmp_upload_dir``: not used by this worker.
 """
@@ -187,6 +189,7 @@ class WorkerServer(Server):
     # Gunicorn's log lines carry the pid already; Ctrl+C belongs to the arbiter.
     running_message = "fastserve running on %s"
     force_exit_hint = ""
+    metrics_reuse_port = True  # every worker serves --metrics-bind (PROMETHEUS_MULTIPROC_DIR: the sum)
 
     def __init__(self, config: Config, worker: Worker) -> None:
         super().__init__(config)
@@ -215,6 +218,7 @@ def config_from_gunicorn(cfg: Any, app: Any, max_requests: int, **overrides: Any
         "access_log_format": cfg.access_log_format,
         "log_level": _log_level(cfg.loglevel),
         "limit_max_requests": max_requests if cfg.max_requests > 0 else None,
+        "proxy_protocol": _proxy_protocol_on(getattr(cfg, "proxy_protocol", False)),
     }
     if cfg.is_ssl:
         settings.update(
@@ -225,7 +229,17 @@ def config_from_gunicorn(cfg: Any, app: Any, max_requests: int, **overrides: Any
             ssl_ciphers=cfg.ciphers,
         )
     settings.update(overrides)
+    if "timeout_graceful_shutdown" not in overrides:
+        # graceful_timeout is the whole budget: a --shutdown-delay (CONFIG_KWARGS) comes out of it.
+        settings["timeout_graceful_shutdown"] = max(0.0, settings["timeout_graceful_shutdown"] - settings.get("shutdown_delay", 0.0))
     return Config(**settings)
+
+
+def _proxy_protocol_on(value: Any) -> bool:
+    """Gunicorn 23+ takes off|v1|v2|auto (fastserve accepts both versions); older ones a boolean."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "off", "false", "no", "0")
+    return bool(value)
 
 
 def _log_level(name: str) -> str:

@@ -160,8 +160,14 @@ class RequestResponseCycle:
                     await self.waiter
                 finally:
                     stall.cancel()
-            else:
-                await self.waiter
+            else:  # the body was taken: only a disconnect, or a shutdown notice, can come
+                if not (conn.closing and self.head_sent):
+                    await self.waiter
+                if conn.closing and self.head_sent:
+                    # Shutdown began while this response streams (SSE): as WebSockets get 1012,
+                    # the app hears http.disconnect at the start of the graceful window.
+                    self.waiter = None
+                    return {"type": "http.disconnect"}
         if self.disconnected or self.response_complete:
             return {"type": "http.disconnect"}
         return self._take_body()
@@ -381,6 +387,10 @@ class RequestResponseCycle:
             self.app_finished()
 
     def app_finished(self) -> None:
+        if self.chunked and self.head_sent and self.conn.closing and not (self.response_complete or self.disconnected):
+            # Told http.disconnect at shutdown, the app returned mid-stream (sse-starlette does):
+            # end the chunked body properly rather than cut it.
+            self._send_body(b"", False)
         if not self.response_complete and not self.disconnected:
             if not self.response_started:
                 logger.error("ASGI app returned without starting a response.")

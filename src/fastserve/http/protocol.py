@@ -94,6 +94,7 @@ class UpgradeRequest:
 
 
 class HTTPProtocol(asyncio.Protocol):
+    is_websocket = False  # what the server registry counts as a WebSocket (metrics)
     __slots__ = (
         "config",
         "app",
@@ -680,6 +681,9 @@ class HTTPProtocol(asyncio.Protocol):
         """Server is stopping: close once idle and quiet, answering what comes meanwhile with
         "connection: close"; a connection under way closes after its response."""
         self.closing = True
+        active = self.active
+        if active is not None and active.head_sent and not active.more_body:
+            active.wake()  # a streaming response's app waiting in receive() hears http.disconnect
         if self.active is None and not self.pipeline:
             if self.cycle is None:
                 # Accepted just before the stop, first request maybe still in flight (a worker

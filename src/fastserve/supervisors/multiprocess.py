@@ -21,15 +21,21 @@ deploy during a roll-over) are retried with a growing delay.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+import tempfile
+import time
 
+from .. import metrics
 from ..config import Config
+from ..metrics import MULTIPROC_ENV
 from .process import (
     WORKER_NAME,
     ChildProcess,
     describe_exit,
+    heartbeat_interval,
     install_signal_handlers,
     stop_deadline,
     supervise,
@@ -41,7 +47,25 @@ RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)  # before restarting a worker that fai
 
 
 def run(config: Config) -> int:
-    return supervise(config, Supervisor)
+    if not config.metrics_bind:
+        return supervise(config, Supervisor)
+    with shared_metrics_directory():
+        return supervise(config, Supervisor)
+
+
+@contextlib.contextmanager
+def shared_metrics_directory():
+    """--metrics-bind: workers write their metrics to files in PROMETHEUS_MULTIPROC_DIR (a fresh
+    directory unless the variable is set); set before prometheus_client is first imported."""
+    if os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="fastserve-metrics-") as path:
+        os.environ[MULTIPROC_ENV] = path
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROC_ENV]
 
 
 class Supervisor:
@@ -59,6 +83,8 @@ class Supervisor:
         self.background: set[asyncio.Task] = set()
         self.retry_handle: asyncio.TimerHandle | None = None
         self.stop_requested: asyncio.Event | None = None
+        self.metrics: metrics.Metrics | None = None
+        self.metrics_endpoint: metrics.MetricsEndpoint | None = None
 
     async def run(self) -> int:
         self.stop_requested = asyncio.Event()
@@ -69,13 +95,34 @@ class Supervisor:
             signal.SIGTTIN: self.handle_ttin,
             signal.SIGTTOU: self.handle_ttou,
         })
+        if self.config.metrics_bind and not await self._start_metrics():
+            return 1
         logger.info("Started parent process [%d]; starting %d workers", os.getpid(), self.target)
         initial = [self.spawn() for _ in range(self.target)]
         self.watch(self._pool_started(initial))
+        if self.config.timeout_worker_healthcheck:
+            self._check_heartbeats()
         await self.stop_requested.wait()
         await self.stop_all()
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.close()
         logger.info("Stopped parent process [%d]", os.getpid())
         return self.exit_code
+
+    async def _start_metrics(self) -> bool:
+        problem = metrics.missing_dependency()
+        if problem:
+            logger.error("%s", problem)
+            return False
+        self.metrics = metrics.enable()
+        endpoint = metrics.MetricsEndpoint(self.config.metrics_bind, self.metrics.serving_registry())
+        try:
+            await endpoint.start()
+        except OSError as exc:
+            logger.error("Could not bind the metrics address %s (--metrics-bind): %s", self.config.metrics_bind, exc.strerror or exc)
+            return False
+        self.metrics_endpoint = endpoint
+        return True
 
     # -- workers ----------------------------------------------------------------------------------
     def spawn(self) -> ChildProcess:
@@ -96,6 +143,7 @@ class Supervisor:
             self.pool_ready = True
 
     def _worker_exited(self, worker: ChildProcess) -> None:
+        metrics.process_exited(worker.pid)
         self.children.discard(worker)
         if worker in self.workers:
             self.workers.remove(worker)
@@ -113,6 +161,8 @@ class Supervisor:
         elif worker.ready.result():
             log = logger.info if worker.exitcode == 0 else logger.warning
             log("Worker [%d] exited (%s); starting a replacement.", worker.pid, status)
+            if self.metrics is not None:
+                self.metrics.worker_restarts.inc()
             self.spawn()
         else:
             self._retry_later(worker, status)
@@ -129,6 +179,24 @@ class Supervisor:
         if not self.stopping:
             for _ in range(self.target - len(self.workers)):
                 self.spawn()
+
+    def _check_heartbeats(self) -> None:
+        """--timeout-worker-healthcheck: kill a serving worker whose event loop stopped beating
+        (an app blocking it); _worker_exited then starts its replacement."""
+        if self.stopping:
+            return
+        timeout = self.config.timeout_worker_healthcheck
+        now = time.monotonic()
+        for worker in self.workers:
+            last = worker.heartbeat.value
+            if last and not worker.stop_requested and now - last > timeout and not worker.exited.done():
+                logger.error(
+                    "Worker [%d] is stuck: its event loop has not run for %.1fs (--timeout-worker-healthcheck %ss; "
+                    "an app blocking it?); killing and replacing it.", worker.pid, now - last, timeout,
+                )
+                worker.heartbeat.value = 0.0  # reported once
+                worker.send_signal(signal.SIGKILL)
+        asyncio.get_running_loop().call_later(heartbeat_interval(self.config), self._check_heartbeats)
 
     def retire(self, worker: ChildProcess) -> None:
         """Stop one worker gracefully in the background (it finishes its requests)."""

@@ -32,13 +32,15 @@ import signal
 import socket
 import stat
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 from ..config import Config
 from ..logging import LevelFormatter, configure_logging
-from ..server import Server, bind_error_message, bind_socket, run_coroutine
+from ..server import Server, bind_error_message, run_coroutine
+from ..server import bind_sockets as bind_listening_sockets
 
 logger = logging.getLogger("fastserve.error")
 
@@ -52,7 +54,7 @@ SHUTDOWN_MARGIN = 5.0
 def bind_sockets(config: Config) -> list[socket.socket] | None:
     """Bind once in the parent; None (after logging why) when the address cannot be bound."""
     try:
-        return [bind_socket(config)]
+        return bind_listening_sockets(config)
     except OSError as exc:
         logger.error("%s", bind_error_message(config, exc))
         return None
@@ -101,7 +103,7 @@ def check_picklable(config: Config) -> bool:
 
 def stop_deadline(config: Config) -> float:
     """Seconds a child gets to exit after SIGTERM before it is killed."""
-    return config.timeout_graceful_shutdown + SHUTDOWN_MARGIN
+    return config.shutdown_delay + config.timeout_graceful_shutdown + SHUTDOWN_MARGIN
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -131,6 +133,8 @@ class ChildProcess:
         self.ready: asyncio.Future[bool] = self._loop.create_future()
         self.exited: asyncio.Future[int | None] = self._loop.create_future()
         self._ready_reader: Any = None
+        # When the child's event loop last ran (time.monotonic(), shared memory); 0 until serving.
+        self.heartbeat = SPAWN.RawValue("d", 0.0)
 
     @property
     def exitcode(self) -> int | None:
@@ -138,7 +142,7 @@ class ChildProcess:
 
     def start(self) -> ChildProcess:
         reader, writer = SPAWN.Pipe(duplex=False)
-        self.process = SPAWN.Process(target=child_main, args=(self.config, self.sockets, writer), name=self.name)
+        self.process = SPAWN.Process(target=child_main, args=(self.config, self.sockets, writer, self.heartbeat), name=self.name)
         self.process.start()
         self.pid = self.process.pid
         writer.close()  # the child holds the only write end: EOF then means it exited
@@ -201,19 +205,32 @@ class ChildServer(Server):
 
     handled_signals = (signal.SIGTERM,)
 
-    def __init__(self, config: Config, ready_writer: Any) -> None:
+    def __init__(self, config: Config, ready_writer: Any, heartbeat: Any = None) -> None:
         super().__init__(config)
         self.ready_writer = ready_writer
+        self.heartbeat = heartbeat
 
     def on_started(self) -> None:
+        if self.heartbeat is not None:
+            self._beat(heartbeat_interval(self.config), asyncio.get_running_loop())
         try:
             self.ready_writer.send_bytes(b"ready")
         except OSError:
             pass  # the supervisor is gone; the parent-sentinel watch stops us
         self.ready_writer.close()
 
+    def _beat(self, interval: float, loop: asyncio.AbstractEventLoop) -> None:
+        """Tell the supervisor the event loop runs: a blocked loop stops beating."""
+        self.heartbeat.value = time.monotonic()
+        loop.call_later(interval, self._beat, interval, loop)
 
-def child_main(config: Config, sockets: list[socket.socket], ready_writer: Any) -> None:
+
+def heartbeat_interval(config: Config) -> float:
+    """How often a worker beats: often enough that one missed beat is far from the timeout."""
+    return min(1.0, config.timeout_worker_healthcheck / 4)
+
+
+def child_main(config: Config, sockets: list[socket.socket], ready_writer: Any, heartbeat: Any = None) -> None:
     """Entry point of a child process (runs in a freshly spawned interpreter)."""
     # Ignored also while the app is imported; a handler rather than SIG_IGN, which processes the
     # app starts would inherit.
@@ -221,7 +238,9 @@ def child_main(config: Config, sockets: list[socket.socket], ready_writer: Any) 
     if multiprocessing.current_process().name == WORKER_NAME:
         LevelFormatter.process_tag = f"[{os.getpid()}]"  # which worker wrote the line
     configure_logging(config)
-    server = ChildServer(config, ready_writer)
+    server = ChildServer(config, ready_writer, heartbeat if config.timeout_worker_healthcheck else None)
+    if multiprocessing.current_process().name == WORKER_NAME:
+        server.serves_metrics = False  # the supervisor serves the sum of every worker's metrics
     try:
         run_coroutine(_serve_while_parent_lives(server, sockets), config.loop)
     except SyntaxError as exc:

@@ -107,6 +107,7 @@ class SessionSettings:
 
 
 class WebSocketSession(asyncio.Protocol):
+    is_websocket = True  # what the server registry counts as a WebSocket (metrics)
     __slots__ = (
         "transport",
         "loop",
