@@ -1,0 +1,32 @@
+"""fastserve.django.testcases as a project uses them: Django's test runner runs the djsite
+project's test module (tests/apps/djsite/chat/tests.py: the plain, static and Channels live-server
+test cases, with httpx and the websockets client) in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from .helpers import TESTS
+
+pytest.importorskip("django")
+pytest.importorskip("channels")
+
+PROJECT = TESTS / "apps" / "djsite"
+
+
+def test_live_server_test_cases_under_djangos_test_runner():
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "test", "chat", "-v", "2", "--noinput"],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=90,
+    )
+    report = result.stdout + result.stderr
+    assert result.returncode == 0, report
+    assert "Ran 13 tests" in report and "\nOK" in report, report
+    for case in ("PlainLiveServerTests", "StaticLiveServerTests", "ChannelsLiveServerTests", "ChannelsWithoutStaticTests"):
+        assert f"chat.tests.{case}" in report

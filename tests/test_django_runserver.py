@@ -1,0 +1,173 @@
+"""``manage.py runserver`` with "fastserve.django" in INSTALLED_APPS, started as a user would: a
+copy of tests/apps/djsite (``django-admin startproject`` plus the seed's Channels app), a real
+port, real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from .helpers import TESTS, ServerProcess
+
+pytest.importorskip("django")
+pytest.importorskip("channels")
+
+PROJECT = TESTS / "apps" / "djsite"
+ADMIN_CSS = "/static/admin/css/base.css"
+TEXT = "你好! héllo ✓ 🚀"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A migrated copy of the project, so tests can edit its files."""
+    root = tmp_path_factory.mktemp("djsite") / "djsite"
+    shutil.copytree(PROJECT, root, ignore=shutil.ignore_patterns("__pycache__", "db.sqlite3"))
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=root, check=True, timeout=60)
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def runserver(project: Path, *args: str, debug: bool = True, addrport: str | None = None) -> ServerProcess:
+    addrport = addrport or f"127.0.0.1:{free_port()}"
+    command = [sys.executable, "manage.py", "runserver", addrport, *args]
+    env = {"DJANGO_DEBUG": "1" if debug else "0"}
+    return ServerProcess("", command=command, cwd=project, env=env).start(timeout=30)
+
+
+def echo(url: str, message: str) -> dict:
+    async def exchange() -> dict:
+        async with connect(url) as ws:
+            await ws.send(json.dumps({"message": message}))
+            return json.loads(await ws.recv())
+
+    return asyncio.run(asyncio.wait_for(exchange(), 10))
+
+
+def test_page_static_files_and_websocket_in_debug(project):
+    with runserver(project) as server:
+        page = httpx.get(server.url + "/")
+        css = httpx.get(server.url + ADMIN_CSS)
+        reply = echo(f"ws://127.0.0.1:{server.port}/ws/index/", TEXT)
+    assert page.status_code == 200 and "'/ws/index/'" in page.text and page.headers["server"] == "fastserve"
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert reply["message"] == TEXT and reply["user"] == "AnonymousUser"
+    # Django's banner and checks, once per server process
+    for line in ("Performing system checks...", "System check identified no issues",
+                 "Django version", "using settings 'mysite.settings'",
+                 "Starting ASGI/fastserve version", f"development server at http://127.0.0.1:{server.port}/",
+                 "Quit the server with CONTROL-C.", "Started reloader process"):
+        assert line in server.output
+
+
+@pytest.mark.parametrize(("args", "served"), [((), False), (("--insecure",), True)], ids=["default", "insecure"])
+def test_static_files_without_debug_only_with_insecure(project, args, served):
+    with runserver(project, "--noreload", *args, debug=False) as server:
+        css = httpx.get(server.url + ADMIN_CSS)
+        page = httpx.get(server.url + "/")
+    assert css.status_code == (200 if served else 404)
+    assert page.status_code == 200
+    assert "Started reloader process" not in server.output  # --noreload: served in this process
+
+
+def test_nostatic_in_debug(project):
+    with runserver(project, "--noreload", "--nostatic") as server:
+        assert httpx.get(server.url + ADMIN_CSS).status_code == 404
+
+
+def test_ipv6(project):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this Python")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no ::1 on this machine")
+    port = free_port()
+    server = ServerProcess("", command=[sys.executable, "manage.py", "runserver", "-6", str(port), "--noreload"],
+                           cwd=project, wait_for="running on").start(timeout=30)
+    try:
+        response = httpx.get(f"http://[::1]:{port}/")
+    finally:
+        server.stop()
+    assert response.status_code == 200
+    assert f"development server at http://[::1]:{port}/" in server.output
+
+
+class KeepConnecting(threading.Thread):
+    """A client that keeps opening connections (GET /) and records what happened to each."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.stop = threading.Event()
+        self.greetings: list[str] = []
+        self.failures: list[str] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                response = httpx.get(self.url + "/", timeout=10)  # a new connection each time
+                self.greetings.append(response.text.split('<p id="greeting">')[1].split("<")[0])
+            except Exception as exc:
+                self.failures.append(repr(exc))
+            time.sleep(0.02)
+
+    def wait_for(self, greeting: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while greeting not in self.greetings[-1:]:
+            assert time.monotonic() < deadline, f"never served {greeting!r}; failures: {self.failures[:3]}"
+            time.sleep(0.05)
+
+
+def set_greeting(project: Path, old: str, new: str) -> None:
+    views = project / "chat" / "views.py"
+    views.write_text(views.read_text().replace(old, new))
+
+
+def test_reload_keeps_the_socket_and_recovers_from_a_syntax_error(project):
+    views = project / "chat" / "views.py"
+    original = views.read_text()
+    server = runserver(project)
+    client = KeepConnecting(server.url)
+    try:
+        client.start()
+        client.wait_for("version 1")
+        set_greeting(project, "'version 1'", "'version 2'")
+        client.wait_for("version 2")
+        client.stop.set()
+        client.join(15)
+        assert client.failures == []  # not one refused connection during the reload
+        assert len(client.greetings) > 10  # and it did keep connecting through it
+        assert "Reloading" in server.output
+
+        mark = len(server.lines)
+        views.write_text(original.replace("def index(request):", "def index(request)"))
+        server.wait_for_line("SyntaxError", timeout=20, start=mark)
+        assert "views.py" in server.output
+        server.wait_for_line("watching for changes", timeout=20, start=mark)
+
+        mark = len(server.lines)
+        views.write_text(original.replace("'version 1'", "'version 3'"))
+        server.wait_for_line("running on", timeout=20, start=mark)
+        assert "version 3" in httpx.get(server.url + "/").text
+        assert echo(f"ws://127.0.0.1:{server.port}/ws/index/", "after the fix")["message"] == "after the fix"
+    finally:
+        client.stop.set()
+        views.write_text(original)
+        server.stop()
