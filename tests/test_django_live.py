@@ -30,3 +30,10 @@ def test_live_server_test_cases_under_djangos_test_runner():
     assert "Ran 13 tests" in report and "\nOK" in report, report
     for case in ("PlainLiveServerTests", "StaticLiveServerTests", "ChannelsLiveServerTests", "ChannelsWithoutStaticTests"):
         assert f"chat.tests.{case}" in report
+
+
+def test_importing_fastserve_does_not_import_django():
+    code = ("import sys, fastserve, fastserve.cli, fastserve.main, fastserve.workers; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('django', 'channels')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
+    assert result.stdout.strip() == "[]"

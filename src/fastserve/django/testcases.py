@@ -46,6 +46,8 @@ class FastserveLiveServerThread(LiveServerThread):
     """Django's live-server thread, serving ASGI on fastserve. ``static_handler`` is an ASGI
     wrapper (``ASGIStaticFilesHandler``) or None."""
 
+    port: int  # 0 until the socket is bound (Django sets it in __init__)
+
     def run(self) -> None:
         sock = None
         try:
