@@ -107,6 +107,7 @@ class Command(StaticfilesRunserver):
             f"Starting ASGI/fastserve version {fastserve.__version__} development server at {self.protocol}://{addr}:{self.port}/\n"
             f"Quit the server with {quit_command}."
         )
+        self.stdout.flush()  # before fastserve's log lines, also when stdout is a pipe (an IDE)
 
     def get_application(self) -> Any:
         from ...application import get_default_application, with_static_files
