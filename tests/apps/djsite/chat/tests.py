@@ -5,6 +5,7 @@ import asyncio
 import json
 
 import httpx
+from django.db import connection, transaction
 from websockets.asyncio.client import connect
 
 from fastserve.django.testcases import (
@@ -51,6 +52,15 @@ class SharedDatabaseChecks:
 
 
 class PlainLiveServerTests(SharedDatabaseChecks, FastserveLiveServerTestCase):
+    def test_in_memory_database_is_shared_as_one_connection(self):
+        """As in Django's own live-server tests: the server uses the test's very connection to the
+        in-memory database, so it even sees what the test has not committed yet."""
+        self.assertTrue(connection.is_in_memory_db())
+        with transaction.atomic():
+            Message.objects.create(text='not committed yet')
+            response = httpx.get(self.live_server_url + '/messages/')
+        self.assertEqual(response.json(), {'messages': ['not committed yet']})
+
     def test_static_files_are_not_served(self):
         self.assertEqual(httpx.get(self.live_server_url + ADMIN_CSS).status_code, 404)
 
