@@ -223,3 +223,20 @@ def test_reload_keeps_the_socket_and_recovers_from_a_syntax_error(project):
         client.stop.set()
         views.write_text(original)
         server.stop()
+
+
+def test_port_in_use_is_one_line_and_an_exit_status(project):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "manage.py", "runserver", str(port)], cwd=project,
+                                capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "CommandError: That port is already in use."
+
+
+def test_port_zero_picks_a_free_port_and_says_which(project):
+    with runserver(project, "--noreload", addrport="127.0.0.1:0") as server:
+        assert httpx.get(server.url + "/").status_code == 200
+    assert f"development server at http://127.0.0.1:{server.port}/" in server.output

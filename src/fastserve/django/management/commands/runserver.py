@@ -13,8 +13,10 @@ just saved, a failing system check) prints why and the supervisor waits for the 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import socket
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +25,7 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.contrib.staticfiles.management.commands.runserver import Command as StaticfilesRunserver
+from django.core.management.base import CommandError
 from django.db import connections
 
 import fastserve
@@ -31,6 +34,12 @@ import fastserve
 # children are fresh interpreters that inherit the environment.
 OPTIONS_ENV = "FASTSERVE_DJANGO_RUNSERVER"
 CHILD_APP = "fastserve.django.devserver:application"
+# Django's own words for the usual bind failures.
+BIND_ERRORS = {
+    errno.EACCES: "You don't have permission to access that port.",
+    errno.EADDRINUSE: "That port is already in use.",
+    errno.EADDRNOTAVAIL: "That IP address can't be assigned to.",
+}
 # Besides Python files: templates, which Django's own reloader also picks up.
 EXTRA_RELOAD_INCLUDES = ["*.html"]
 
@@ -42,12 +51,12 @@ class Command(StaticfilesRunserver):
 
     # -- the management process ---------------------------------------------------------------
     def run(self, **options: Any) -> None:
+        fd = self.bind().detach()  # fastserve owns the socket from here on
         os.environ[OPTIONS_ENV] = json.dumps(self.child_options(options))
         config = fastserve.Config(
             app=CHILD_APP,
             factory=True,
-            host=self.bind_host(),
-            port=int(self.port),
+            fd=fd,
             reload=options["use_reloader"],
             reload_dirs=self.watched_dirs(),
             reload_includes=EXTRA_RELOAD_INCLUDES,
@@ -65,8 +74,22 @@ class Command(StaticfilesRunserver):
             "insecure_serving": options["insecure_serving"],
         }
 
-    def bind_host(self) -> str:
-        return "0.0.0.0" if self.addr == "0" else self.addr
+    def bind(self) -> socket.socket:
+        """Bind here, before fastserve starts, to answer with Django's messages for a port in use
+        and to know the port when it is 0 (any free one)."""
+        host = "0.0.0.0" if self.addr == "0" else self.addr
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            sock.bind((host, int(self.port)))
+        except OSError as exc:
+            sock.close()
+            raise CommandError(BIND_ERRORS.get(exc.errno, str(exc))) from None
+        self.port = str(sock.getsockname()[1])
+        return sock
 
     def watched_dirs(self) -> list[str]:
         """The project: BASE_DIR as ``startproject`` sets it, else the current directory."""
