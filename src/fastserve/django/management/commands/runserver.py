@@ -47,6 +47,8 @@ EXTRA_RELOAD_INCLUDES = ["*.html"]
 class Command(StaticfilesRunserver):
     # Options as Django's: addrport, -6/--ipv6, --noreload, --nostatic, --insecure, --skip-checks;
     # --nothreading is accepted and has no effect (an asyncio server).
+    addr: str  # set by Django's handle() from addrport, as a string like the port
+    port: str
     help = "Starts the fastserve ASGI development server (HTTP and WebSocket), with code reload and static files."
 
     # -- the management process ---------------------------------------------------------------
