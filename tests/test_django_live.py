@@ -37,3 +37,13 @@ def test_importing_fastserve_does_not_import_django():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('django', 'channels')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_without_asgi_application_setting_djangos_asgi_handler_is_served():
+    """tests/apps/plaindjango has no ASGI_APPLICATION: what startproject's asgi.py returns."""
+    code = ("import django; django.setup(); "
+            "from fastserve.django.application import get_default_application; "
+            "print(type(get_default_application()).__name__)")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "plaindjango.settings", "PYTHONPATH": str(TESTS / "apps")}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
+    assert result.stdout.strip() == "ASGIHandler", result.stderr

@@ -2,7 +2,7 @@
 
 The management process parses the options as Django's ``runserver`` (and staticfiles' variant)
 does, then hands over to fastserve. With the reloader (the default) it becomes fastserve's
-``--reload`` supervisor: it binds the address once and runs the project in a fresh child process
+``--reload`` supervisor on the address it bound once (Django's messages when it cannot) and runs the project in a fresh child process
 that inherits the listening socket, replacing the child when a file under the project changes, so
 a browser never sees a refused connection during a reload. The child (``fastserve.django.devserver``)
 does what Django's ``inner_run`` does in its reloaded process: system checks, the migrations
