@@ -1,14 +1,15 @@
 """``manage.py runserver`` on fastserve: Django's command line, banner and checks; fastserve serves.
 
 The management process parses the options as Django's ``runserver`` (and staticfiles' variant)
-does, then hands over to fastserve. With the reloader (the default) it becomes fastserve's
-``--reload`` supervisor on the address it bound once (Django's messages when it cannot) and runs the project in a fresh child process
-that inherits the listening socket, replacing the child when a file under the project changes, so
-a browser never sees a refused connection during a reload. The child (``fastserve.django.devserver``)
-does what Django's ``inner_run`` does in its reloaded process: system checks, the migrations
-warning and the banner, then serves ``ASGI_APPLICATION`` (or Django's ASGI handler), behind
-``ASGIStaticFilesHandler`` when static files are to be served. A child that fails (a syntax error
-just saved, a failing system check) prints why and the supervisor waits for the next save.
+does and binds the address (a port in use gets Django's message), then hands over to fastserve.
+With the reloader (the default) it becomes fastserve's ``--reload`` supervisor: it runs the
+project in a fresh child process that inherits the listening socket, and replaces the child when a
+file under the project changes, so a browser never sees a refused connection during a reload. The
+child (``fastserve.django.devserver``) does what Django's ``inner_run`` does in its reloaded
+process: system checks, the migrations warning and the banner, then serves ``ASGI_APPLICATION``
+(or Django's ASGI handler), behind ``ASGIStaticFilesHandler`` when static files are to be served.
+A child that fails (a syntax error just saved, a failing system check) prints why and the
+supervisor waits for the next save.
 """
 
 from __future__ import annotations
