@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -46,11 +48,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def runserver(project: Path, *args: str, debug: bool = True, addrport: str | None = None) -> ServerProcess:
+@contextmanager
+def runserver(project: Path, *args: str, debug: bool = True, addrport: str | None = None) -> Iterator[ServerProcess]:
     addrport = addrport or f"127.0.0.1:{free_port()}"
     command = [sys.executable, "manage.py", "runserver", addrport, *args]
     env = {"DJANGO_DEBUG": "1" if debug else "0"}
-    return ServerProcess("", command=command, cwd=project, env=env).start(timeout=30)
+    server = ServerProcess("", command=command, cwd=project, env=env).start(timeout=30)
+    try:
+        yield server
+    finally:
+        assert server.stop() == 0, server.output  # Ctrl+C stops it, children included
 
 
 def echo(url: str, message: str) -> dict:
@@ -193,36 +200,35 @@ def set_greeting(project: Path, old: str, new: str) -> None:
 def test_reload_keeps_the_socket_and_recovers_from_a_syntax_error(project):
     views = project / "chat" / "views.py"
     original = views.read_text()
-    server = runserver(project)
-    client = KeepConnecting(server.url)
-    try:
-        client.start()
-        client.wait_for("version 1")
-        set_greeting(project, "'version 1'", "'version 2'")
-        client.wait_for("version 2")
-        client.stop.set()
-        client.join(15)
-        assert client.failures == []  # not one refused connection during the reload
-        # and it did connect while the old process was gone: that request waited for the new one
-        # (starting a process with Django takes far longer than this)
-        assert client.longest > 0.2
-        assert "Reloading" in server.output
+    with runserver(project) as server:
+        client = KeepConnecting(server.url)
+        try:
+            client.start()
+            client.wait_for("version 1")
+            set_greeting(project, "'version 1'", "'version 2'")
+            client.wait_for("version 2")
+            client.stop.set()
+            client.join(15)
+            assert client.failures == []  # not one refused connection during the reload
+            # and it did connect while the old process was gone: that request waited for the new one
+            # (starting a process with Django takes far longer than this)
+            assert client.longest > 0.2
+            assert "Reloading" in server.output
 
-        mark = len(server.lines)
-        views.write_text(original.replace("def index(request):", "def index(request)"))
-        server.wait_for_line("SyntaxError", timeout=20, start=mark)
-        assert "views.py" in server.output
-        server.wait_for_line("watching for changes", timeout=20, start=mark)
+            mark = len(server.lines)
+            views.write_text(original.replace("def index(request):", "def index(request)"))
+            server.wait_for_line("SyntaxError", timeout=20, start=mark)
+            assert "views.py" in server.output
+            server.wait_for_line("watching for changes", timeout=20, start=mark)
 
-        mark = len(server.lines)
-        views.write_text(original.replace("'version 1'", "'version 3'"))
-        server.wait_for_line("running on", timeout=20, start=mark)
-        assert "version 3" in httpx.get(server.url + "/").text
-        assert echo(f"ws://127.0.0.1:{server.port}/ws/index/", "after the fix")["message"] == "after the fix"
-    finally:
-        client.stop.set()
-        views.write_text(original)
-        server.stop()
+            mark = len(server.lines)
+            views.write_text(original.replace("'version 1'", "'version 3'"))
+            server.wait_for_line("running on", timeout=20, start=mark)
+            assert "version 3" in httpx.get(server.url + "/").text
+            assert echo(f"ws://127.0.0.1:{server.port}/ws/index/", "after the fix")["message"] == "after the fix"
+        finally:
+            client.stop.set()
+            views.write_text(original)
 
 
 def test_port_in_use_is_one_line_and_an_exit_status(project):
