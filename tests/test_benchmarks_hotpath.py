@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -17,4 +18,5 @@ def test_hotpath_harness_reports_microseconds_per_request():
         lines = done.stdout.splitlines()
         assert [line.split("/")[0] for line in lines] == ["httptools", "h11"], done.stdout
         for line in lines:
-            assert float(line.split(": ")[1].split(" µs")[0]) > 0, line
+            # A figure, not a speed check: with 400 requests the floor subtracted can outweigh it.
+            assert math.isfinite(float(line.split(": ")[1].split(" µs")[0])), line

@@ -51,15 +51,11 @@ def test_app_returning_after_the_notice_gets_its_stream_ended(serve, impl):
     assert elapsed < 5 and "ERROR" not in server.output
 
 
-@pytest.mark.parametrize("app", [
-    pytest.param("apps.ops_sse:app", marks=pytest.mark.xfail(
-        strict=True, reason="eager app start runs outside a Task: anyio task groups fail (current_task() is None)")),
-    "apps.ops_sse:without_eager_start --factory",
-])
-def test_sse_starlette_stream_ends_cleanly_at_shutdown(serve, app):
+def test_sse_starlette_stream_ends_cleanly_at_shutdown(serve, impl):
     if importlib.util.find_spec("sse_starlette") is None:
         pytest.skip("SKIPPED LOUDLY: sse-starlette is not installed (pip install -e '.[dev]')")
-    server = serve(*app.split())
+    http, loop = impl
+    server = serve("apps.ops_sse:app", "--http", http, "--loop", loop)
     sock = open_stream(server.port, "/sse")
     time.sleep(0.3)
     rest, elapsed = stop_and_read(server, sock)

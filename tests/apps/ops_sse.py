@@ -23,12 +23,3 @@ async def events(request):
 
 app = Starlette(routes=[Route("/sse", events)])
 
-
-def without_eager_start():
-    """The same app with the app's first step run in a Task. fastserve runs it eagerly outside any
-    Task on Python 3.11+, where anyio's task groups (sse-starlette) fail: asyncio.current_task()
-    is None. Reported separately; this lets the drain be tested with sse-starlette meanwhile."""
-    import fastserve.http.protocol
-
-    fastserve.http.protocol.EAGER_START = False
-    return app

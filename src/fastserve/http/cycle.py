@@ -69,6 +69,7 @@ class RequestResponseCycle:
         "app_closes",
         "start_time",
         "task",
+        "app_started",
     )
 
     def __init__(
@@ -113,6 +114,7 @@ class RequestResponseCycle:
         self.app_closes = False
         self.start_time = 0.0
         self.task: asyncio.Task | None = None
+        self.app_started = False
 
     # -- events from the protocol ---------------------------------------------------------------
     def on_body(self, data: bytes) -> None:
@@ -374,11 +376,11 @@ class RequestResponseCycle:
         self.conn.on_response_complete(self)
 
     # -- running the app ------------------------------------------------------------------------
-    async def run(self, awaitable: Any) -> None:
-        """Run the app in a Task: from the start (``app(...)`` on Python 3.10, or an app returning
-        a non-coroutine awaitable), or to finish a coroutine started eagerly (``_Suspended``)."""
+    async def run_app(self, app: Any) -> None:
+        """The app's Task: run it, then settle what it left undone (500, close, log)."""
+        self.app_started = True
         try:
-            await awaitable
+            await app(self.scope, self.receive, self.send)
         except BaseException as exc:
             self.app_failed(exc)
             if not isinstance(exc, Exception):
@@ -426,32 +428,6 @@ class RequestResponseCycle:
             self.conn.on_response_complete(self)
         else:
             self._abandon()
-
-
-class Suspended:
-    """Awaiting this resumes a coroutine that already ran up to its first suspension."""
-
-    __slots__ = ("coro", "awaited")
-
-    def __init__(self, coro: Any, awaited: Any) -> None:
-        self.coro = coro
-        self.awaited = awaited
-
-    def __await__(self):
-        coro, value = self.coro, self.awaited
-        while True:
-            try:
-                result = yield value
-            except BaseException as exc:  # the Task throws in cancellation and errors
-                try:
-                    value = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    value = coro.send(result)
-                except StopIteration as stop:
-                    return stop.value
 
 
 def _check_body(body: Any) -> None:

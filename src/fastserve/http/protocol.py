@@ -11,12 +11,11 @@ import asyncio
 import logging
 import sys
 from collections import deque
-from contextvars import copy_context
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from .cycle import RequestResponseCycle, Suspended
+from .cycle import RequestResponseCycle
 from .errors import (
     HTTP2_PREFACE_HINT,
     UNSUPPORTED_METHOD,
@@ -216,6 +215,12 @@ class HTTPProtocol(asyncio.Protocol):
         # False lets asyncio close the transport, and connection_lost tells every cycle.
         self.eof = True
         self.writer.release()  # a response already made still goes out before the close
+        active = self.active
+        if active is not None and not active.app_started and not active.more_body:
+            # The request arrived whole with the FIN and its app has not run yet (it runs in its
+            # Task on the next loop iteration): answer it as if it had run at once, then close
+            # (on_response_complete sees eof).
+            return True
         return False
 
     def data_received(self, data: bytes) -> None:
@@ -416,35 +421,14 @@ class HTTPProtocol(asyncio.Protocol):
         state.active_requests += 1
         if state.access_log is not None:
             cycle.start_time = perf_counter()  # loop.time() is cached per iteration on uvloop (ms)
-        if not EAGER_START:
-            cycle.task = self.loop.create_task(cycle.run(self.app(cycle.scope, cycle.receive, cycle.send)))
-            return
-        # Run the app at once: most requests finish without ever waiting and then need no Task.
-        # A fresh context per request keeps context variables from leaking between requests.
-        context = copy_context()
-        try:
-            coro = self.app(cycle.scope, cycle.receive, cycle.send)
-            awaited = context.run(coro.send, None)
-        except StopIteration:
-            if cycle.response_complete:  # the common case, kept to a counter (measured)
-                state.active_requests -= 1
-                if self.closing and self.active is None and not self.pipeline and self.linger_deadline is None:
-                    self.writer.close()
-            else:
-                cycle.app_finished()
-            return
-        except AttributeError:
-            if hasattr(coro, "send"):
-                raise
-            # The app returned an awaitable that is not a coroutine: let a Task drive it.
-            cycle.task = self.loop.create_task(cycle.run(coro))
-            return
-        except BaseException as exc:
-            cycle.app_failed(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        cycle.task = self.loop.create_task(cycle.run(Suspended(coro, awaited)), context=context)
+        # The app always runs inside its own Task: apps rely on asyncio.current_task() from their
+        # first line (anyio task groups: Starlette's BaseHTTPMiddleware, FastAPI's middleware,
+        # sse-starlette; asyncio.timeout). On Python 3.12+ its first step runs at once, in this
+        # call (eager start): a response made without awaiting anything costs no loop round trip.
+        # The Task copies the context, so context variables never leak between requests.
+        task = new_task(cycle.run_app(self.app), self.loop)
+        if not task.done():
+            cycle.task = task
 
     def _start_pipelined(self) -> None:
         if self.active is None and self.pipeline and not self.transport.is_closing():
@@ -719,7 +703,15 @@ class HTTPProtocol(asyncio.Protocol):
         self.writer.abort()
 
 
-EAGER_START = sys.version_info >= (3, 11)  # create_task(context=...) is 3.11+
+def new_task(coro: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Task:
+    """A Task for ``coro``, started eagerly where asyncio can (3.12+: public ``eager_start``)."""
+    return loop.create_task(coro)
+
+
+if sys.version_info >= (3, 12):
+
+    def new_task(coro: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Task:  # noqa: F811
+        return asyncio.Task(coro, loop=loop, eager_start=True)
 
 
 class DiscardInput:
