@@ -14,7 +14,9 @@ what zttp refuses, the same way (codec.py lists the rules):
 Known divergences kept (h2's choice is valid or h2 cannot be told otherwise; the differential
 test lists them): an undecodable HPACK block is PROTOCOL_ERROR here, COMPRESSION_ERROR on zttp;
 a CONTINUATION flood is PROTOCOL_ERROR here, ENHANCE_YOUR_CALM on zttp; RST_STREAM on an idle
-stream above the highest opened one is ignored by h2 (zttp: GOAWAY PROTOCOL_ERROR); WINDOW_UPDATE
+stream above the highest opened one is ignored by h2 (zttp: GOAWAY PROTOCOL_ERROR); trailers
+without END_STREAM are a connection error in h2 whatever the validation settings (zttp: a stream
+error); WINDOW_UPDATE
 of 0 on a stream is a connection error here (zttp: a stream error); a PRIORITY frame making a
 stream depend on itself is a connection error here (zttp ignores PRIORITY).
 """
@@ -226,6 +228,9 @@ class H2Codec:
             self._h2.acknowledge_received_data(length, stream_id)
 
     def send_window(self, stream_id: int) -> int:
+        stream = self._h2.streams.get(stream_id)
+        if stream is None or stream.closed:
+            return 0
         try:
             return max(0, self._h2.local_flow_control_window(stream_id))
         except h2.exceptions.NoSuchStreamError:  # closed, or never opened

@@ -132,24 +132,21 @@ class ZttpCodec:
         self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]], end_stream: bool = False
     ) -> None:
         try:
-            self._stream(stream_id).send_response(status, headers, end_stream)
+            self._open_stream(stream_id).send_response(status, headers, end_stream)
         except zttp.LocalProtocolError as exc:
             raise self._usage_error(stream_id, exc) from None
 
     def send_informational(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         try:
-            self._stream(stream_id).send_informational(status, headers)
+            self._open_stream(stream_id).send_informational(status, headers)
         except zttp.LocalProtocolError as exc:
             raise self._usage_error(stream_id, exc) from None
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
-        stream = self._stream(stream_id)
+        stream = self._open_stream(stream_id)
         try:
             if data:
-                window = stream.send_window
-                if window is None:
-                    raise StreamClosed(f"stream {stream_id} is closed")
-                if len(data) > min(window, self._conn.send_window):
+                if len(data) > min(stream.send_window, self._conn.send_window):
                     raise CodecUsageError(f"{len(data)} bytes exceed the send window on stream {stream_id}")
                 stream.send_data(data)
             if end_stream:
@@ -159,15 +156,22 @@ class ZttpCodec:
 
     def send_trailers(self, stream_id: int, headers: list[tuple[bytes, bytes]]) -> None:
         try:
-            self._stream(stream_id).end_message(headers)
+            self._open_stream(stream_id).end_message(headers)
         except zttp.LocalProtocolError as exc:
             raise self._usage_error(stream_id, exc) from None
 
     def reset_stream(self, stream_id: int, error_code: int = CANCEL) -> None:
         try:
-            self._stream(stream_id).reset(error_code)
+            self._open_stream(stream_id).reset(error_code)
         except zttp.LocalProtocolError as exc:
             raise self._usage_error(stream_id, exc) from None
+
+    def _open_stream(self, stream_id: int) -> zttp.Stream:
+        """zttp would still send HEADERS on a stream the peer has reset: refuse it here."""
+        stream = self._stream(stream_id)
+        if stream.send_window is None:
+            raise StreamClosed(f"stream {stream_id} is closed")
+        return stream
 
     def _usage_error(self, stream_id: int, exc: Exception) -> CodecUsageError:
         if self._stream(stream_id).send_window is None:
