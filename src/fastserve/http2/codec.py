@@ -109,7 +109,9 @@ class Trailers:
 @dataclass(frozen=True, slots=True)
 class StreamReset:
     """The stream is gone: the peer sent RST_STREAM, or the codec refused the stream (and has
-    queued the RST_STREAM itself). zttp does not say which, so neither adapter does."""
+    queued the RST_STREAM itself). zttp does not say which, so neither adapter does. It may come
+    again for a stream already reset (zttp answers each frame that arrives on a stream it reset
+    with RST_STREAM(STREAM_CLOSED) and reports it): ignore resets of unknown streams."""
 
     stream_id: int
     error_code: int

@@ -87,7 +87,9 @@ class H2Codec:
         self._h2.max_inbound_frame_size = settings.max_frame_size
         self._h2.decoder.max_header_list_size = settings.max_header_list_size
         self.local_settings = settings
-        self._refused: set[int] = set()  # streams reset by the adapter: drop their later events
+        # Streams the adapter reset during the current read: h2 had already turned the rest of
+        # the read into events, which are dropped. (Later reads: h2 ignores such streams.)
+        self._refused: set[int] = set()
 
     @classmethod
     def supports(cls, settings: H2Settings) -> bool:
@@ -129,6 +131,7 @@ class H2Codec:
             raise H2ProtocolError(int(exc.error_code), str(exc)) from None
         events: list[Event] = []
         refused = self._refused
+        refused.clear()
         for event in h2_events:
             stream_id = getattr(event, "stream_id", 0)
             if stream_id in refused:
@@ -143,7 +146,10 @@ class H2Codec:
         if kind is h2.events.RequestReceived:
             return self._request(event)
         if kind is h2.events.DataReceived:
-            return Data(event.stream_id, event.data, event.flow_controlled_length, event.stream_ended is not None)
+            end_stream = event.stream_ended is not None
+            if not (event.flow_controlled_length or end_stream):
+                return None  # an empty DATA frame: nothing to hand over (zttp reports none)
+            return Data(event.stream_id, event.data, event.flow_controlled_length, end_stream)
         if kind is h2.events.TrailersReceived:
             problem = _trailer_problem(event.headers, event.stream_ended is not None)
             if problem:
@@ -174,7 +180,10 @@ class H2Codec:
         return RequestHeaders(stream_id, method, target, protocol, headers, event.stream_ended is not None)
 
     def _refuse(self, stream_id: int, error_code: int) -> StreamReset:
-        self._h2.reset_stream(stream_id, error_code)
+        try:
+            self._h2.reset_stream(stream_id, error_code)
+        except h2.exceptions.StreamClosedError:
+            pass  # the client reset it later in the same read: nothing more to send
         self._refused.add(stream_id)
         return StreamReset(stream_id, error_code)
 

@@ -14,7 +14,10 @@ What zttp 0.0.35 does its own way, and how the adapter maps it:
   the GOAWAY zttp queued (`_goaway_error_code`).
 - Pseudo-headers arrive as attributes; :authority becomes a `host` field and :scheme is dropped
   (the contract follows that). A RstStream event does not say whether the peer sent it or zttp
-  refused the stream; the contract does not either. SETTINGS ACKs are not reported.
+  refused the stream; the contract does not either. After zttp resets a stream, each frame the
+  client still sends on it is answered with RST_STREAM(STREAM_CLOSED) and reported again (h2
+  ignores them silently); a HEADERS frame (trailers) on such a stream is even a connection error
+  (GOAWAY PROTOCOL_ERROR) where h2 ignores it. SETTINGS ACKs are not reported.
 - It parks DATA beyond the send window; the contract forbids that, so send_data checks first.
 """
 
@@ -83,8 +86,15 @@ class ZttpCodec:
         return self._events()  # zttp reports stream 1 as a Request right away
 
     def receive_data(self, data: bytes) -> list[Event]:
-        self._conn.receive_data(data)
+        try:
+            self._conn.receive_data(data)  # raises too: it checks frame headers as they arrive
+        except zttp.RemoteProtocolError as exc:
+            raise self._connection_error(exc) from None
         return self._events()
+
+    def _connection_error(self, exc: Exception) -> H2ProtocolError:
+        self._pending += self._conn.data_to_send()
+        return H2ProtocolError(_goaway_error_code(self._pending), str(exc))
 
     def _events(self) -> list[Event]:
         events: list[Event] = []
@@ -93,8 +103,7 @@ class ZttpCodec:
             try:
                 event: Any = next_event()  # Any: `type(x) is` dispatch does not narrow for mypy
             except zttp.RemoteProtocolError as exc:
-                self._pending += self._conn.data_to_send()
-                raise H2ProtocolError(_goaway_error_code(self._pending), str(exc)) from None
+                raise self._connection_error(exc) from None
             kind = type(event)
             if kind is zttp.Request:
                 events.append(_request(event))
