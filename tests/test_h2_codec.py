@@ -26,6 +26,7 @@ make them connection errors). "semantics" is for http2/semantics.py (not written
 | DATA / RST_STREAM on an idle stream (1), even stream id   | codec     | GOAWAY PROTOCOL_ERROR         |
 | WINDOW_UPDATE past 2^31-1 (connection / stream)           | codec     | GOAWAY / RST FLOW_CONTROL_ERROR |
 | CONTINUATION flood                                        | codec     | GOAWAY: zttp ENHANCE_YOUR_CALM, h2 PROTOCOL_ERROR |
+| a 4097th stream on one connection (zttp only, a zttp cap) | codec     | GOAWAY ENHANCE_YOUR_CALM, last stream 8191 |
 | several cookie fields                                     | semantics | joined with "; " (RFC 9113 8.2.3) |
 | method/target meaning (absolute path, OPTIONS *), Host missing, content-length vs DATA | semantics | 400 |
 """
@@ -501,3 +502,27 @@ def test_codec_chooser(codec):
     assert codec_class("auto", H2Settings(max_concurrent_streams=10)) is H2Codec
     with pytest.raises(ValueError):
         codec_class("nghttp2")
+
+
+def test_streams_per_connection(codec):
+    """zttp 0.0.35 ends a connection at its 4097th stream (zttp_codec.py); h2 has no such cap.
+    Pinned so that a zttp upgrade changing it is noticed (the connection layer plans around it)."""
+    raw = RawClient()
+    server = codec()
+    server.initiate_connection()
+    server.receive_data(raw.preface())
+    last = 4096 if codec is H2Codec else 4095
+    for n in range(last):
+        (request,) = server.receive_data(raw.headers(1 + 2 * n, GET))
+        server.send_headers(request.stream_id, 204, [], end_stream=True)
+        server.data_to_send()
+    stream_id = 1 + 2 * last
+    if codec is H2Codec:
+        assert [type(e) for e in server.receive_data(raw.headers(stream_id, GET))] == [RequestHeaders]
+        return
+    assert [type(e) for e in server.receive_data(raw.headers(stream_id, GET))] == [RequestHeaders]
+    with pytest.raises(H2ProtocolError) as refused:
+        server.receive_data(raw.headers(stream_id + 2, GET))
+    assert refused.value.error_code == ENHANCE_YOUR_CALM
+    (goaway,) = [f for f in parse_frames(server.data_to_send()) if f.type == 0x7]
+    assert goaway.last_stream_id == stream_id

@@ -19,6 +19,10 @@ What zttp 0.0.35 does its own way, and how the adapter maps it:
   ignores them silently); a HEADERS frame (trailers) on such a stream is even a connection error
   (GOAWAY PROTOCOL_ERROR) where h2 ignores it. SETTINGS ACKs are not reported.
 - It parks DATA beyond the send window; the contract forbids that, so send_data checks first.
+- It ends a connection at its 4097th stream, whatever the pacing: GOAWAY(ENHANCE_YOUR_CALM) with
+  last_stream_id 8191, so 4096 requests per connection at most (h2 has no such cap). The
+  connection layer should send a graceful GOAWAY before that (not done here: the adapter sees no
+  connection lifecycle); tests/test_h2_codec.py pins the number so a zttp upgrade shows it.
 """
 
 from __future__ import annotations
@@ -155,8 +159,9 @@ class ZttpCodec:
         stream = self._open_stream(stream_id)
         try:
             if data:
-                if len(data) > min(stream.send_window, self._conn.send_window):
-                    raise CodecUsageError(f"{len(data)} bytes exceed the send window on stream {stream_id}")
+                size = len(data)
+                if size > stream.send_window or size > self._conn.send_window:
+                    raise CodecUsageError(f"{size} bytes exceed the send window on stream {stream_id}")
                 stream.send_data(data)
             if end_stream:
                 stream.end_message()
