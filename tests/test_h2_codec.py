@@ -241,6 +241,37 @@ def test_receive_window_credit(codec):
     assert p.client.local_flow_control_window(1) > 65535 - 3 * 16384
 
 
+def test_client_overrunning_the_receive_window(codec):
+    """h2 holds the client to the window it was given; zttp credits on receipt and does not."""
+    raw = RawClient()
+    server = codec()
+    server.initiate_connection()
+    wire = raw.preface() + raw.headers(1, GET, end_stream=False) + raw.data(1, b"x" * 16384) * 5
+    if codec is H2Codec:
+        with pytest.raises(H2ProtocolError) as refused:
+            server.receive_data(wire)
+        assert refused.value.error_code == FLOW_CONTROL_ERROR
+    else:
+        assert len(body_of(server.receive_data(wire), 1)) == 5 * 16384
+
+
+def test_padding_counts_against_the_window(codec):
+    from hyperframe.frame import DataFrame
+
+    raw = RawClient()
+    server = codec()
+    server.initiate_connection()
+    padded = DataFrame(1)
+    padded.data = b"abc"
+    padded.flags.add("PADDED")
+    padded.pad_length = 20
+    events = server.receive_data(raw.preface() + raw.headers(1, GET, end_stream=False) + padded.serialize())
+    (data,) = [e for e in events if isinstance(e, Data)]
+    assert data.data == b"abc"
+    # h2 leaves the padding's credit to the server; zttp has credited it already.
+    assert data.flow_controlled_length == (24 if codec is H2Codec else 3)
+
+
 def test_client_resets_a_stream(codec):
     p = pair(codec)
     p.request(1, end_stream=False)
@@ -443,6 +474,13 @@ def test_h2c_upgrade(codec):
     assert [type(e) for e in p.request(3)] == [RequestHeaders]
 
 
+@pytest.mark.parametrize("value", [b"!!!", b"AAT_____", b"AAQA"])  # not base64url, window 2^32-1, truncated
+def test_h2c_upgrade_with_invalid_settings(codec, value):
+    with pytest.raises(H2ProtocolError) as refused:
+        codec().initiate_upgrade(value, b"GET", b"/", [(b"host", b"example.com")])
+    assert refused.value.error_code == PROTOCOL_ERROR
+
+
 def test_extended_connect_for_websockets(codec):
     p = pair(codec, validate=False)
     connect = [
@@ -494,6 +532,21 @@ def test_h2_codec_advertises_and_enforces_other_settings(codec):
     with pytest.raises(H2ProtocolError) as refused:
         p.to_server()
     assert refused.value.error_code == ENHANCE_YOUR_CALM
+
+
+def test_codec_chooser_without_the_libraries(codec, monkeypatch):
+    import sys
+
+    for module in ("fastserve.http2.zttp_codec", "fastserve.http2.h2_codec"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    monkeypatch.setitem(sys.modules, "zttp", None)  # import zttp -> ImportError
+    assert codec_class("auto").__name__ == "H2Codec"
+    with pytest.raises(ImportError, match=r"pip install 'fastserve\[http2\]'"):
+        codec_class("zttp")
+    monkeypatch.setitem(sys.modules, "h2.connection", None)
+    monkeypatch.delitem(sys.modules, "fastserve.http2.h2_codec", raising=False)
+    with pytest.raises(ImportError, match="h2"):
+        codec_class("auto")
 
 
 def test_codec_chooser(codec):

@@ -219,10 +219,11 @@ class Codec(Protocol):
     def initiate_upgrade(
         self, settings_header: bytes, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]
     ) -> list[Event]:
-        """After answering an h2c upgrade with 101: queue the preface, apply the client's
-        HTTP2-Settings value and return the upgraded request as stream 1 (half-closed: the
-        HTTP/1.1 body, if any, is not carried). `headers`: lowercase names, without the
-        connection-specific fields of the HTTP/1.1 request (Connection, Upgrade, HTTP2-Settings)."""
+        """For an h2c upgrade, before writing the 101: apply the client's HTTP2-Settings value,
+        queue our preface and return the upgraded request as stream 1 (half-closed: the HTTP/1.1
+        body, if any, is not carried). `headers`: lowercase names, without the connection-specific
+        fields of the HTTP/1.1 request (Connection, Upgrade, HTTP2-Settings). An invalid
+        HTTP2-Settings value raises H2ProtocolError: answer 400 on HTTP/1.1 and drop this codec."""
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes read from the transport; raises H2ProtocolError on a connection error."""

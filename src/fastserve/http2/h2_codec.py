@@ -31,6 +31,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hyperframe.exceptions
 
 from .codec import (
     CANCEL,
@@ -68,6 +69,7 @@ _CONNECTION_SPECIFIC = frozenset(
 _REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":path", b":authority", b":protocol"})
 _FIELD_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9a-z-]+\Z")  # a lowercase token (RFC 9110 5.1)
 _BAD_VALUE = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")  # RFC 9113 8.2.1
+_BASE64URL = re.compile(rb"[A-Za-z0-9_-]*=*\Z")  # RFC 9113 3.2.1 (token68, base64url)
 _STATUS = {code: str(code).encode() for code in range(100, 600)}
 
 
@@ -102,10 +104,13 @@ class H2Codec:
     def initiate_upgrade(
         self, settings_header: bytes, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]
     ) -> list[Event]:
+        if not _BASE64URL.match(settings_header):  # h2's decoder skips what is not base64
+            raise H2ProtocolError(PROTOCOL_ERROR, "invalid HTTP2-Settings: not base64url")
         try:
             self._h2.initiate_upgrade_connection(settings_header)
-        except h2.exceptions.ProtocolError as exc:
-            raise CodecUsageError(f"h2c upgrade refused by h2: {exc}") from None
+        except (h2.exceptions.ProtocolError, hyperframe.exceptions.HyperframeError, ValueError) as exc:
+            # ValueError: binascii.Error, not base64url
+            raise H2ProtocolError(PROTOCOL_ERROR, f"invalid HTTP2-Settings: {exc}") from None
         self._after_preface()
         return [RequestHeaders(1, method, target, None, headers, True)]
 

@@ -85,8 +85,8 @@ class ZttpCodec:
     ) -> list[Event]:
         try:
             self._conn.initiate_upgrade_connection(method, target, headers, settings_header)
-        except zttp.ProtocolError as exc:
-            raise CodecUsageError(f"h2c upgrade refused by zttp: {exc}") from None
+        except (zttp.ProtocolError, ValueError) as exc:  # ValueError: not base64url
+            raise H2ProtocolError(PROTOCOL_ERROR, f"invalid HTTP2-Settings: {exc}") from None
         return self._events()  # zttp reports stream 1 as a Request right away
 
     def receive_data(self, data: bytes) -> list[Event]:
