@@ -27,6 +27,8 @@ make them connection errors). "semantics" is for http2/semantics.py (not written
 | WINDOW_UPDATE past 2^31-1 (connection / stream)           | codec     | GOAWAY / RST FLOW_CONTROL_ERROR |
 | CONTINUATION flood                                        | codec     | GOAWAY: zttp ENHANCE_YOUR_CALM, h2 PROTOCOL_ERROR |
 | a 4097th stream on one connection (zttp only, a zttp cap) | codec     | GOAWAY ENHANCE_YOUR_CALM, last stream 8191 |
+| trailers on a stream the server reset (a race)            | codec     | h2 ignores; zttp GOAWAY PROTOCOL_ERROR |
+| a new stream after our graceful GOAWAY                    | codec     | RST_STREAM, not reported      |
 | several cookie fields                                     | semantics | joined with "; " (RFC 9113 8.2.3) |
 | method/target meaning (absolute path, OPTIONS *), Host missing, content-length vs DATA | semantics | 400 |
 """
@@ -291,6 +293,23 @@ def test_server_resets_a_stream(codec):
     assert p.request(3) != []  # the connection carries on
 
 
+def test_trailers_after_the_server_reset_the_stream(codec):
+    """h2 ignores them (RFC 9113 5.4.2); zttp 0.0.35 makes them a connection error. Pinned."""
+    raw = RawClient()
+    server = codec()
+    server.initiate_connection()
+    server.receive_data(raw.preface() + raw.headers(1, GET, end_stream=False))
+    server.reset_stream(1, CANCEL)
+    server.data_to_send()
+    late = raw.data(1, b"x") + raw.headers(1, [(b"x-t", b"1")], end_stream=True)
+    if codec is H2Codec:
+        assert server.receive_data(late) == []
+        return
+    with pytest.raises(H2ProtocolError) as refused:
+        server.receive_data(late)
+    assert refused.value.error_code == PROTOCOL_ERROR
+
+
 def test_client_goaway(codec):
     p = pair(codec)
     p.request(1)
@@ -307,6 +326,27 @@ def test_server_goaway(codec):
     assert [(e.error_code, e.last_stream_id) for e in terminated] == [(0, 3)]
     p.server.close_connection(ENHANCE_YOUR_CALM, 1)
     assert goaway_codes(p.server.data_to_send()) == [ENHANCE_YOUR_CALM]
+
+
+def test_graceful_goaway_finishes_the_streams_it_names(codec):
+    p = pair(codec)
+    p.request(1, end_stream=False)
+    p.server.close_connection()
+    terminated = [e for e in p.to_client() if isinstance(e, h2.events.ConnectionTerminated)]
+    assert [(e.error_code, e.last_stream_id) for e in terminated] == [(0, 1)]
+    raw = RawClient()
+    raw.encoder = p.client.encoder
+    # A client that had not read the GOAWAY yet: its new stream is refused, never reported.
+    events = p.server.receive_data(raw.data(1, b"more") + raw.headers(3, GET) + raw.data(1, b"", end_stream=True))
+    assert body_of(events, 1) == b"more" and events[-1].end_stream
+    assert not any(isinstance(e, RequestHeaders) for e in events)
+    assert rst_codes(p.server.data_to_send()) == {3: REFUSED_STREAM}
+    p.server.send_headers(1, 200, [])
+    p.server.send_data(1, b"done", end_stream=True)
+    frames = parse_frames(p.server.data_to_send())
+    assert [f.stream_id for f in frames if f.type == 0x0 and f.data] == [1]
+    p.server.close_connection(0x2)  # the final GOAWAY names the same last stream
+    assert [(f.last_stream_id, f.error_code) for f in parse_frames(p.server.data_to_send())] == [(1, 0x2)]
 
 
 def test_ping(codec):

@@ -4,7 +4,8 @@ Hypothesis builds a client's frame sequence (tests/h2_client.py RawClient: one H
 both codecs decode the same blocks): streams opened with GET or POST, some with malformed header
 blocks; DATA of various sizes, with or without END_STREAM; trailers; RST_STREAM; PING and PING
 ACK; WINDOW_UPDATE on the connection and on streams; SETTINGS changes; PRIORITY; and at most one
-connection-level fault at the end. The server answers some requests (headers, then as much body
+connection-level fault at the end. The server may start a graceful shutdown (GOAWAY NO_ERROR)
+between two reads, and answers some requests (headers, then as much body
 as the window allows). The bytes are fed to both codecs in the same random splits.
 
 Both must return the same events once normalised (adjacent Data of a stream merged: zttp may hand
@@ -17,7 +18,8 @@ before that read must agree.
 Left out on purpose, because the two libraries differ and codec.py / h2_codec.py say so: a client
 overrunning the receive window (zttp credits on receipt), RST_STREAM on an idle stream, a
 WINDOW_UPDATE of 0 on a stream, trailers without END_STREAM, trailers on a stream the server
-refused (zttp: GOAWAY PROTOCOL_ERROR; h2 ignores them, as RFC 9113 5.4.2 asks), a self-dependent PRIORITY, an
+refused or reset, including the streams refused after a graceful GOAWAY (zttp: GOAWAY
+PROTOCOL_ERROR; h2 ignores them, as RFC 9113 5.4.2 asks), a self-dependent PRIORITY, an
 undecodable HPACK block and a CONTINUATION flood (same refusal, different codes).
 """
 
@@ -66,6 +68,7 @@ class Model:
         self.next_id = 1
         self.sending: list[int] = []  # streams the client has not ended
         self.malformed: set[int] = set()  # refused by the server: no trailers on these
+        self.trailers = True  # False when the server may refuse any new stream (GOAWAY)
         self.opened: list[int] = []
         self.received = 0
 
@@ -73,7 +76,7 @@ class Model:
 def draw_action(data, model: Model) -> bytes:
     raw = model.raw
     kinds = ["open", "ping", "window_update", "settings"]
-    trailing = [stream_id for stream_id in model.sending if stream_id not in model.malformed]
+    trailing = [s for s in model.sending if s not in model.malformed] if model.trailers else []
     if model.sending:
         kinds += ["data", "data", "rst"]
     if trailing:
@@ -139,10 +142,13 @@ def normalise(events: list) -> list:
     return merged
 
 
-def feed(codec, chunks: list[bytes]):
-    """Events (after the server acknowledged every body byte), or the refusal's error code."""
+def feed(codec, chunks: list[bytes], goaway_at: int | None):
+    """Events (after the server acknowledged every body byte), or the refusal's error code.
+    Before chunk `goaway_at` the server starts a graceful shutdown (GOAWAY NO_ERROR)."""
     events: list = []
-    for chunk in chunks:
+    for n, chunk in enumerate(chunks):
+        if n == goaway_at:
+            codec.close_connection()
         try:
             got = codec.receive_data(chunk)
         except H2ProtocolError as exc:
@@ -178,6 +184,8 @@ def test_zttp_and_h2_agree(data):
         codec.initiate_connection()
         codec.data_to_send()
     model = Model()
+    graceful_goaway = data.draw(st.booleans())
+    model.trailers = not graceful_goaway
     wire = [model.raw.preface()]
     for _ in range(data.draw(st.integers(1, 25))):
         wire.append(draw_action(data, model))
@@ -187,8 +195,9 @@ def test_zttp_and_h2_agree(data):
     cuts = sorted(data.draw(st.lists(st.integers(1, max(1, len(stream) - 1)), max_size=6)))
     chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True) if b > a]
 
-    zttp_events, zttp_refusal = feed(zttp_codec, chunks)
-    h2_events, h2_refusal = feed(h2_codec, chunks)
+    goaway_at = data.draw(st.integers(1, len(chunks))) if graceful_goaway else None
+    zttp_events, zttp_refusal = feed(zttp_codec, chunks, goaway_at)
+    h2_events, h2_refusal = feed(h2_codec, chunks, goaway_at)
     assert zttp_refusal == h2_refusal
     zttp_events, h2_events = normalise(zttp_events), normalise(h2_events)
     if zttp_refusal is None:

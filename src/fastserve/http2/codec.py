@@ -152,7 +152,8 @@ class PingAcked:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionTerminated:
-    """The peer sent GOAWAY: streams above `last_stream_id` were not and will not be processed."""
+    """The peer sent GOAWAY: streams above `last_stream_id` were not and will not be processed.
+    Close the connection (h2 accepts no further frame after it; zttp would)."""
 
     error_code: int
     last_stream_id: int
@@ -259,7 +260,10 @@ class Codec(Protocol):
         """Advertise new SETTINGS mid-connection (CodecCannotExpress where unsupported)."""
 
     def close_connection(self, error_code: int = NO_ERROR, last_stream_id: int | None = None) -> None:
-        """Queue GOAWAY; `last_stream_id` defaults to the highest stream the codec accepted."""
+        """Queue GOAWAY; `last_stream_id` defaults to the highest stream the codec accepted (or
+        to the previous GOAWAY's). With NO_ERROR it is a graceful shutdown: the streams up to
+        `last_stream_id` go on (finish them, then close the transport) and any newer stream is
+        refused (RST_STREAM) without being reported. With an error code the connection is over."""
 
     def data_to_send(self) -> bytes:
         """Take the bytes queued for the transport."""

@@ -32,6 +32,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import hyperframe.exceptions
+from hyperframe.frame import GoAwayFrame
 
 from .codec import (
     CANCEL,
@@ -92,6 +93,8 @@ class H2Codec:
         # Streams the adapter reset during the current read: h2 had already turned the rest of
         # the read into events, which are dropped. (Later reads: h2 ignores such streams.)
         self._refused: set[int] = set()
+        self._goaway_last: int | None = None  # last_stream_id of our graceful GOAWAY
+        self._pending = b""  # h2's output, then the graceful GOAWAY written here
 
     @classmethod
     def supports(cls, settings: H2Settings) -> bool:
@@ -174,8 +177,11 @@ class H2Codec:
             return ConnectionTerminated(int(event.error_code), event.last_stream_id)
         return None  # StreamEnded (folded into the flags), SettingsAcknowledged, priority...
 
-    def _request(self, event: Any) -> Event:
+    def _request(self, event: Any) -> Event | None:
         stream_id = event.stream_id
+        if self._goaway_last is not None and stream_id > self._goaway_last:
+            self._refuse(stream_id, REFUSED_STREAM)
+            return None  # after our GOAWAY: not a request the server will hear of
         if self._h2.open_inbound_streams > self.local_settings.max_concurrent_streams:
             return self._refuse(stream_id, REFUSED_STREAM)
         fields = _request_fields(event.headers, self.local_settings.enable_connect_protocol)
@@ -261,9 +267,25 @@ class H2Codec:
         self._h2.update_settings(changes)
 
     def close_connection(self, error_code: int = NO_ERROR, last_stream_id: int | None = None) -> None:
-        self._h2.close_connection(error_code, last_stream_id=last_stream_id)
+        if last_stream_id is None:
+            last_stream_id = self._goaway_last
+        if last_stream_id is None:
+            last_stream_id = self._h2.highest_inbound_stream_id
+        if error_code != NO_ERROR:
+            self._h2.close_connection(error_code, last_stream_id=last_stream_id)
+            return
+        # h2's close_connection would refuse every later frame, even on the streams we promise
+        # to finish: a graceful GOAWAY is written here and h2 keeps its state.
+        goaway = GoAwayFrame(0)
+        goaway.last_stream_id = last_stream_id
+        goaway.error_code = NO_ERROR
+        self._pending += self._h2.data_to_send() + goaway.serialize()
+        self._goaway_last = last_stream_id
 
     def data_to_send(self) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending + self._h2.data_to_send(), b""
+            return data
         return self._h2.data_to_send()
 
 

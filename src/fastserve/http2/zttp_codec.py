@@ -11,13 +11,17 @@ What zttp 0.0.35 does its own way, and how the adapter maps it:
   window: the connection must bound buffered bodies itself (pause reading). It also does not
   notice a client overrunning the window it advertised (h2 answers FLOW_CONTROL_ERROR).
 - A connection error raises RemoteProtocolError without the error code; the code is read from
-  the GOAWAY zttp queued (`_goaway_error_code`).
+  the GOAWAY zttp queued (`_last_goaway`).
 - Pseudo-headers arrive as attributes; :authority becomes a `host` field and :scheme is dropped
   (the contract follows that). A RstStream event does not say whether the peer sent it or zttp
   refused the stream; the contract does not either. After zttp resets a stream, each frame the
   client still sends on it is answered with RST_STREAM(STREAM_CLOSED) and reported again (h2
-  ignores them silently); a HEADERS frame (trailers) on such a stream is even a connection error
-  (GOAWAY PROTOCOL_ERROR) where h2 ignores it. SETTINGS ACKs are not reported.
+  ignores them silently). A HEADERS frame (trailers) on a stream zttp or the server has reset
+  is even a connection error (GOAWAY PROTOCOL_ERROR) where h2 ignores it: a client sending
+  request trailers races any reset_stream() and loses the whole connection (gRPC-style uploads).
+  The connection layer should prefer ending the response to resetting a stream the client is
+  still sending on. SETTINGS ACKs are not reported.
+- After a graceful GOAWAY it still reports new streams as requests: the adapter refuses them.
 - It parks DATA beyond the send window; the contract forbids that, so send_data checks first.
 - It ends a connection at its 4097th stream, whatever the pacing: GOAWAY(ENHANCE_YOUR_CALM) with
   last_stream_id 8191, so 4096 requests per connection at most (h2 has no such cap). The
@@ -35,6 +39,7 @@ from .codec import (
     CANCEL,
     NO_ERROR,
     PROTOCOL_ERROR,
+    REFUSED_STREAM,
     SETTINGS_MAX_FRAME_SIZE,
     CodecCannotExpress,
     CodecUsageError,
@@ -59,7 +64,7 @@ _GOAWAY = 0x7
 
 
 class ZttpCodec:
-    __slots__ = ("_conn", "_stream", "_pending", "_max_outbound_frame_size", "local_settings")
+    __slots__ = ("_conn", "_stream", "_pending", "_max_outbound_frame_size", "_goaway_last", "local_settings")
 
     def __init__(self, settings: H2Settings = _FIXED_SETTINGS) -> None:
         if not self.supports(settings):
@@ -71,6 +76,7 @@ class ZttpCodec:
         self._stream = self._conn.stream
         self._pending = b""  # output taken from zttp to read a GOAWAY's error code
         self._max_outbound_frame_size = _DEFAULT_MAX_FRAME_SIZE
+        self._goaway_last: int | None = None  # last_stream_id of our graceful GOAWAY
         self.local_settings = settings
 
     @classmethod
@@ -98,7 +104,7 @@ class ZttpCodec:
 
     def _connection_error(self, exc: Exception) -> H2ProtocolError:
         self._pending += self._conn.data_to_send()
-        return H2ProtocolError(_goaway_error_code(self._pending), str(exc))
+        return H2ProtocolError(_last_goaway(self._pending)[1], str(exc))
 
     def _events(self) -> list[Event]:
         events: list[Event] = []
@@ -110,6 +116,9 @@ class ZttpCodec:
                 raise self._connection_error(exc) from None
             kind = type(event)
             if kind is zttp.Request:
+                if self._goaway_last is not None and event.stream_id > self._goaway_last:
+                    self._stream(event.stream_id).reset(REFUSED_STREAM)  # zttp would serve it
+                    continue
                 events.append(_request(event))
             elif kind is zttp.Data:
                 data = event.data
@@ -119,11 +128,15 @@ class ZttpCodec:
             elif kind is zttp.NeedData or kind is zttp.ConnectionClosed:
                 return events
             else:
-                events.append(self._control(event))
+                control = self._control(event)
+                if control is not None:
+                    events.append(control)
 
-    def _control(self, event: Any) -> Event:
+    def _control(self, event: Any) -> Event | None:
         kind = type(event)
         if kind is zttp.RstStream:
+            if self._goaway_last is not None and event.stream_id > self._goaway_last:
+                return None  # a stream after our GOAWAY, never reported (close_connection)
             return StreamReset(event.stream_id, event.error_code)
         if kind is zttp.WindowUpdate:
             return WindowUpdated(event.stream_id, event.increment)
@@ -209,7 +222,12 @@ class ZttpCodec:
         raise CodecCannotExpress(f"zttp {zttp_version()} cannot change its SETTINGS mid-connection")
 
     def close_connection(self, error_code: int = NO_ERROR, last_stream_id: int | None = None) -> None:
+        if last_stream_id is None:
+            last_stream_id = self._goaway_last  # None: zttp's highest processed stream
         self._conn.close(error_code, last_stream_id)
+        if error_code == NO_ERROR:  # graceful: zttp keeps serving, but also serves new streams
+            self._pending += self._conn.data_to_send()
+            self._goaway_last = _last_goaway(self._pending)[0]
 
     def data_to_send(self) -> bytes:
         if self._pending:
@@ -240,16 +258,18 @@ def _end_of_message(events: list[Event], event: Any) -> None:
         events.append(Data(stream_id, b"", 0, True))
 
 
-def _goaway_error_code(frames: bytes) -> int:
-    """The error code of the last GOAWAY in `frames` (zttp's exceptions do not carry it)."""
-    code = PROTOCOL_ERROR
+def _last_goaway(frames: bytes) -> tuple[int, int]:
+    """(last_stream_id, error_code) of the last GOAWAY in `frames`: zttp's exceptions do not
+    carry the code, nor does close() say which stream it named."""
+    found = (0, PROTOCOL_ERROR)
     offset = 0
     while offset + 9 <= len(frames):
         length = int.from_bytes(frames[offset : offset + 3], "big")
         if frames[offset + 3] == _GOAWAY and offset + 17 <= len(frames):
-            code = int.from_bytes(frames[offset + 13 : offset + 17], "big")
+            last_stream_id = int.from_bytes(frames[offset + 9 : offset + 13], "big") & 0x7FFFFFFF
+            found = (last_stream_id, int.from_bytes(frames[offset + 13 : offset + 17], "big"))
         offset += 9 + length
-    return code
+    return found
 
 
 def zttp_version() -> str:
