@@ -574,6 +574,14 @@ def test_h2_codec_advertises_and_enforces_other_settings(codec):
     assert refused.value.error_code == ENHANCE_YOUR_CALM
 
 
+@pytest.mark.parametrize(
+    "bad", [{"max_frame_size": 1000}, {"initial_window_size": 2**31}, {"max_concurrent_streams": 0}]
+)
+def test_settings_out_of_range(codec, bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        H2Settings(**bad)
+
+
 def test_codec_chooser_without_the_libraries(codec, monkeypatch):
     import sys
 

@@ -64,6 +64,21 @@ class H2Settings:
     header_table_size: int = 4_096
     enable_connect_protocol: bool = True  # RFC 8441: WebSockets over HTTP/2
 
+    def __post_init__(self) -> None:
+        for name, low, high in _SETTING_RANGES:
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ValueError(f"HTTP/2 {name} must be {low} to {high}, not {value}")
+
+
+_SETTING_RANGES = (  # RFC 9113 6.5.2 (and at least one stream, so the server can serve)
+    ("max_concurrent_streams", 1, 2**31 - 1),
+    ("initial_window_size", 0, 2**31 - 1),
+    ("max_frame_size", 2**14, 2**24 - 1),
+    ("max_header_list_size", 1, 2**31 - 1),
+    ("header_table_size", 0, 2**31 - 1),
+)
+
 
 # ---- Events (what `receive_data` returns) ----
 
