@@ -3,22 +3,24 @@
 h2 does the framing, HPACK, stream states, flow control and SETTINGS; the adapter makes it refuse
 what zttp refuses, the same way (codec.py lists the rules):
 - h2 treats a malformed header block as a connection error (GOAWAY); RFC 9113 8.1.1 makes it a
-  stream error, which is what zttp does. So h2's own inbound validation is off and
-  `_request_problem` / `_trailer_problem` check the same rules, and the adapter resets the stream.
+  stream error, which is what zttp does. So h2's own inbound validation is off, `_request_fields`
+  and `_trailer_problem` check the same rules, and the adapter resets the stream.
 - h2 treats a stream beyond SETTINGS_MAX_CONCURRENT_STREAMS as a connection error; RFC 9113
-  5.1.2 wants a stream error. `_lift_stream_limit` (the one place touching h2's settings object
+  5.1.2 wants a stream error. `_lift_stream_limit` (the one place replacing h2's settings object
   after the preface) lets h2 accept it, and the adapter refuses it with REFUSED_STREAM.
+- h2's close_connection() refuses every later frame, even on the streams a graceful GOAWAY
+  promises to finish, so the adapter writes a graceful GOAWAY itself and keeps h2 open.
 - Events h2 reports separately (StreamEnded, SettingsAcknowledged, PriorityUpdated, unknown
-  frames) are folded in or dropped.
+  frames, empty DATA frames) are folded in or dropped.
 
 Known divergences kept (h2's choice is valid or h2 cannot be told otherwise; the differential
 test lists them): an undecodable HPACK block is PROTOCOL_ERROR here, COMPRESSION_ERROR on zttp;
 a CONTINUATION flood is PROTOCOL_ERROR here, ENHANCE_YOUR_CALM on zttp; RST_STREAM on an idle
 stream above the highest opened one is ignored by h2 (zttp: GOAWAY PROTOCOL_ERROR); trailers
 without END_STREAM are a connection error in h2 whatever the validation settings (zttp: a stream
-error); WINDOW_UPDATE
-of 0 on a stream is a connection error here (zttp: a stream error); a PRIORITY frame making a
-stream depend on itself is a connection error here (zttp ignores PRIORITY).
+error); WINDOW_UPDATE of 0 on a stream is a connection error here (zttp: a stream error); a
+PRIORITY frame making a stream depend on itself is a connection error here (zttp ignores
+PRIORITY); a GOAWAY from the client closes h2 to any later frame (zttp reads on).
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ class H2Codec:
             self._h2.initiate_upgrade_connection(settings_header)
         except (h2.exceptions.ProtocolError, hyperframe.exceptions.HyperframeError, ValueError) as exc:
             # ValueError: binascii.Error, not base64url
-            raise H2ProtocolError(PROTOCOL_ERROR, f"invalid HTTP2-Settings: {exc}") from None
+            raise H2ProtocolError(PROTOCOL_ERROR, f"h2c upgrade refused: {exc}") from None
         self._after_preface()
         return [RequestHeaders(1, method, target, None, headers, True)]
 

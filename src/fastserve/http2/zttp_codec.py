@@ -74,7 +74,7 @@ class ZttpCodec:
             )
         self._conn = zttp.Connection(zttp.SERVER, zttp.HTTP2)
         self._stream = self._conn.stream
-        self._pending = b""  # output taken from zttp to read a GOAWAY's error code
+        self._pending = b""  # output taken from zttp early, to read the GOAWAY it holds
         self._max_outbound_frame_size = _DEFAULT_MAX_FRAME_SIZE
         self._goaway_last: int | None = None  # last_stream_id of our graceful GOAWAY
         self.local_settings = settings
@@ -92,7 +92,7 @@ class ZttpCodec:
         try:
             self._conn.initiate_upgrade_connection(method, target, headers, settings_header)
         except (zttp.ProtocolError, ValueError) as exc:  # ValueError: not base64url
-            raise H2ProtocolError(PROTOCOL_ERROR, f"invalid HTTP2-Settings: {exc}") from None
+            raise H2ProtocolError(PROTOCOL_ERROR, f"h2c upgrade refused: {exc}") from None
         return self._events()  # zttp reports stream 1 as a Request right away
 
     def receive_data(self, data: bytes) -> list[Event]:
