@@ -9,7 +9,7 @@ make them connection errors). "semantics" is for http2/semantics.py (not written
 | input                                                     | who       | answer                        |
 |-----------------------------------------------------------|-----------|-------------------------------|
 | uppercase field name; space/invalid char in a name        | codec     | RST_STREAM PROTOCOL_ERROR     |
-| NUL/CR/LF in a value                                      | codec     | RST_STREAM PROTOCOL_ERROR     |
+| NUL/CR/LF/other controls/DEL in a value, or surrounding whitespace | codec | RST_STREAM PROTOCOL_ERROR |
 | connection, keep-alive, proxy-connection, transfer-encoding, upgrade | codec | RST_STREAM PROTOCOL_ERROR |
 | te other than "trailers"                                  | codec     | RST_STREAM PROTOCOL_ERROR     |
 | :method / :path / :scheme missing, empty :path            | codec     | RST_STREAM PROTOCOL_ERROR     |
@@ -397,6 +397,9 @@ MALFORMED = {
     "uppercase name": [*GET, (b"X-Upper", b"1")],
     "space in name": [*GET, (b"x y", b"1")],
     "NUL in value": [*GET, (b"x", b"a\x00b")],
+    "control in value": [*GET, (b"x", b"a\x01b")],
+    "DEL in value": [*GET, (b"x", b"a\x7f")],
+    "leading space in value": [*GET, (b"x", b" a")],
     "connection": [*GET, (b"connection", b"close")],
     "keep-alive": [*GET, (b"keep-alive", b"5")],
     "transfer-encoding": [*GET, (b"transfer-encoding", b"chunked")],
@@ -627,3 +630,26 @@ def test_streams_per_connection(codec):
     assert refused.value.error_code == ENHANCE_YOUR_CALM
     (goaway,) = [f for f in parse_frames(server.data_to_send()) if f.type == 0x7]
     assert goaway.last_stream_id == stream_id
+
+
+BAD_RESPONSES = {
+    "uppercase name": lambda s: s.send_headers(1, 200, [(b"Content-Type", b"text/plain")]),
+    "connection field": lambda s: s.send_headers(1, 200, [(b"connection", b"close")]),
+    "CR LF in a value": lambda s: s.send_headers(1, 200, [(b"x", b"a\r\nb: c")]),
+    "pseudo-header": lambda s: s.send_headers(1, 200, [(b":status", b"200")]),
+    "trailing space in a value": lambda s: s.send_headers(1, 200, [(b"x", b"a ")]),
+    "DEL in a value": lambda s: s.send_headers(1, 200, [(b"x", b"a\x7f")]),
+    "te in a response": lambda s: s.send_headers(1, 200, [(b"te", b"gzip")]),
+    "200 as interim": lambda s: s.send_informational(1, 200, []),
+    "101 on HTTP/2": lambda s: s.send_informational(1, 101, []),
+    "invalid trailer": lambda s: (s.send_headers(1, 200, []), s.send_trailers(1, [(b"X", b"1")])),
+}  # a second head, or DATA before the head: the caller's cycle prevents them (codec.py)
+
+
+@pytest.mark.parametrize("name", BAD_RESPONSES)
+def test_invalid_response_is_a_usage_error(codec, name):
+    p = pair(codec)
+    p.request(1)
+    with pytest.raises(CodecUsageError) as refused:
+        BAD_RESPONSES[name](p.server)
+    assert not isinstance(refused.value, StreamClosed)

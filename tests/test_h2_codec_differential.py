@@ -46,6 +46,10 @@ MALFORMED_EXTRAS = [
     [(b"transfer-encoding", b"chunked")],
     [(b":path", b"/again")],
     [(b"x", b"a\x00b")],
+    [(b"x", b"a\x01b")],
+    [(b"x", b"a\x7f")],
+    [(b"x", b" lead")],
+    [(b"x_y", b"caf\xc3\xa9\tz")],  # valid: underscore, obs-text, inner HTAB
     [(b"host", b"elsewhere")],
     [(b":foo", b"1")],
 ]

@@ -247,7 +247,9 @@ class Codec(Protocol):
     def send_headers(
         self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]], end_stream: bool = False
     ) -> None:
-        """The response head. `headers`: lowercase names, no connection-specific fields."""
+        """The response head. `headers`: lowercase names, no connection-specific fields.
+        Once per stream and before any DATA: the caller's cycle guarantees it (zttp does not
+        check; h2 does)."""
 
     def send_informational(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         """An interim 1xx head (100 Continue, 103 Early Hints)."""

@@ -71,7 +71,9 @@ _CONNECTION_SPECIFIC = frozenset(
 )
 _REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":path", b":authority", b":protocol"})
 _FIELD_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9a-z-]+\Z")  # a lowercase token (RFC 9110 5.1)
-_BAD_VALUE = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")  # RFC 9113 8.2.1
+# RFC 9113 8.2.1 forbids NUL, CR, LF and surrounding whitespace; zttp also refuses the other
+# controls and DEL (RFC 9110 5.5 field-value), so the h2 adapter does too.
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]|\A[ \t]|[ \t]\Z")
 _BASE64URL = re.compile(rb"[A-Za-z0-9_-]*=*\Z")  # RFC 9113 3.2.1 (token68, base64url)
 _STATUS = {code: str(code).encode() for code in range(100, 600)}
 
@@ -205,11 +207,12 @@ class H2Codec:
     def send_headers(
         self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]], end_stream: bool = False
     ) -> None:
+        _check_outbound(headers)
         status_field = _STATUS.get(status) or str(status).encode()
         self._call(self._h2.send_headers, stream_id, [(b":status", status_field), *headers], end_stream)
 
     def send_informational(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        if not 100 <= status < 200:
+        if not 100 <= status < 200 or status == 101:
             raise CodecUsageError(f"{status} is not an informational status")
         self.send_headers(stream_id, status, headers)
 
@@ -230,6 +233,7 @@ class H2Codec:
         return stream is not None and stream.open
 
     def send_trailers(self, stream_id: int, headers: list[tuple[bytes, bytes]]) -> None:
+        _check_outbound(headers)
         self._call(self._h2.send_headers, stream_id, headers, True)
 
     def reset_stream(self, stream_id: int, error_code: int = CANCEL) -> None:
@@ -311,6 +315,14 @@ def _field_problem(name: bytes, value: bytes) -> bool:
     if name in _CONNECTION_SPECIFIC:
         return True
     return name == b"te" and value != b"trailers"
+
+
+def _check_outbound(fields: list[tuple[bytes, bytes]]) -> None:
+    """The rules zttp applies to what we send; h2's outbound validation lets uppercase names and
+    CR/LF in values through."""
+    for name, value in fields:
+        if _field_problem(name, value):
+            raise CodecUsageError(f"invalid response field {name!r}: {value!r}")
 
 
 def _request_fields(

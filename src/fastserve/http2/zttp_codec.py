@@ -163,6 +163,8 @@ class ZttpCodec:
             raise self._usage_error(stream_id, exc) from None
 
     def send_informational(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        if not 100 <= status < 200 or status == 101:  # zttp would send a final 200 as "interim"
+            raise CodecUsageError(f"{status} is not an interim status for HTTP/2")
         try:
             self._open_stream(stream_id).send_informational(status, headers)
         except zttp.LocalProtocolError as exc:
