@@ -10,7 +10,7 @@ as the window allows). The bytes are fed to both codecs in the same random split
 
 Both must return the same events once normalised (adjacent Data of a stream merged: zttp may hand
 over a frame's payload in pieces, and ends a body with its own event), report the same send
-windows, and refuse alike: the same stream resets, or H2ProtocolError with the same error code.
+windows, write responses a client reads the same (headers, body, end of stream), and refuse alike: the same stream resets, or H2ProtocolError with the same error code.
 When a connection error is raised, the events of that last read are lost (the connection is
 over), and zttp checks a frame's header before its payload has arrived, so only the events
 before that read must agree.
@@ -25,6 +25,7 @@ undecodable HPACK block and a CONTINUATION flood (same refusal, different codes)
 
 from __future__ import annotations
 
+import hpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -32,7 +33,7 @@ from hypothesis import strategies as st
 from fastserve.http2.codec import Data, H2ProtocolError, RequestHeaders, StreamClosed, StreamReset
 from fastserve.http2.h2_codec import H2Codec
 
-from .h2_client import GET, RawClient, codecs
+from .h2_client import GET, RawClient, codecs, parse_frames
 
 pytestmark = pytest.mark.skipif(len(codecs()) < 2, reason="zttp is not installed (CPython 3.11+ only)")
 
@@ -164,8 +165,9 @@ def feed(codec, chunks: list[bytes], goaway_at: int | None):
     return events, None
 
 
-def respond(codec, requests: list[int], size: int) -> list:
-    """Answer the requests on one codec; what each call did, for comparison."""
+def respond(codec, requests: list[int], size: int) -> tuple[list, dict]:
+    """Answer the requests on one codec: what each call did, and what a client would read."""
+    codec.data_to_send()
     outcome = []
     for stream_id in requests:
         try:
@@ -175,8 +177,24 @@ def respond(codec, requests: list[int], size: int) -> list:
             outcome.append((stream_id, chunk, codec.send_window(stream_id)))
         except StreamClosed:
             outcome.append((stream_id, "closed"))
-    codec.data_to_send()
-    return outcome
+    return outcome, client_view(codec.data_to_send())
+
+
+def client_view(wire: bytes) -> dict:
+    """Per stream: the decoded header blocks, the body and whether it ended (frame cuts and the
+    HPACK encoding choices of each library aside)."""
+    decoder = hpack.Decoder()
+    streams: dict = {}
+    for frame in parse_frames(wire):
+        if frame.type not in (0x0, 0x1):
+            continue
+        headers, body, ended = streams.get(frame.stream_id, ([], b"", False))
+        if frame.type == 0x1:
+            headers = [*headers, decoder.decode(frame.data, raw=True)]
+        else:
+            body += frame.data
+        streams[frame.stream_id] = (headers, body, ended or "END_STREAM" in frame.flags)
+    return streams
 
 
 @EXAMPLES
