@@ -29,6 +29,13 @@ make them connection errors). "semantics" is for http2/semantics.py (not written
 | a 4097th stream on one connection (zttp only, a zttp cap) | codec     | GOAWAY ENHANCE_YOUR_CALM, last stream 8191 |
 | trailers on a stream the server reset (a race)            | codec     | h2 ignores; zttp GOAWAY PROTOCOL_ERROR |
 | a new stream after our graceful GOAWAY                    | codec     | RST_STREAM, not reported      |
+| DATA on a stream the client ended                         | codec     | RST_STREAM STREAM_CLOSED      |
+| undecodable HPACK block                                   | codec     | GOAWAY: zttp COMPRESSION_ERROR, h2 PROTOCOL_ERROR |
+| RST_STREAM on an idle stream above the highest opened one | codec     | zttp GOAWAY PROTOCOL_ERROR; h2 ignores it |
+| WINDOW_UPDATE of 0 on a stream                            | codec     | zttp RST_STREAM; h2 GOAWAY PROTOCOL_ERROR |
+| PRIORITY making a stream depend on itself                 | codec     | zttp ignores; h2 GOAWAY PROTOCOL_ERROR |
+| client overrunning its receive window                     | codec     | h2 GOAWAY FLOW_CONTROL_ERROR; zttp does not notice |
+| invalid HTTP2-Settings in an h2c upgrade                  | codec     | H2ProtocolError: the HTTP/1.1 side answers 400 |
 | several cookie fields                                     | semantics | joined with "; " (RFC 9113 8.2.3) |
 | method/target meaning (absolute path, OPTIONS *), Host missing, content-length vs DATA | semantics | 400 |
 """
@@ -488,6 +495,41 @@ def test_stream_window_overflow_is_a_stream_error(codec):
     server.initiate_connection()
     events = server.receive_data(raw.preface() + raw.headers(1, GET, end_stream=False) + raw.window_update(1, 2**31 - 1))
     assert events[-1] == StreamReset(1, FLOW_CONTROL_ERROR)
+
+
+# Where the libraries refuse differently (h2_codec.py lists why): pinned, so an upgrade of either
+# library that changes its answer is noticed. Each value: (zttp's answer, h2's answer), an int
+# being a connection error code, a tuple a stream reset, None nothing at all.
+DIVERGENT = {
+    "undecodable HPACK": (lambda raw: undecodable_headers(raw), (0x9, PROTOCOL_ERROR)),
+    "RST_STREAM on idle stream 5": (lambda raw: raw.headers(1, GET) + raw.rst(5, CANCEL), (PROTOCOL_ERROR, None)),
+    "WINDOW_UPDATE 0 on a stream": (lambda raw: raw.headers(1, GET, end_stream=False) + raw.window_update(1, 0), ((1, PROTOCOL_ERROR), PROTOCOL_ERROR)),
+    "self-dependent PRIORITY": (lambda raw: raw.headers(1, GET) + raw.priority(3, depends_on=3), (None, PROTOCOL_ERROR)),
+}
+
+
+@pytest.mark.parametrize("name", DIVERGENT)
+def test_divergent_refusals(codec, name):
+    build, answers = DIVERGENT[name]
+    expected = answers[1] if codec is H2Codec else answers[0]
+    raw = RawClient()
+    server = codec()
+    server.initiate_connection()
+    server.receive_data(raw.preface())
+    server.data_to_send()
+    if isinstance(expected, int):
+        with pytest.raises(H2ProtocolError) as refused:
+            server.receive_data(build(raw))
+        assert refused.value.error_code == expected
+        return
+    events = server.receive_data(build(raw))
+    resets = [(e.stream_id, e.error_code) for e in events if isinstance(e, StreamReset)]
+    assert resets == ([expected] if expected is not None else [])
+
+
+def undecodable_headers(raw: RawClient) -> bytes:
+    frame = raw.headers(1, GET)
+    return frame[:9] + b"\xff" * (len(frame) - 10) + b"\x7f"  # an index far past any table
 
 
 def test_continuation_flood(codec):
