@@ -657,6 +657,7 @@ def test_streams_per_connection(codec):
     server = codec()
     server.initiate_connection()
     server.receive_data(raw.preface())
+    assert codec.max_streams_per_connection == (None if codec is H2Codec else 4096)
     last = 4096 if codec is H2Codec else 4095
     for n in range(last):
         (request,) = server.receive_data(raw.headers(1 + 2 * n, GET))

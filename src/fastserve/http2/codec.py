@@ -25,7 +25,7 @@ not syntax: the method, the target form, Host, cookies, the scope.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 # RFC 9113 7: the error codes the server itself sends or compares.
 NO_ERROR = 0x0
@@ -221,6 +221,9 @@ class Codec(Protocol):
     """One server-side HTTP/2 connection's codec. Not thread-safe; no I/O."""
 
     local_settings: H2Settings
+    # Streams a connection can carry before the library ends it (zttp: 4096), or None: the
+    # connection should send a graceful GOAWAY (close_connection()) before reaching it.
+    max_streams_per_connection: ClassVar[int | None]
 
     def __init__(self, settings: H2Settings = ...) -> None: ...
 

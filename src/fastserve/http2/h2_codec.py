@@ -26,7 +26,7 @@ PRIORITY); a GOAWAY from the client closes h2 to any later frame (zttp reads on)
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import h2.config
 import h2.connection
@@ -47,6 +47,7 @@ from .codec import (
     SETTINGS_MAX_CONCURRENT_STREAMS,
     SETTINGS_MAX_FRAME_SIZE,
     SETTINGS_MAX_HEADER_LIST_SIZE,
+    Codec,
     CodecCannotExpress,
     CodecUsageError,
     ConnectionTerminated,
@@ -79,6 +80,8 @@ _STATUS = {code: str(code).encode() for code in range(100, 600)}
 
 
 class H2Codec:
+    max_streams_per_connection: ClassVar[int | None] = None
+
     def __init__(self, settings: H2Settings = _DEFAULT_SETTINGS) -> None:
         config = h2.config.H2Configuration(
             client_side=False,
@@ -365,3 +368,7 @@ def _trailer_problem(fields: list[tuple[bytes, bytes]], end_stream: bool) -> boo
     if not end_stream:
         return True
     return any(name[:1] == b":" or _field_problem(name, value) for name, value in fields)
+
+
+if TYPE_CHECKING:  # mypy checks that the adapter keeps the contract
+    _contract: type[Codec] = H2Codec

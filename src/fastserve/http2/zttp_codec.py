@@ -25,13 +25,14 @@ What zttp 0.0.35 does its own way, and how the adapter maps it:
 - It parks DATA beyond the send window; the contract forbids that, so send_data checks first.
 - It ends a connection at its 4097th stream, whatever the pacing: GOAWAY(ENHANCE_YOUR_CALM) with
   last_stream_id 8191, so 4096 requests per connection at most (h2 has no such cap). The
-  connection layer should send a graceful GOAWAY before that (not done here: the adapter sees no
-  connection lifecycle); tests/test_h2_codec.py pins the number so a zttp upgrade shows it.
+  adapter says so in `max_streams_per_connection`: the connection layer should send a graceful
+  GOAWAY before that (the codec does not choose when a connection ends); tests/test_h2_codec.py
+  pins the number so a zttp upgrade shows it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import zttp
 
@@ -41,6 +42,7 @@ from .codec import (
     PROTOCOL_ERROR,
     REFUSED_STREAM,
     SETTINGS_MAX_FRAME_SIZE,
+    Codec,
     CodecCannotExpress,
     CodecUsageError,
     ConnectionTerminated,
@@ -65,6 +67,8 @@ _GOAWAY = 0x7
 
 class ZttpCodec:
     __slots__ = ("_conn", "_stream", "_pending", "_max_outbound_frame_size", "_goaway_last", "local_settings")
+
+    max_streams_per_connection: ClassVar[int | None] = 4096  # see the module docstring; pinned by a test
 
     def __init__(self, settings: H2Settings = _FIXED_SETTINGS) -> None:
         if not self.supports(settings):
@@ -278,3 +282,7 @@ def zttp_version() -> str:
     from importlib.metadata import version
 
     return version("zttp")
+
+
+if TYPE_CHECKING:  # mypy checks that the adapter keeps the contract
+    _contract: type[Codec] = ZttpCodec
