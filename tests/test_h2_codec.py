@@ -281,6 +281,19 @@ def test_padding_counts_against_the_window(codec):
     assert data.flow_controlled_length == (24 if codec is H2Codec else 3)
 
 
+def test_dropped_body_still_returns_connection_credit(codec):
+    p = pair(codec)
+    p.client.send_headers(1, [(b":method", b"POST"), *GET[1:]])
+    for _ in range(3):
+        p.client.send_data(1, b"a" * 15000)
+    p.to_server()
+    p.client.reset_stream(1, CANCEL)
+    assert p.to_server() == [StreamReset(1, CANCEL)]
+    p.server.acknowledge_received_data(1, 45000)  # the body nobody will read
+    p.to_client()
+    assert p.client.outbound_flow_control_window == 65535
+
+
 def test_client_resets_a_stream(codec):
     p = pair(codec)
     p.request(1, end_stream=False)

@@ -148,7 +148,8 @@ class WindowUpdated:
 @dataclass(frozen=True, slots=True)
 class SettingsChanged:
     """The peer's SETTINGS (already acknowledged by the codec): identifier -> value. A change
-    of SETTINGS_INITIAL_WINDOW_SIZE moves every stream's send window."""
+    of SETTINGS_INITIAL_WINDOW_SIZE moves every stream's send window. (The peer's ACK of our
+    SETTINGS is not an event: zttp does not report it, and nothing here waits for it.)"""
 
     changes: dict[int, int]
 
@@ -250,7 +251,7 @@ class Codec(Protocol):
     def send_headers(
         self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]], end_stream: bool = False
     ) -> None:
-        """The response head. `headers`: lowercase names, no connection-specific fields.
+        """The response head (the status apart, as zttp takes it, rather than a :status field). `headers`: lowercase names, no connection-specific fields.
         Once per stream and before any DATA: the caller's cycle guarantees it (zttp does not
         check; h2 does)."""
 
@@ -267,11 +268,14 @@ class Codec(Protocol):
     def reset_stream(self, stream_id: int, error_code: int = CANCEL) -> None: ...
 
     def acknowledge_received_data(self, stream_id: int, length: int) -> None:
-        """Return receive-window credit for `length` flow-controlled bytes the application took."""
+        """Return receive-window credit for `length` flow-controlled bytes the application took,
+        or that the server dropped: a body never read (stream reset, response sent early) must be
+        acknowledged too, or the connection's window runs dry for every stream (h2)."""
 
     def send_window(self, stream_id: int) -> int:
         """How many body bytes may be sent on the stream now (the lesser of the stream's and the
-        connection's windows; 0 for a closed stream). Watch WindowUpdated and SettingsChanged."""
+        connection's windows; 0 for a closed stream). Watch WindowUpdated and SettingsChanged.
+        (The client's receive window is not exposed: zttp keeps it to itself.)"""
 
     @property
     def max_outbound_frame_size(self) -> int: ...
