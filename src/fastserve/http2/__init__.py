@@ -13,7 +13,7 @@ _INSTALL_HINT = "HTTP/2 needs the {library} library: pip install 'fastserve[http
 def codec_class(name: str, settings: H2Settings | None = None) -> type:
     """The codec adapter for --http2-codec (auto/zttp/h2).
 
-    'auto' prefers zttp (compiled, ~20-50x faster here) when it is installed and can advertise
+    'auto' prefers zttp (compiled, ~20x faster here: benchmarks/RESULTS.md) when it is installed and can advertise
     `settings` (zttp 0.0.x has fixed SETTINGS), else h2. Naming a codec that is not installed, or
     zttp with settings it cannot express, raises ImportError / CodecCannotExpress.
     """
