@@ -17,6 +17,7 @@ from urllib.parse import unquote
 
 from .cycle import RequestResponseCycle, Suspended
 from .errors import HTTP2_PREFACE_HINT, UNSUPPORTED_METHOD, BadRequest, StopReading
+from .flow import BACKLOG, BODY
 from .proxy import forwarded_client
 from .response import simple_response
 
@@ -312,7 +313,7 @@ class HTTPProtocol(asyncio.Protocol):
         else:
             # Pipelined: answered in order once the responses ahead of it are complete.
             self.pipeline.append(cycle)
-            self.flow.pause_reading()
+            self.flow.pause_reading(BACKLOG)
 
     def on_body(self, data: bytes) -> None:
         self.cycle.on_body(data)
@@ -335,7 +336,7 @@ class HTTPProtocol(asyncio.Protocol):
         to requests pipelined ahead of the upgrade are complete."""
         if self.active is not None or self.pipeline:
             self.upgrade_leftover = leftover
-            self.flow.pause_reading()
+            self.flow.pause_reading(BACKLOG)
             return
         self.switched = True
         self.writer.release()  # responses to requests pipelined ahead of the upgrade
@@ -443,7 +444,7 @@ class HTTPProtocol(asyncio.Protocol):
             self.writer.close()
             return
         if self.flow.read_paused:
-            self.flow.resume_reading()
+            self.flow.resume_reading(BODY | BACKLOG)
         if self.cycle is None or not self.cycle.more_body:
             self._become_idle()
 
