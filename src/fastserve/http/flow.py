@@ -9,6 +9,9 @@ import asyncio
 BODY = 1  # request body buffered that the app has not taken yet (the cycle)
 BACKLOG = 2  # pipelined requests, or bytes not fed to the parser yet, wait for responses ahead
 PARSER = 4  # the parser holds unparsed bytes it cannot parse before our response (h11)
+# Past this many bytes held unparsed for pipelined requests, reading pauses (the mark at which a
+# request body buffered for the app pauses reading too: cycle.BODY_HIGH_WATER).
+PIPELINE_HIGH_WATER = 64 * 1024
 
 
 class FlowControl:
