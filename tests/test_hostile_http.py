@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
 import time
 
 import pytest
@@ -139,4 +140,43 @@ def test_pipelined_flood_behind_a_slow_reader_keeps_memory_bounded(serve, impl):
     assert answers and answers[0] == (200, b"%d" % len(body)), answers[:1]
     assert growth < 40, f"server RSS grew by {growth:.1f} MiB while the client pushed {sent / 2**20:.1f} MiB"
     assert sent < flood_limit, "the server kept reading the whole flood"
+    assert_clean_log(server)
+
+
+# -- 4. fairness: a pipelining burst does not starve other clients --------------------------------
+def test_pipelined_burst_does_not_starve_another_client(serve, impl):
+    """One connection pipelines 10,000 requests in one burst while another client makes requests
+    one at a time: that client's p99 latency stays low (asserted generously: 0.5 s; measured
+    figures are printed), and the burst is still answered in full, in order."""
+    server = start(serve, impl)
+    count = 10_000
+    burst = b"".join(b"GET /n?%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(count))
+    attacker = socket.create_connection(("127.0.0.1", server.port))
+    normal = socket.create_connection(("127.0.0.1", server.port))
+    normal.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    result: list = []
+    reader = threading.Thread(target=lambda: result.extend(read_responses(attacker, count, timeout=60)))
+    try:
+        normal.sendall(b"GET /n?hello HTTP/1.1\r\nHost: x\r\n\r\n")  # connected and served once
+        read_responses(normal, 1, timeout=5)
+        reader.start()
+        threading.Thread(target=attacker.sendall, args=(burst,), daemon=True).start()
+        latencies = []
+        while reader.is_alive() or len(latencies) < 20:
+            started = time.perf_counter()
+            normal.sendall(b"GET /n?normal HTTP/1.1\r\nHost: x\r\n\r\n")
+            [(status, _)] = read_responses(normal, 1, timeout=10)
+            latencies.append(time.perf_counter() - started)
+            assert status == 200
+        reader.join()
+    finally:
+        attacker.close()
+        normal.close()
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99)]
+    print(f"\n{impl}: normal client during a {count}-request burst: {len(latencies)} requests, "
+          f"p50 {latencies[len(latencies) // 2] * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {latencies[-1] * 1000:.1f} ms")
+    assert len(result) == count, f"{len(result)} of {count} answered"
+    assert [body for _, body in result] == [b"%d" % i for i in range(count)]
+    assert p99 < 0.5, f"p99 {p99:.3f} s"
     assert_clean_log(server)

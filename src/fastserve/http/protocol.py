@@ -39,6 +39,11 @@ KNOWN_METHODS = {
 }
 # At shutdown, how long a connection that has not sent its first request yet may still send it.
 FIRST_REQUEST_GRACE = 0.5
+# One connection pipelining thousands of requests in one read must not hold the event loop: a read
+# larger than FEED_DIRECT is fed to the parser up to REQUESTS_PER_TURN request heads at a time, the
+# rest kept (reading paused) for later loop iterations, and for once the responses ahead are done.
+FEED_DIRECT = 2048
+REQUESTS_PER_TURN = 32
 # Request headers the server itself looks at; any other header costs one failed dict lookup.
 _CONNECTION, _HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _EXPECT, _UPGRADE, _PROXY, _PROXY_CONNECTION = range(8)
 _WATCHED_REQUEST_HEADERS = {
@@ -100,6 +105,8 @@ class HTTPProtocol(asyncio.Protocol):
         "pending_refusal",
         "scope_template",
         "writer",
+        "backlog",
+        "backlog_scheduled",
     )
 
     def __init__(self, config: Config, app: Any, state: ServerState, parser_class: type, loop=None) -> None:
@@ -123,6 +130,8 @@ class HTTPProtocol(asyncio.Protocol):
         self.upgrade_leftover: bytes | None = None  # an upgrade waiting for earlier responses
         self.switched = False
         self.pending_refusal: BadRequest | None = None
+        self.backlog: bytes | None = None  # read but not fed to the parser yet (reading paused)
+        self.backlog_scheduled = False
 
     # -- asyncio callbacks ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -166,6 +175,7 @@ class HTTPProtocol(asyncio.Protocol):
             if cycle is not None:
                 cycle.on_disconnect()
         self.pipeline.clear()
+        self.backlog = None
         if self.flow is not None:
             self.flow.connection_lost()
         # Break the reference cycles (protocol <-> adapter <-> parser, protocol <-> cycle), so
@@ -183,6 +193,9 @@ class HTTPProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.idle_since = None
+        if len(data) > FEED_DIRECT or self.backlog is not None:
+            self._feed_rationed(data)
+            return
         try:
             self.parser.feed(data)
         except BadRequest as exc:
@@ -190,6 +203,52 @@ class HTTPProtocol(asyncio.Protocol):
             return
         if self.parser.in_head and self.head_deadline is None and not self.switched:
             self._watch_head()
+
+    # -- pipelining: a bounded amount of work per read ------------------------------------------
+    def _feed_rationed(self, data: bytes) -> None:
+        """Feed up to REQUESTS_PER_TURN request heads; keep the rest for later (see FEED_DIRECT)."""
+        if self.backlog is not None:  # reading is paused, yet bytes came: they follow the backlog
+            self.backlog += data
+            return
+        end = _after_heads(data, REQUESTS_PER_TURN)
+        try:
+            self.parser.feed(data if end == len(data) else data[:end])
+        except BadRequest as exc:
+            self.refuse(exc)
+            return
+        if end != len(data):
+            self._keep(data[end:])
+        if self.parser.in_head and self.head_deadline is None and not self.switched:
+            self._watch_head()
+
+    def _keep(self, rest: bytes) -> None:
+        if self.switched:  # the WebSocket session has the connection now
+            self.transport.get_protocol().data_received(rest)
+            return
+        if self.upgrade_leftover is not None:  # the upgrade waits for the responses ahead of it
+            self.upgrade_leftover += rest
+            return
+        if self.transport.is_closing():
+            return  # refused, or answered for the last time: the rest is never read
+        self.backlog = rest
+        self.flow.pause_reading(BACKLOG)
+        if not (self.pipeline or self.parser.waiting):
+            self._schedule_backlog()  # else once the responses ahead are done (on_response_complete)
+
+    def _schedule_backlog(self) -> None:
+        if not self.backlog_scheduled:
+            self.backlog_scheduled = True
+            self.loop.call_soon(self._feed_backlog)
+
+    def _feed_backlog(self) -> None:
+        self.backlog_scheduled = False
+        data, self.backlog = self.backlog, None
+        if data is None or self.transport.is_closing():
+            return
+        self.idle_since = None
+        self._feed_rationed(data)
+        if self.backlog is None and not self.pipeline:
+            self.flow.resume_reading(BACKLOG)
 
     def pause_writing(self) -> None:
         self.flow.pause_writing()
@@ -443,6 +502,9 @@ class HTTPProtocol(asyncio.Protocol):
         if self.eof:
             self.writer.close()
             return
+        if self.backlog is not None:
+            self._schedule_backlog()  # reading resumes once the backlog is fed
+            return
         if self.flow.read_paused:
             self.flow.resume_reading(BODY | BACKLOG)
         if self.cycle is None or not self.cycle.more_body:
@@ -551,6 +613,19 @@ class HTTPProtocol(asyncio.Protocol):
 
 
 EAGER_START = sys.version_info >= (3, 11)  # create_task(context=...) is 3.11+
+
+
+def _after_heads(data: bytes, count: int) -> int:
+    """Where the count-th request head (CRLF CRLF) in data ends; len(data) if it holds fewer.
+    (A body holding CRLF CRLF only makes a turn's share smaller.)"""
+    end = 0
+    find = data.find
+    for _ in range(count):
+        end = find(b"\r\n\r\n", end)
+        if end < 0:
+            return len(data)
+        end += 4
+    return end
 
 
 def _split_target(target: bytes) -> tuple[bytes, bytes]:
