@@ -84,6 +84,31 @@ def test_pipelined_flood_in_one_send_is_answered_in_order(serve, impl, every_nth
     assert_clean_log(server)
 
 
+def test_pipelined_requests_with_bodies_in_one_send_are_answered_in_order(serve, impl):
+    """Bodies (Content-Length and chunked, some holding CRLF CRLF, some large) between pipelined
+    GETs, all in one send: the server feeds a large read a share of request heads at a time, and
+    a share may end inside a body; every body still reaches its request, in order."""
+    server = start(serve, impl)
+    requests, expected = [], []
+    for i in range(300):
+        body = (b"%d\r\n\r\n" % i) * (1 + (i % 7) * (i % 5) * 40)
+        if i % 3 == 0:
+            requests.append(b"GET /n?%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+            expected.append(b"%d" % i)
+        elif i % 3 == 1:
+            requests.append(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            expected.append(body)
+        else:
+            chunks = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (body[:5], body[5:]) if p)
+            requests.append(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%s0\r\n\r\n" % chunks)
+            expected.append(body)
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"".join(requests))
+        answers = read_responses(sock, len(requests), timeout=20)
+    assert [body for _, body in answers] == expected
+    assert_clean_log(server)
+
+
 # -- 2. request bodies are bytes ------------------------------------------------------------------
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 def test_request_body_messages_are_bytes(serve, impl, framing):

@@ -31,6 +31,16 @@ async def body_types(scope, receive, send) -> None:
     await respond(send, ",".join(names).encode())
 
 
+async def echo_body(scope, receive, send) -> None:
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    await respond(send, body)
+
+
 async def slow_reader(scope, receive, send) -> None:
     """Reads the body a little at a time, then keeps calling receive() (as apps watching for a
     disconnect do) for ``?seconds`` before answering."""
@@ -53,7 +63,7 @@ async def slow_reader(scope, receive, send) -> None:
     await respond(send, b"%d" % size)
 
 
-ROUTES = {"/n": echo_query, "/body-types": body_types, "/slow": slow_reader}
+ROUTES = {"/n": echo_query, "/echo": echo_body, "/body-types": body_types, "/slow": slow_reader}
 
 
 async def app(scope, receive, send) -> None:

@@ -232,8 +232,16 @@ class HTTPProtocol(asyncio.Protocol):
             return  # refused, or answered for the last time: the rest is never read
         self.backlog = rest
         self.flow.pause_reading(BACKLOG)
-        if not (self.pipeline or self.parser.waiting):
+        if not self._backlog_waits():
             self._schedule_backlog()  # else once the responses ahead are done (on_response_complete)
+
+    def _backlog_waits(self) -> bool:
+        """Whether the backlog waits for the responses ahead: requests wait for them (queued, or
+        held by h11) and the request being received is complete (its body needs the backlog)."""
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body:
+            return False
+        return bool(self.pipeline) or self.parser.waiting
 
     def _schedule_backlog(self) -> None:
         if not self.backlog_scheduled:
@@ -242,6 +250,8 @@ class HTTPProtocol(asyncio.Protocol):
 
     def _feed_backlog(self) -> None:
         self.backlog_scheduled = False
+        if self.active is None and self.pipeline:
+            return  # the next queued request starts first (then _start_pipelined calls again)
         data, self.backlog = self.backlog, None
         if data is None or self.transport.is_closing():
             return
@@ -458,6 +468,8 @@ class HTTPProtocol(asyncio.Protocol):
     def _start_pipelined(self) -> None:
         if self.active is None and self.pipeline and not self.transport.is_closing():
             self._start(self.pipeline.popleft())
+            if self.backlog is not None and not self._backlog_waits():
+                self._schedule_backlog()  # the request just started may need its body from it
 
     def on_cycle_done(self, cycle: RequestResponseCycle) -> None:
         self.state.active_requests -= 1
@@ -491,6 +503,8 @@ class HTTPProtocol(asyncio.Protocol):
                 self.refuse(exc)
                 return
             if self.active is not None or self.switched:
+                if self.backlog is not None and not self._backlog_waits():
+                    self._schedule_backlog()  # h11 started a request whose body is in the backlog
                 return
         if self.pipeline:
             self.loop.call_soon(self._start_pipelined)
@@ -502,10 +516,10 @@ class HTTPProtocol(asyncio.Protocol):
         if self.eof:
             self.writer.close()
             return
-        if self.backlog is not None:
-            self._schedule_backlog()  # reading resumes once the backlog is fed
-            return
         if self.flow.read_paused:
+            if self.backlog is not None:  # (a backlog is only ever kept with reading paused)
+                self._schedule_backlog()  # reading resumes once the backlog is fed
+                return
             self.flow.resume_reading(BODY | BACKLOG)
         if self.cycle is None or not self.cycle.more_body:
             self._become_idle()
