@@ -109,6 +109,30 @@ def test_pipelined_requests_with_bodies_in_one_send_are_answered_in_order(serve,
     assert_clean_log(server)
 
 
+@pytest.mark.parametrize("yields", [False, True], ids=["answered-at-once", "answered-from-a-task"])
+def test_websocket_upgrade_at_the_end_of_a_pipelined_burst_gets_the_frames_after_it(serve, impl, yields):
+    """63 pipelined GETs, an upgrade and two WebSocket frames in one send: the upgrade ends one
+    of the shares a large read is fed in, so the frames are still unread when the connection
+    becomes a WebSocket (or while the upgrade waits for the responses ahead): they must reach it."""
+    from .wsclient import TEXT, frame, handshake_request
+
+    server = start(serve, impl)
+    count = 63
+    gets = b"".join(b"GET /n?%d%s HTTP/1.1\r\nHost: x\r\n\r\n" % (i, b"&yield" if yields else b"") for i in range(count))
+    frames = frame(TEXT, b"early one") + frame(TEXT, b"early two")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(gets + handshake_request("/ws") + frames)
+        received = b""
+        while b"early two" not in received:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed early: {received[-500:]!r}\n{server.output[-2000:]}"
+            received += chunk
+    http, _, websocket = received.partition(b"HTTP/1.1 101 ")
+    assert len(responses(http)) == count
+    assert websocket.index(b"early one") < websocket.index(b"early two")
+    assert_clean_log(server)
+
+
 # -- 2. request bodies are bytes ------------------------------------------------------------------
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 def test_request_body_messages_are_bytes(serve, impl, framing):

@@ -63,10 +63,23 @@ async def slow_reader(scope, receive, send) -> None:
     await respond(send, b"%d" % size)
 
 
+async def websocket_echo(scope, receive, send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.accept"})
+        elif message["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "text": message.get("text"), "bytes": message.get("bytes")})
+        else:
+            return
+
+
 ROUTES = {"/n": echo_query, "/echo": echo_body, "/body-types": body_types, "/slow": slow_reader}
 
 
 async def app(scope, receive, send) -> None:
+    if scope["type"] == "websocket":
+        return await websocket_echo(scope, receive, send)
     if scope["type"] != "http":
         return  # lifespan: nothing to set up
     await ROUTES[scope["path"]](scope, receive, send)

@@ -410,6 +410,8 @@ class HTTPProtocol(asyncio.Protocol):
         self.switched = True
         self.writer.release()  # responses to requests pipelined ahead of the upgrade
         request, self.upgrade_request = self.upgrade_request, None
+        if self.backlog is not None:  # read after the upgrade, not fed yet (h11 held the upgrade)
+            leftover, self.backlog = leftover + self.backlog, None
         self._cancel_keep_alive()
         state = self.state
         state.connection_closed(self)
