@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
+# Why reading is paused: each reason is set and cleared by its own owner, and reading resumes only
+# once no reason is left (so the app taking its body cannot undo a pause for pipelined requests).
+BODY = 1  # request body buffered that the app has not taken yet (the cycle)
+BACKLOG = 2  # pipelined requests, or bytes not fed to the parser yet, wait for responses ahead
+PARSER = 4  # the parser holds unparsed bytes it cannot parse before our response (h11)
+# Past this many bytes held unparsed for pipelined requests, reading pauses (the mark at which a
+# request body buffered for the app pauses reading too: cycle.BODY_HIGH_WATER).
+PIPELINE_HIGH_WATER = 64 * 1024
+
 
 class FlowControl:
     """Reading pauses when the app falls behind; ``send()`` waits while the socket's buffer is full."""
@@ -12,19 +21,20 @@ class FlowControl:
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-        self.read_paused = False
+        self.read_paused = 0  # the reasons reading is paused for (falsy when reading)
         self.write_paused = False
         self._drain_waiter: asyncio.Future | None = None
 
-    def pause_reading(self) -> None:
+    def pause_reading(self, reason: int = BODY) -> None:
         if not self.read_paused:
-            self.read_paused = True
             self._transport.pause_reading()
+        self.read_paused |= reason
 
-    def resume_reading(self) -> None:
-        if self.read_paused:
-            self.read_paused = False
-            self._transport.resume_reading()
+    def resume_reading(self, reason: int = BODY) -> None:
+        if self.read_paused & reason:
+            self.read_paused &= ~reason
+            if not self.read_paused:
+                self._transport.resume_reading()
 
     # Called by the protocol's pause_writing/resume_writing.
     def pause_writing(self) -> None:

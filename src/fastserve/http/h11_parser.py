@@ -20,6 +20,7 @@ from .errors import (
     request_line_too_long,
     too_many_header_fields,
 )
+from .flow import PARSER, PIPELINE_HIGH_WATER
 
 _CONTENT_LENGTH = re.compile(rb"\ncontent-length[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
 _TRANSFER_ENCODING = re.compile(rb"\ntransfer-encoding[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
@@ -40,7 +41,7 @@ _H11_REASONS = {
 
 
 class H11Parser:
-    __slots__ = ("conn", "h11", "unread", "limit_line", "limit_size", "limit_fields", "max_event", "request_done", "response_done")
+    __slots__ = ("conn", "h11", "unread", "limit_line", "limit_size", "limit_fields", "max_event", "request_done", "response_done", "holding")
 
     def __init__(self, conn, config) -> None:
         self.conn = conn
@@ -52,6 +53,7 @@ class H11Parser:
         self.request_done = False
         self.response_done = False
         self.unread = False  # the rest of the connection is left unread (StopReading)
+        self.holding = False  # reading is paused: h11 holds more unparsed bytes than it may
 
     def feed(self, data: bytes) -> None:
         conn = self.h11
@@ -98,6 +100,8 @@ class H11Parser:
         self._check_raw_head(head)
 
     def _process(self) -> None:
+        """Deliver every request h11 can parse now. Pipelined requests whose responses complete
+        as they are parsed are handled in this loop: never a call per request deeper."""
         conn = self.h11
         while True:
             try:
@@ -106,7 +110,8 @@ class H11Parser:
                 raise self._bad_request(exc) from None
             kind = type(event)
             if kind is h11.Data:
-                self.conn.on_body(event.data)
+                data = event.data
+                self.conn.on_body(data if type(data) is bytes else bytes(data))  # ASGI says bytes
             elif kind is h11.Request:
                 self._on_request(event)
                 if type(conn._reader) is ChunkedReader:
@@ -120,11 +125,15 @@ class H11Parser:
                     self.conn.switch_protocols(conn.trailing_data[0])
                     return
                 if self.response_done:
-                    self._next_cycle()
-                    return
+                    if not self._renew():
+                        return
+                    conn = self.h11
+                    continue
                 if conn.their_state is h11.MUST_CLOSE:
                     return  # HTTP/1.0 or Connection: close; see feed()
             else:  # NEED_DATA, PAUSED (waiting for our response) or ConnectionClosed
+                if event is h11.PAUSED and len(conn._receive_buffer) > PIPELINE_HIGH_WATER:
+                    self._hold()
                 return
 
     def close(self) -> None:
@@ -155,12 +164,23 @@ class H11Parser:
 
     wants_response_complete = True  # h11 holds pipelined bytes until told the response is done
 
+    @property
+    def waiting(self) -> bool:
+        """Bytes fed now would only be held until the response to the current request is done."""
+        return self.request_done and not self.response_done
+
     def response_complete(self) -> None:
         self.response_done = True
         if self.request_done:
-            self._next_cycle()
+            holding, self.holding = self.holding, False
+            if self._renew():
+                self._run()
+            if holding and not self.holding and self.conn is not None:
+                self.conn.flow.resume_reading(PARSER)
 
-    def _next_cycle(self) -> None:
+    def _renew(self) -> bool:
+        """A fresh h11 Connection for the next request, given the bytes the last one left; true
+        if there are any to parse."""
         data, closed = self.h11.trailing_data
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_event)
         self.request_done = self.response_done = False
@@ -168,8 +188,13 @@ class H11Parser:
             self._receive_head(data)
         if closed:
             self.h11.receive_data(b"")
-        if data:
-            self._run()
+        return bool(data)
+
+    def _hold(self) -> None:
+        # h11 keeps everything after a request until our response is done: past the high-water
+        # mark, stop reading (as the protocol does for requests httptools parsed ahead).
+        self.holding = True
+        self.conn.flow.pause_reading(PARSER)
 
     def _check_raw_head(self, data: bytes) -> None:
         _check_raw_lines(data)

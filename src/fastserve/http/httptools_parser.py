@@ -96,6 +96,7 @@ class HttptoolsParser:
         self.conn = None
 
     wants_response_complete = False  # llhttp parses pipelined requests eagerly
+    waiting = False  # (the protocol queues them; h11's adapter holds their bytes instead)
 
     def response_complete(self) -> None:
         pass

@@ -23,6 +23,7 @@ from .errors import (
     StopReading,
     tls_on_plain_port,
 )
+from .flow import BACKLOG, BODY
 from .proxy import forwarded_client
 from .response import simple_response
 
@@ -60,6 +61,11 @@ LINGER_IDLE = 1.0
 LINGER_BYTES = 16 * 1024 * 1024
 # Content-length stand-in for a chunked request body (see RequestResponseCycle.body_left).
 CHUNKED_BODY = -1
+# One connection pipelining thousands of requests in one read must not hold the event loop: a read
+# larger than FEED_DIRECT is fed to the parser up to REQUESTS_PER_TURN request heads at a time, the
+# rest kept (reading paused) for later loop iterations, and for once the responses ahead are done.
+FEED_DIRECT = 2048
+REQUESTS_PER_TURN = 32
 # Request headers the server itself looks at; any other header costs one failed dict lookup.
 _CONNECTION, _HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _EXPECT, _UPGRADE, _PROXY, _PROXY_CONNECTION = range(8)
 _WATCHED_REQUEST_HEADERS = {
@@ -128,6 +134,8 @@ class HTTPProtocol(asyncio.Protocol):
         "linger_seen",
         "scope_template",
         "writer",
+        "backlog",
+        "backlog_scheduled",
     )
 
     def __init__(self, config: Config, app: Any, state: ServerState, parser_class: type, loop=None) -> None:
@@ -157,6 +165,8 @@ class HTTPProtocol(asyncio.Protocol):
         self.linger_deadline: float | None = None  # set while closing lingeringly
         self.linger_timer: asyncio.TimerHandle | None = None
         self.linger_seen = 0
+        self.backlog: bytes | None = None  # read but not fed to the parser yet (reading paused)
+        self.backlog_scheduled = False
 
     # -- asyncio callbacks ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -202,6 +212,7 @@ class HTTPProtocol(asyncio.Protocol):
             if cycle is not None:
                 cycle.on_disconnect()
         self.pipeline.clear()
+        self.backlog = None
         if self.flow is not None:
             self.flow.connection_lost()
         # Break the reference cycles (protocol <-> adapter <-> parser, protocol <-> cycle), so
@@ -225,6 +236,9 @@ class HTTPProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.idle_since = None
+        if len(data) > FEED_DIRECT or self.backlog is not None:
+            self._feed_rationed(data)
+            return
         try:
             self.parser.feed(data)
         except BadRequest as exc:
@@ -234,6 +248,62 @@ class HTTPProtocol(asyncio.Protocol):
             return
         if self.parser.in_head and self.head_deadline is None and not self.switched:
             self._watch_head()
+
+    # -- pipelining: a bounded amount of work per read ------------------------------------------
+    def _feed_rationed(self, data: bytes) -> None:
+        """Feed up to REQUESTS_PER_TURN request heads; keep the rest for later (see FEED_DIRECT)."""
+        if self.backlog is not None:  # reading is paused, yet bytes came: they follow the backlog
+            self.backlog += data
+            return
+        end = _after_heads(data, REQUESTS_PER_TURN)
+        try:
+            self.parser.feed(data if end == len(data) else data[:end])
+        except BadRequest as exc:
+            self.refuse(exc)
+            return
+        if end != len(data):
+            self._keep(data[end:])
+        if self.parser.in_head and self.head_deadline is None and not self.switched:
+            self._watch_head()
+
+    def _keep(self, rest: bytes) -> None:
+        if self.switched:  # the WebSocket session has the connection now
+            self.transport.get_protocol().data_received(rest)
+            return
+        if self.upgrade_leftover is not None:  # the upgrade waits for the responses ahead of it
+            self.upgrade_leftover += rest
+            return
+        if self.transport.is_closing():
+            return  # refused, or answered for the last time: the rest is never read
+        self.backlog = rest
+        self.flow.pause_reading(BACKLOG)
+        if not self._backlog_waits():
+            self._schedule_backlog()  # else once the responses ahead are done (on_response_complete)
+
+    def _backlog_waits(self) -> bool:
+        """Whether the backlog waits for the responses ahead: requests wait for them (queued, or
+        held by h11) and the request being received is complete (its body needs the backlog)."""
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body:
+            return False
+        return bool(self.pipeline) or self.parser.waiting
+
+    def _schedule_backlog(self) -> None:
+        if not self.backlog_scheduled:
+            self.backlog_scheduled = True
+            self.loop.call_soon(self._feed_backlog)
+
+    def _feed_backlog(self) -> None:
+        self.backlog_scheduled = False
+        if self.active is None and self.pipeline:
+            return  # the next queued request starts first (then _start_pipelined calls again)
+        data, self.backlog = self.backlog, None
+        if data is None or self.transport.is_closing():
+            return
+        self.idle_since = None
+        self._feed_rationed(data)
+        if self.backlog is None and not self.pipeline:
+            self.flow.resume_reading(BACKLOG)
 
     def pause_writing(self) -> None:
         self.flow.pause_writing()
@@ -368,7 +438,7 @@ class HTTPProtocol(asyncio.Protocol):
         else:
             # Pipelined: answered in order once the responses ahead of it are complete.
             self.pipeline.append(cycle)
-            self.flow.pause_reading()
+            self.flow.pause_reading(BACKLOG)
 
     def on_body(self, data: bytes) -> None:
         self.cycle.on_body(data)
@@ -391,11 +461,13 @@ class HTTPProtocol(asyncio.Protocol):
         to requests pipelined ahead of the upgrade are complete."""
         if self.active is not None or self.pipeline:
             self.upgrade_leftover = leftover
-            self.flow.pause_reading()
+            self.flow.pause_reading(BACKLOG)
             return
         self.switched = True
         self.writer.release()  # responses to requests pipelined ahead of the upgrade
         request, self.upgrade_request = self.upgrade_request, None
+        if self.backlog is not None:  # read after the upgrade, not fed yet (h11 held the upgrade)
+            leftover, self.backlog = leftover + self.backlog, None
         self._cancel_keep_alive()
         state = self.state
         state.connection_closed(self)
@@ -433,6 +505,8 @@ class HTTPProtocol(asyncio.Protocol):
     def _start_pipelined(self) -> None:
         if self.active is None and self.pipeline and not self.transport.is_closing():
             self._start(self.pipeline.popleft())
+            if self.backlog is not None and not self._backlog_waits():
+                self._schedule_backlog()  # the request just started may need its body from it
 
     def on_cycle_done(self, cycle: RequestResponseCycle) -> None:
         self.state.active_requests -= 1
@@ -472,6 +546,8 @@ class HTTPProtocol(asyncio.Protocol):
                 self.refuse(exc)
                 return
             if self.active is not None or self.switched:
+                if self.backlog is not None and not self._backlog_waits():
+                    self._schedule_backlog()  # h11 started a request whose body is in the backlog
                 return
         if self.pipeline:
             self.loop.call_soon(self._start_pipelined)
@@ -484,7 +560,13 @@ class HTTPProtocol(asyncio.Protocol):
             self.writer.close()
             return
         if self.flow.read_paused:
-            self.flow.resume_reading()
+            if self.backlog is not None:  # (a backlog is only ever kept with reading paused)
+                self._schedule_backlog()  # reading resumes once the backlog is fed
+                current = self.cycle
+                if current is not None and current.more_body and current.body_left:
+                    self._drain_body(current)  # the rest of its body may be in the backlog, or not
+                return
+            self.flow.resume_reading(BODY | BACKLOG)
         current = self.cycle
         if current is None or not current.more_body:
             self._become_idle()
@@ -740,6 +822,19 @@ class DiscardInput:
     def close(self) -> None:
         self.replaced.close()
         self.conn = None
+
+
+def _after_heads(data: bytes, count: int) -> int:
+    """Where the count-th request head (CRLF CRLF) in data ends; len(data) if it holds fewer.
+    (A body holding CRLF CRLF only makes a turn's share smaller.)"""
+    end = 0
+    find = data.find
+    for _ in range(count):
+        end = find(b"\r\n\r\n", end)
+        if end < 0:
+            return len(data)
+        end += 4
+    return end
 
 
 def _split_target(target: bytes) -> tuple[bytes, bytes]:
