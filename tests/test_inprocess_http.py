@@ -775,3 +775,28 @@ def test_send_after_complete_is_ignored(run):
         assert errors == [] and not conn.ended
 
     run(app, scenario)
+
+
+def test_input_after_a_refusal_is_read_and_dropped_even_in_large_reads(run):
+    # A refusal in a read larger than the pipelining ration (FEED_DIRECT) once left the rest of the
+    # read as a backlog with reading paused: the lingering close then saw no input, gave up, and
+    # the client still sending got a reset instead of reading its 400.
+    calls = []
+
+    async def app(scope, receive, send):
+        calls.append(scope["path"])
+        await hello(scope, receive, send)
+
+    async def scenario(conn):
+        junk = get(b"/never") * 200  # well over FEED_DIRECT
+        conn.feed(b"GET / HTTP/1.1\r\n\r\n" + junk)  # no Host: 400
+        await conn.settle()
+        [response] = conn.responses()
+        assert response.status == 400 and conn.ended and not conn.closed
+        for _ in range(5):
+            assert conn.transport.reading  # lingering: still reading, to drop what comes
+            conn.feed(junk)
+            await conn.settle()
+        assert calls == [] and conn.transport.data.count(b"HTTP/1.1 ") == 1
+
+    run(app, scenario)

@@ -23,7 +23,7 @@ from .errors import (
     StopReading,
     tls_on_plain_port,
 )
-from .flow import BACKLOG, BODY
+from .flow import BACKLOG, BODY, PARSER
 from .proxy import forwarded_client
 from .response import simple_response
 
@@ -252,6 +252,9 @@ class HTTPProtocol(asyncio.Protocol):
     # -- pipelining: a bounded amount of work per read ------------------------------------------
     def _feed_rationed(self, data: bytes) -> None:
         """Feed up to REQUESTS_PER_TURN request heads; keep the rest for later (see FEED_DIRECT)."""
+        if type(self.parser) is DiscardInput:  # refused or lingering: nothing is parsed, all is dropped
+            self.parser.feed(data)
+            return
         if self.backlog is not None:  # reading is paused, yet bytes came: they follow the backlog
             self.backlog += data
             return
@@ -619,6 +622,7 @@ class HTTPProtocol(asyncio.Protocol):
     def _stop_parsing(self) -> None:
         if type(self.parser) is not DiscardInput:
             self.parser = DiscardInput(self, self.parser)
+        self.backlog = None  # requests read but not parsed yet: never parsed now
 
     # -- request body left unread, lingering close --------------------------------------------------
     def _drain_body(self, cycle: RequestResponseCycle) -> None:
@@ -666,7 +670,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.writer.release()
         if transport.can_write_eof():
             transport.write_eof()
-        self.flow.resume_reading()
+        self.flow.resume_reading(BODY | BACKLOG | PARSER)  # whatever paused it: input is only dropped now
         self.parser.left = LINGER_BYTES  # a budget of its own (reading may have paused on the first)
         self.linger_seen = LINGER_BYTES
         now = self.loop.time()
