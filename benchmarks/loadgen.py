@@ -234,15 +234,24 @@ _WORDS = ("user", "room", "typing", "message", "presence", "online", "away", "cu
 
 def json_message(rng: random.Random, size: int, seq: int) -> bytes:
     """A JSON object of exactly ``size`` bytes: chat-like records, then a text field filling the rest."""
-    items: list[dict] = []
-    base = {"type": "event", "seq": seq, "items": items, "text": ""}
-    while len(json.dumps(base, separators=(",", ":"))) < size - 120:
-        items.append({"id": rng.randrange(10**6), "user": rng.choice(_WORDS) + str(rng.randrange(100)),
-                      "kind": rng.choice(_WORDS), "at": round(rng.uniform(1.7e9, 1.8e9), 3),
-                      "body": " ".join(rng.choice(_WORDS) for _ in range(rng.randrange(3, 12)))})
-    missing = size - len(json.dumps(base, separators=(",", ":")))
-    base["text"] = " ".join(rng.choice(_WORDS) for _ in range(size))[:max(0, missing)]
-    return json.dumps(base, separators=(",", ":")).encode()
+    items: list[str] = []
+    used = len(_json_envelope(seq, "", ""))
+    while used < size - 200:
+        item = _compact({"id": rng.randrange(10**6), "user": rng.choice(_WORDS) + str(rng.randrange(100)),
+                         "kind": rng.choice(_WORDS), "at": round(rng.uniform(1.7e9, 1.8e9), 3),
+                         "body": " ".join(rng.choice(_WORDS) for _ in range(rng.randrange(3, 12)))})
+        items.append(item)
+        used += len(item) + (len(items) > 1)  # the comma between records
+    filler = " ".join(rng.choice(_WORDS) for _ in range(max(0, size - used) // 3 + 1))
+    return _json_envelope(seq, ",".join(items), filler[:max(0, size - used)]).encode()
+
+
+def _compact(value) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _json_envelope(seq: int, items: str, text: str) -> str:
+    return f'{{"type":"event","seq":{seq},"items":[{items}],"text":{_compact(text)}}}'
 
 
 def message_mix(seed: int, count: int = MIX_POOL_SIZE) -> list[bytes]:
