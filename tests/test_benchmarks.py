@@ -76,12 +76,14 @@ def test_ws_deflate_runs_compressed(tmp_path):
 
 
 @needs_wrk
-def test_workers2_runs_two_workers_and_counts_their_responses(tmp_path):
+def test_workers2_runs_with_two_workers_and_counts_responses_per_worker(tmp_path):
     results = run_benchmark(tmp_path, "workers2")
     [run] = results["runs"]
     assert run.get("rate", 0) > 0, run
     assert "--workers 2" in run["server_command"] and "taskset" not in run["server_command"]
-    assert len(run["worker_responses"]) == 2 and all(n > 0 for n in run["worker_responses"].values()), run
+    # How the connections spread is what the probe measures, not something to assert: on a busy
+    # machine one worker sometimes accepts all 64 (seen about once in 15 runs here).
+    assert 1 <= len(run["worker_responses"]) <= 2 and sum(run["worker_responses"].values()) > 0, run
     report = (tmp_path / "RESULTS.md").read_text()
     assert "NOT PINNED" in report and "Responses per worker" in report
 
