@@ -14,7 +14,13 @@ from pathlib import Path
 
 from . import peers_env, report
 from .runner import Settings, run_matrix, snapshot_fastserve_source
-from .scenarios import DEFAULT_SCENARIOS, QUICK_SCENARIOS, SCENARIOS, parse_scenario_list
+from .scenarios import (
+    DEFAULT_SCENARIOS,
+    OPT_IN_SCENARIOS,
+    QUICK_SCENARIOS,
+    SCENARIOS,
+    parse_scenario_list,
+)
 from .servers import DEFAULT_SERVERS, SERVERS, parse_server_list
 from .system import loadavg, machine_description, raise_fd_limit, require_tools, wrk_version
 
@@ -32,8 +38,18 @@ by other processes during a run is measured from /proc; a run where it exceeds -
 discarded and redone (at most --retries times, then the least disturbed is kept and flagged).
 The peers are installed into benchmarks/.venv on first use (with fastserve, editable).
 
-scenarios:
-""" + "\n".join(f"  {s.name:<15} {s.title}" for s in SCENARIOS.values()) + """
+scenarios (* = not in the default set: ask for them with --scenarios, or 'all'):
+""" + "\n".join(f"  {s.name + (' *' if s.name in OPT_IN_SCENARIOS else ''):<15} {s.title}"
+               for s in SCENARIOS.values()) + """
+
+  close-c16   like close, at 16 connections.
+  ws-deflate  the client offers permessage-deflate as Chromium does (client_max_window_bits,
+              no *_no_context_takeover) and cycles through a seeded mix of JSON text messages
+              (85 % 50-500 B, 13 % 2-16 KiB, 2 % 64 KiB); reports msg/s and payload MB/s. Peers use
+              their default WebSocket implementation, uvicorn --ws websockets-sansio if it has it.
+  workers2    fastserve, uvicorn and granian with --workers 2; server and wrk share both cores
+              (no pinning), so compare it only with itself. A 1 s probe after each run counts the
+              responses per worker pid (the spread of connections across workers).
 
 servers:
 """ + "\n".join(f"  {s.name:<15} {s.description}" for s in SERVERS.values())
@@ -45,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
                    help="comma-separated servers to run, or 'all' (default: %(default)s)")
     p.add_argument("--scenarios", default=None,
-                   help="comma-separated scenarios, or 'all' (default: all; with --quick: "
-                        + ",".join(QUICK_SCENARIOS) + ")")
+                   help="comma-separated scenarios, or 'all' (default: every scenario not marked * "
+                        "below; with --quick: " + ",".join(QUICK_SCENARIOS) + ")")
     p.add_argument("--duration", type=float, default=None,
                    help="seconds measured per run (default 10; with --quick 1)")
     p.add_argument("--warmup", type=float, default=None,

@@ -7,6 +7,9 @@ no-op), frames are prebuilt, and only frame headers are parsed.
 
 Modes (the result is one JSON object on the last line of stdout):
   ws-echo       CLIENTS connections to /ws/echo, each with one message in flight: messages/s, RTT
+  ws-deflate    like ws-echo, but the client offers permessage-deflate as Chromium does and sends a
+                seeded, browser-like mix of JSON text messages (see message_mix): messages/s and
+                payload MB/s (uncompressed bytes echoed back), RTT
   ws-broadcast  CLIENTS connections to /ws/broadcast; client 0 sends, waits for its own copy, sends
                 again; every client counts the copies it receives: deliveries/s, sender RTT
   idle-http     COUNT keep-alive connections, one GET / each, then idle
@@ -22,30 +25,34 @@ import asyncio
 import base64
 import json
 import os
+import random
 import sys
 import time
+import zlib
 from array import array
 
 WS_KEY = base64.b64encode(os.urandom(16)).decode()
 MESSAGE = b"hello, websocket"  # 16 bytes, sent as a text frame
 
 
-def handshake_request(path: str, port: int) -> bytes:
+def handshake_request(path: str, port: int, extra_headers: str = "") -> bytes:
     return (
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n"
+        f"{extra_headers}\r\n"
     ).encode()
 
 
-def client_frame(opcode: int, payload: bytes) -> bytes:
+def client_frame(opcode: int, payload: bytes, rsv1: bool = False) -> bytes:
     """A masked client frame with the zero masking key (payload bytes unchanged)."""
     size = len(payload)
+    first = 0x80 | (0x40 if rsv1 else 0) | opcode
     if size < 126:
-        header = bytes((0x80 | opcode, 0x80 | size))
+        header = bytes((first, 0x80 | size))
     elif size < 65536:
-        header = bytes((0x80 | opcode, 0x80 | 126)) + size.to_bytes(2, "big")
+        header = bytes((first, 0x80 | 126)) + size.to_bytes(2, "big")
     else:
-        header = bytes((0x80 | opcode, 0x80 | 127)) + size.to_bytes(8, "big")
+        header = bytes((first, 0x80 | 127)) + size.to_bytes(8, "big")
     return header + b"\0\0\0\0" + payload
 
 
@@ -56,6 +63,8 @@ CLOSE_FRAME = client_frame(0x8, (1000).to_bytes(2, "big"))
 class WSClient(asyncio.Protocol):
     """One WebSocket connection: handshake, then counts data frames and answers pings."""
 
+    handshake_headers = ""  # extra request header lines, each ending in CRLF
+
     def __init__(self, path: str, port: int, on_message) -> None:
         self.path, self.port = path, port
         self.on_message = on_message  # called with the client for every text/binary frame
@@ -64,10 +73,11 @@ class WSClient(asyncio.Protocol):
         self.upgraded = asyncio.get_running_loop().create_future()
         self.closed = False
         self.sent_at = 0.0
+        self.response_head = b""
 
     def connection_made(self, transport) -> None:
         self.transport = transport
-        transport.write(handshake_request(self.path, self.port))
+        transport.write(handshake_request(self.path, self.port, self.handshake_headers))
 
     def connection_lost(self, exc) -> None:
         self.closed = True
@@ -86,6 +96,7 @@ class WSClient(asyncio.Protocol):
                 self.upgraded.set_exception(ConnectionError(f"handshake refused: {status_line.decode(errors='replace')}"))
                 self.transport.close()
                 return
+            self.response_head = buffer[:end]
             self.upgraded.set_result(None)
             buffer = buffer[end + 4:]
         self.buffer = self._parse_frames(buffer)
@@ -126,9 +137,9 @@ class WSClient(asyncio.Protocol):
             self.transport.close()
 
 
-async def open_ws(port: int, path: str, on_message) -> WSClient:
+async def open_ws(port: int, path: str, on_message, client_class: type[WSClient] = WSClient) -> WSClient:
     loop = asyncio.get_running_loop()
-    _, client = await loop.create_connection(lambda: WSClient(path, port, on_message), "127.0.0.1", port)
+    _, client = await loop.create_connection(lambda: client_class(path, port, on_message), "127.0.0.1", port)
     await asyncio.wait_for(client.upgraded, 10)
     return client
 
@@ -210,6 +221,182 @@ async def ws_broadcast(port: int, clients: int, warmup: float, duration: float) 
     return meter.summary(elapsed, "deliveries/s")
 
 
+# -- ws-deflate: permessage-deflate (RFC 7692) with a browser-like mix of message sizes -----------
+# Chromium's offer: client_max_window_bits without a value, no *_no_context_takeover requested.
+DEFLATE_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+DEFLATE_TAIL = b"\x00\x00\xff\xff"
+MIX_POOL_SIZE = 256
+# (share of messages, smallest, largest size in bytes): mostly small JSON, some larger, a few 64 KiB.
+MESSAGE_MIX = ((0.85, 50, 500), (0.13, 2 * 1024, 16 * 1024), (0.02, 64 * 1024, 64 * 1024))
+_WORDS = ("user", "room", "typing", "message", "presence", "online", "away", "cursor", "update",
+          "delta", "status", "ok", "seen", "reply", "thread", "channel", "avatar", "title", "body")
+
+
+def json_message(rng: random.Random, size: int, seq: int) -> bytes:
+    """A JSON object of exactly ``size`` bytes: chat-like records, then a text field filling the rest."""
+    items: list[str] = []
+    used = len(_json_envelope(seq, "", ""))
+    while used < size - 200:
+        item = _compact({"id": rng.randrange(10**6), "user": rng.choice(_WORDS) + str(rng.randrange(100)),
+                         "kind": rng.choice(_WORDS), "at": round(rng.uniform(1.7e9, 1.8e9), 3),
+                         "body": " ".join(rng.choice(_WORDS) for _ in range(rng.randrange(3, 12)))})
+        items.append(item)
+        used += len(item) + (len(items) > 1)  # the comma between records
+    filler = " ".join(rng.choice(_WORDS) for _ in range(max(0, size - used) // 3 + 1))
+    return _json_envelope(seq, ",".join(items), filler[:max(0, size - used)]).encode()
+
+
+def _compact(value) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _json_envelope(seq: int, items: str, text: str) -> str:
+    return f'{{"type":"event","seq":{seq},"items":[{items}],"text":{_compact(text)}}}'
+
+
+def message_mix(seed: int, count: int = MIX_POOL_SIZE) -> list[bytes]:
+    """The seeded pool of text messages every ws-deflate client cycles through."""
+    rng = random.Random(seed)
+    shares = [share for share, _, _ in MESSAGE_MIX]
+    messages = []
+    for seq in range(count):
+        _, low, high = rng.choices(MESSAGE_MIX, weights=shares)[0]
+        messages.append(json_message(rng, rng.randint(low, high), seq))
+    return messages
+
+
+def negotiated_deflate(response_head: bytes) -> dict | None:
+    """The permessage-deflate parameters the server accepted, or None if it declined."""
+    for line in response_head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() != b"sec-websocket-extensions":
+            continue
+        parts = [p.strip() for p in value.decode("latin-1").split(";")]
+        if parts[0].lower() != "permessage-deflate":
+            continue
+        params = {}
+        for part in parts[1:]:
+            key, _, val = part.partition("=")
+            params[key.strip().lower()] = val.strip().strip('"') or None
+        return params
+    return None
+
+
+def compressed_frames(messages: list[bytes], params: dict | None) -> list[bytes]:
+    """Each message as one prebuilt client frame.
+
+    Every message is compressed with a fresh compressor: a sender may always drop its context
+    (RFC 7692 section 7.2.1), and it keeps the client's cost per message low and constant, while
+    the server still inflates with its context and deflates its replies with context takeover.
+    """
+    if params is None:
+        return [client_frame(0x1, m) for m in messages]
+    bits = int(params.get("client_max_window_bits") or 15)
+    if bits < 9:
+        raise ValueError(f"server asked for client_max_window_bits={bits}; zlib cannot honour below 9")
+    frames = []
+    for message in messages:
+        deflater = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -bits)
+        payload = deflater.compress(message) + deflater.flush(zlib.Z_SYNC_FLUSH)
+        frames.append(client_frame(0x1, payload[:-4] if payload.endswith(DEFLATE_TAIL) else payload, rsv1=True))
+    return frames
+
+
+class DeflateWSClient(WSClient):
+    """A WebSocket client that reassembles fragmented messages and inflates compressed ones."""
+
+    handshake_headers = DEFLATE_OFFER
+
+    def __init__(self, path: str, port: int, on_message) -> None:
+        super().__init__(path, port, on_message)
+        self.inflater = zlib.decompressobj(-15)  # 15 bits decode any smaller window, with or without takeover
+        self.fragments: list[bytes] = []
+        self.compressed = False
+        self.received_size = 0  # payload bytes of the last complete message, after inflating
+        self.next_index = 0  # position in the message pool
+        self.expected_size = 0
+
+    def _parse_frames(self, buffer: bytes) -> bytes:
+        while len(buffer) >= 2:
+            first, opcode, size, start = buffer[0], buffer[0] & 0x0F, buffer[1] & 0x7F, 2
+            if size == 126:
+                if len(buffer) < 4:
+                    break
+                size, start = int.from_bytes(buffer[2:4], "big"), 4
+            elif size == 127:
+                if len(buffer) < 10:
+                    break
+                size, start = int.from_bytes(buffer[2:10], "big"), 10
+            end = start + size
+            if len(buffer) < end:
+                break
+            payload = buffer[start:end]
+            buffer = buffer[end:]
+            if opcode == 0x9:
+                self.transport.write(client_frame(0xA, payload))
+            elif opcode == 0x8:
+                self.closed = True
+                self.transport.close()
+            elif opcode in (0x0, 0x1, 0x2):
+                if opcode:
+                    self.compressed = bool(first & 0x40)
+                self.fragments.append(payload)
+                if first & 0x80:
+                    self._message_complete()
+        return buffer
+
+    def _message_complete(self) -> None:
+        data = b"".join(self.fragments)
+        self.fragments = []
+        if self.compressed:
+            data = self.inflater.decompress(data + DEFLATE_TAIL)
+        self.received_size = len(data)
+        self.on_message(self)
+
+
+async def ws_deflate(port: int, clients: int, warmup: float, duration: float, seed: int) -> dict:
+    meter = Meter()
+    messages = message_mix(seed)
+    sizes = [len(m) for m in messages]
+    frames: list[bytes] = []
+    totals = {"payload": 0, "mismatched": 0}
+
+    def send_next(client: DeflateWSClient) -> None:
+        index = client.next_index
+        client.next_index = (index + 1) % len(frames)
+        client.expected_size = sizes[index]
+        client.sent_at = time.perf_counter()
+        client.transport.write(frames[index])
+
+    def on_message(client: DeflateWSClient) -> None:
+        if client.received_size != client.expected_size:
+            totals["mismatched"] += 1
+        if meter.recording:
+            meter.count += 1
+            totals["payload"] += client.received_size
+        meter.rtt(client)
+        send_next(client)
+
+    connections = await asyncio.gather(
+        *(open_ws(port, "/ws/echo", on_message, DeflateWSClient) for _ in range(clients)))
+    params = negotiated_deflate(connections[0].response_head)
+    frames[:] = compressed_frames(messages, params)
+    for number, client in enumerate(connections):
+        client.next_index = number * 7 % len(frames)  # clients start at different places in the mix
+        send_next(client)
+    elapsed = await _measure(meter, warmup, duration)
+    for client in connections:
+        client.close()
+    if totals["mismatched"]:
+        raise RuntimeError(f"{totals['mismatched']} echoed messages differed in size from what was sent")
+    result = meter.summary(elapsed, "messages/s")
+    result["payload_mb_per_s"] = round(totals["payload"] / elapsed / 1e6, 3)
+    result["deflate"] = "declined by the server" if params is None else "permessage-deflate" + "".join(
+        f"; {k}" + (f"={v}" if v else "") for k, v in params.items())
+    result["mix"] = {"seed": seed, "messages": len(messages), "mean_bytes": round(sum(sizes) / len(sizes))}
+    return result
+
+
 class IdleHTTP(asyncio.Protocol):
     """One keep-alive connection that sends a single GET / and then stays idle."""
 
@@ -269,10 +456,11 @@ async def idle(port: int, count: int, opener, batch: int = 100) -> dict:
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.loadgen", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=("ws-echo", "ws-broadcast", "idle-http", "idle-ws"))
+    parser.add_argument("mode", choices=("ws-echo", "ws-deflate", "ws-broadcast", "idle-http", "idle-ws"))
     parser.add_argument("--port", type=int, required=True, help="server port on 127.0.0.1")
     parser.add_argument("--clients", type=int, default=32, help="WebSocket clients (ws-* modes)")
     parser.add_argument("--count", type=int, default=1000, help="idle connections (idle-* modes)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the ws-deflate message mix")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before measuring")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured")
     return parser.parse_args(argv)
@@ -281,6 +469,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 async def _main(args: argparse.Namespace) -> dict:
     if args.mode == "ws-echo":
         return await ws_echo(args.port, args.clients, args.warmup, args.duration)
+    if args.mode == "ws-deflate":
+        return await ws_deflate(args.port, args.clients, args.warmup, args.duration, args.seed)
     if args.mode == "ws-broadcast":
         return await ws_broadcast(args.port, args.clients, args.warmup, args.duration)
     opener = _open_idle_http if args.mode == "idle-http" else _open_idle_ws

@@ -23,13 +23,13 @@ from pathlib import Path
 
 from .peers_env import REPO_ROOT, VENV_DIR, VENV_PYTHON
 from .scenarios import RAW_APP
-from .servers import SERVERS
+from .servers import SERVERS, RunOptions
 from .system import cpu_seconds, free_port, pinned, wait_for_port
 from .wrk import WrkLoad, run_wrk
 
 
 def _server_argv(python: Path, server: str, port: int, cprofile_out: Path | None) -> list[str]:
-    args = SERVERS[server].argv(RAW_APP, port)
+    args = SERVERS[server].argv(RAW_APP, port, RunOptions())
     if cprofile_out is not None:
         return [str(python), "-m", "cProfile", "-o", str(cprofile_out), "-m", *args]
     return [str(python), "-m", *args]

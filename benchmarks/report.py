@@ -127,7 +127,25 @@ def scenario_table(summary: list[dict], scenario: str) -> list[str]:
             f"{_fmt(row.get('p50_ms'))} | {_fmt(row.get('p99_ms'))} | "
             f"{_fmt(row.get('server_cpu_us_per_request'), 1)} | {row['runs']}{disturbed} ({rates}) |"
         )
-    return lines + [""]
+    return lines + [""] + _scenario_extras(summary, scenario)
+
+
+def _scenario_extras(summary: list[dict], scenario: str) -> list[str]:
+    """Lines under a table for what only some scenarios measure: payload MB/s, worker shares."""
+    rows = [r for r in summary if r["scenario"] == scenario and r.get("rate") is not None]
+    lines = []
+    payload = [f"{r['server']} {r['payload_mb_per_s']:.1f}" for r in rows if r.get("payload_mb_per_s") is not None]
+    if payload:
+        lines.append("Payload echoed back (uncompressed MB/s, medians): " + ", ".join(payload) + ".")
+    deflate = [f"{r['server']}: {r['deflate']}" for r in rows if r.get("deflate")]
+    if deflate:
+        lines.append("Extension the server agreed to: " + "; ".join(deflate) + ".")
+    shares = [f"{r['server']} " + ", ".join("/".join(f"{v:.0f}" for v in run) for run in r["worker_shares"])
+              for r in rows if r.get("worker_shares")]
+    if shares:
+        lines.append("Responses per worker in a 1 s probe after each run (% per worker, largest first, "
+                     "one group per run): " + "; ".join(shares) + ".")
+    return [*lines, ""] if lines else []
 
 
 def conditions_lines(results: dict) -> list[str]:
@@ -146,6 +164,14 @@ def conditions_lines(results: dict) -> list[str]:
     if meta.get("conditions_note"):
         lines.append(f"- {meta['conditions_note']}")
     return lines
+
+
+def _unpinned_lines(meta: dict) -> list[str]:
+    unpinned = [name for name in meta["scenarios"] if name in SCENARIOS and not SCENARIOS[name].pinned]
+    if not unpinned:
+        return []
+    return [f"- Not pinned: {', '.join(unpinned)} (several workers per server): server and load generator "
+            "share every core, so these rates are not comparable with the pinned scenarios."]
 
 
 def _median(values: list[float]) -> float:
@@ -176,6 +202,7 @@ def render_markdown(results: dict, chart_name: str | None, kept_notes: str) -> s
         "repetitions interleaved (A B C A B C ...), a fresh server process for every run; "
         "tables show medians.",
         *conditions_lines(results),
+        *_unpinned_lines(meta),
         "",
         "## Versions",
         "",

@@ -12,11 +12,12 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from .peers_env import REPO_ROOT
 from .scenarios import Scenario
-from .servers import SERVERS
+from .servers import SERVERS, RunOptions
 from .system import LoadWatch, free_port, pinned, tree_cpu_seconds, tree_rss_kib, wait_for_port
 from .wrk import run_wrk
 
@@ -52,18 +53,19 @@ def snapshot_fastserve_source(settings: Settings) -> Path:
 class RunningServer:
     """One server process in its own session, pinned, with its output in a log file."""
 
-    def __init__(self, name: str, app: str, settings: Settings, tag: str) -> None:
+    def __init__(self, name: str, app: str, settings: Settings, tag: str,
+                 options: RunOptions, cpu: int | None) -> None:
         self.name = name
         self.port = free_port()
         self.log_path = settings.log_dir / f"{tag}-{name}.log"
-        argv = [str(settings.bench_python), "-m", *SERVERS[name].argv(app, self.port)]
-        self.command = " ".join(pinned(settings.server_cpu, argv))
+        argv = [str(settings.bench_python), "-m", *SERVERS[name].argv(app, self.port, options)]
+        self.command = " ".join(pinned(cpu, argv))
         paths = [str(settings.fastserve_src)] if settings.fastserve_src else []
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join([*paths, str(REPO_ROOT)])}
         env.pop("VIRTUAL_ENV", None)
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            pinned(settings.server_cpu, argv), cwd=REPO_ROOT, env=env, stdout=self.log,
+            pinned(cpu, argv), cwd=REPO_ROOT, env=env, stdout=self.log,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
 
@@ -101,24 +103,53 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
+# -- how a scenario runs each server -------------------------------------------------------------
+def server_cpu(scenario: Scenario, settings: Settings) -> int | None:
+    return settings.server_cpu if scenario.pinned else None
+
+
+def load_cpu(scenario: Scenario, settings: Settings) -> int | None:
+    return settings.load_cpu if scenario.pinned else None
+
+
+@cache
+def uvicorn_has_sansio(python: str) -> bool:
+    """Whether the uvicorn installed for ``python`` offers ``--ws websockets-sansio``."""
+    code = "import uvicorn.protocols.websockets.websockets_sansio_impl"
+    return subprocess.run([python, "-c", code], capture_output=True).returncode == 0
+
+
+def run_options(scenario: Scenario, server_name: str, settings: Settings) -> RunOptions:
+    sansio = (scenario.uvicorn_ws_sansio and server_name.startswith("uvicorn")
+              and uvicorn_has_sansio(str(settings.bench_python)))
+    return RunOptions(workers=scenario.workers, uvicorn_ws="websockets-sansio" if sansio else None)
+
+
 # -- one measured run per scenario kind -----------------------------------------------------------
+WORKER_PROBE_SECONDS = 1.0
+
+
 def _wrk_run(scenario: Scenario, server: RunningServer, settings: Settings) -> dict:
+    cpu_for_load = load_cpu(scenario, settings)
     if settings.warmup > 0:
-        run_wrk(scenario.wrk, server.port, settings.warmup, settings.load_cpu, dict(os.environ))
+        run_wrk(scenario.wrk, server.port, settings.warmup, cpu_for_load, dict(os.environ))
     watch = LoadWatch(server.proc.pid).start()
     cpu0 = tree_cpu_seconds(server.proc.pid)
-    report = run_wrk(scenario.wrk, server.port, settings.duration, settings.load_cpu, dict(os.environ))
+    report = run_wrk(scenario.wrk, server.port, settings.duration, cpu_for_load, dict(os.environ))
     cpu = tree_cpu_seconds(server.proc.pid) - cpu0
     report["disturbance"] = watch.stop()
     if report["requests"]:
         report["server_cpu_us_per_request"] = round(cpu / report["requests"] * 1e6, 2)
+    if scenario.worker_probe is not None:
+        probe = run_wrk(scenario.worker_probe, server.port, WORKER_PROBE_SECONDS, cpu_for_load, dict(os.environ))
+        report["worker_responses"] = probe.get("worker_responses", {})
     return report
 
 
 def _loadgen_argv(scenario: Scenario, port: int, settings: Settings, warmup: float, duration: float) -> list[str]:
     argv = [sys.executable, "-m", "benchmarks.loadgen", scenario.loadgen_mode, "--port", str(port),
             "--warmup", str(warmup), "--duration", str(duration), *scenario.loadgen_args]
-    return pinned(settings.load_cpu, argv)
+    return pinned(load_cpu(scenario, settings), argv)
 
 
 def _ws_run(scenario: Scenario, server: RunningServer, settings: Settings) -> dict:
@@ -211,7 +242,8 @@ RUNNERS = {"wrk": _wrk_run, "ws": _ws_run, "idle": _idle_run}
 # -- the matrix -----------------------------------------------------------------------------------
 def measure_once(scenario: Scenario, server_name: str, settings: Settings, tag: str) -> dict:
     """Start a fresh server, measure the scenario once, stop the server."""
-    server = RunningServer(server_name, scenario.app, settings, tag)
+    server = RunningServer(server_name, scenario.app, settings, tag,
+                           run_options(scenario, server_name, settings), server_cpu(scenario, settings))
     try:
         server.wait_ready()
         result = RUNNERS[scenario.kind](scenario, server, settings)
@@ -261,7 +293,7 @@ def run_matrix(settings: Settings, on_scenario_done=None) -> dict:
                               "summary": summarize(runs, settings, done), "complete": False})
         settings.say(f"== {scenario.name}: {scenario.title}")
         for rep in range(settings.repeat):
-            for server_name in settings.servers:
+            for server_name in filter(scenario.runs_on, settings.servers):
                 tag = f"{scenario.name}-r{rep}"
                 result, dropped = measure_with_retries(scenario, server_name, settings, tag)
                 base = {"scenario": scenario.name, "server": server_name, "repetition": rep}
@@ -272,6 +304,24 @@ def run_matrix(settings: Settings, on_scenario_done=None) -> dict:
             "summary": summarize(runs, settings, settings.scenarios), "complete": True}
 
 
+def worker_shares(responses: dict) -> list[float]:
+    """Per worker, its percentage of the probe's responses, largest first."""
+    total = sum(responses.values())
+    return sorted((round(100 * n / total, 1) for n in responses.values()), reverse=True) if total else []
+
+
+def _run_facts(good: list[dict]) -> dict:
+    """What the report shows besides medians: the negotiated extension, the per-run worker shares."""
+    facts = {}
+    deflate = sorted({r["deflate"] for r in good if r.get("deflate")})
+    if deflate:
+        facts["deflate"] = " / ".join(deflate)
+    shares = [worker_shares(r["worker_responses"]) for r in good if "worker_responses" in r]
+    if shares:
+        facts["worker_shares"] = shares
+    return facts
+
+
 def _describe_run(server: str, rep: int, scenario: Scenario, result: dict) -> str:
     head = f"{server:<14} rep {rep + 1}: "
     if "error" in result:
@@ -279,6 +329,10 @@ def _describe_run(server: str, rep: int, scenario: Scenario, result: dict) -> st
     text = head + f"{result['rate']:>10.1f} {scenario.unit}"
     if result.get("p99_ms") is not None:
         text += f"  p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms"
+    if result.get("payload_mb_per_s") is not None:
+        text += f"  {result['payload_mb_per_s']:.1f} MB/s payload"
+    if "worker_responses" in result:
+        text += "  workers " + "/".join(f"{share:.0f}%" for share in worker_shares(result["worker_responses"]))
     text += f"  (others {_other_cpu(result):.2f} cores)"
     return text + ("  DISTURBED" if result.get("disturbed") else "")
 
@@ -287,7 +341,7 @@ def summarize(runs: list[dict], settings: Settings, scenarios: list[Scenario]) -
     """Medians per (scenario, server) over the runs that completed."""
     rows = []
     for scenario in scenarios:
-        for server in settings.servers:
+        for server in filter(scenario.runs_on, settings.servers):
             mine = [r for r in runs if r["scenario"] == scenario.name and r["server"] == server]
             good = [r for r in mine if "error" not in r]
             row = {"scenario": scenario.name, "server": server, "unit": scenario.unit,
@@ -295,9 +349,10 @@ def summarize(runs: list[dict], settings: Settings, scenarios: list[Scenario]) -
             if good:
                 row["rate"] = statistics.median(r["rate"] for r in good)
                 row["rates"] = [round(r["rate"], 1) for r in good]
-                for key in ("p50_ms", "p99_ms", "server_cpu_us_per_request"):
+                for key in ("p50_ms", "p99_ms", "server_cpu_us_per_request", "payload_mb_per_s"):
                     values = [r[key] for r in good if r.get(key) is not None]
                     row[key] = statistics.median(values) if values else None
+                row.update(_run_facts(good))
             else:
                 row["error"] = mine[0]["error"].splitlines()[0] if mine else "not run"
             rows.append(row)

@@ -13,6 +13,9 @@ ECHO_BODY_BYTES = 1024 * 1024
 PIPELINE_DEPTH = 16
 IDLE_CONNECTIONS = 1000
 WS_CLIENTS = 32
+WORKERS = 2
+# The servers that take a --workers count and are compared in the workers2 scenario.
+MULTI_WORKER_SERVERS = ("fastserve", "uvicorn", "granian")
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,17 @@ class Scenario:
     wrk: WrkLoad | None = None
     loadgen_mode: str = ""
     loadgen_args: tuple[str, ...] = field(default=())
+    workers: int = 1
+    # False: server and load generator share every core (no taskset); said so in the title.
+    pinned: bool = True
+    only_servers: tuple[str, ...] = ()  # when set, the other selected servers skip this scenario
+    uvicorn_ws_sansio: bool = False  # uvicorn --ws websockets-sansio, if the installed uvicorn has it
+    # A short extra wrk run after the measured one, not counted in the rate, whose Lua script
+    # counts the responses per worker pid (the accept distribution across workers).
+    worker_probe: WrkLoad | None = None
+
+    def runs_on(self, server: str) -> bool:
+        return not self.only_servers or server in self.only_servers
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -39,6 +53,8 @@ SCENARIOS: dict[str, Scenario] = {
                  "req/s", WrkLoad("/echo", 16, "post_body.lua", env={"POST_BODY_BYTES": str(ECHO_BODY_BYTES)})),
         Scenario("close", "hello world, Connection: close (new connection per request), 64 conns",
                  RAW_APP, "wrk", "req/s", WrkLoad("/", 64, headers=("Connection: close",))),
+        Scenario("close-c16", "hello world, Connection: close (new connection per request), 16 conns",
+                 RAW_APP, "wrk", "req/s", WrkLoad("/", 16, headers=("Connection: close",))),
         Scenario("pipeline16", f"hello world, pipelined depth {PIPELINE_DEPTH}, 64 connections", RAW_APP,
                  "wrk", "req/s", WrkLoad("/", 64, "pipeline.lua", env={"PIPELINE_DEPTH": str(PIPELINE_DEPTH)},
                          latency=False)),
@@ -48,6 +64,9 @@ SCENARIOS: dict[str, Scenario] = {
                  "req/s", WrkLoad("/django/", 64)),
         Scenario("ws-echo", f"WebSocket echo, {WS_CLIENTS} clients, 1 message in flight each", RAW_APP,
                  "ws", "msg/s", loadgen_mode="ws-echo", loadgen_args=("--clients", str(WS_CLIENTS))),
+        Scenario("ws-deflate", f"WebSocket echo with permessage-deflate, browser-like message mix, "
+                 f"{WS_CLIENTS} clients", RAW_APP, "ws", "msg/s", loadgen_mode="ws-deflate",
+                 loadgen_args=("--clients", str(WS_CLIENTS)), uvicorn_ws_sansio=True),
         Scenario("ws-broadcast", f"WebSocket broadcast to {WS_CLIENTS} clients, 1 sender", RAW_APP,
                  "ws", "deliveries/s", loadgen_mode="ws-broadcast",
                  loadgen_args=("--clients", str(WS_CLIENTS))),
@@ -55,16 +74,23 @@ SCENARIOS: dict[str, Scenario] = {
                  "KiB/1000", loadgen_mode="idle-http", loadgen_args=("--count", str(IDLE_CONNECTIONS))),
         Scenario("idle-ws", f"RSS per {IDLE_CONNECTIONS} idle WebSockets", RAW_APP, "idle", "KiB/1000",
                  loadgen_mode="idle-ws", loadgen_args=("--count", str(IDLE_CONNECTIONS))),
+        Scenario("workers2", f"hello world, keep-alive, 64 connections, --workers {WORKERS}; NOT PINNED: "
+                 f"server and wrk share both cores", RAW_APP, "wrk", "req/s", WrkLoad("/", 64),
+                 workers=WORKERS, pinned=False, only_servers=MULTI_WORKER_SERVERS,
+                 worker_probe=WrkLoad("/pid", 64, "worker_pids.lua", latency=False)),
     )
 }
-DEFAULT_SCENARIOS = tuple(SCENARIOS)
+# Added in "Performance, round two"; measured on request (or with "all") so that the default
+# matrix, and the report it makes, stay comparable with earlier runs.
+OPT_IN_SCENARIOS = ("close-c16", "ws-deflate", "workers2")
+DEFAULT_SCENARIOS = tuple(name for name in SCENARIOS if name not in OPT_IN_SCENARIOS)
 QUICK_SCENARIOS = ("hello-c64", "64k", "echo-1m", "close", "pipeline16", "ws-echo", "idle-http")
 
 
 def parse_scenario_list(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if names == ["all"]:
-        return list(DEFAULT_SCENARIOS)
+        return list(SCENARIOS)
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         raise ValueError(f"unknown scenario(s): {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")

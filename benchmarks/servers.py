@@ -1,5 +1,8 @@
 """The servers under test and how each is started: one worker, HTTP/1.1, no access log.
 
+A scenario may ask for more workers (``workers2``) or for uvicorn's sans-I/O WebSocket
+implementation (``ws-deflate``); ``RunOptions`` carries that, and each server reads what applies.
+
 Every server runs as ``<bench venv python> -m <server> ...`` from the repository root, so all of
 them import the same app files from benchmarks/apps. Where a server lets us choose, it uses uvloop
 (the h11 variants too: only the parser differs). Keep-alive timeouts are raised to 120 s so that
@@ -15,51 +18,58 @@ KEEP_ALIVE_SECONDS = 120
 
 
 @dataclass(frozen=True)
+class RunOptions:
+    workers: int = 1
+    uvicorn_ws: str | None = None  # uvicorn's --ws implementation; None: its default
+
+
+@dataclass(frozen=True)
 class Server:
     name: str
     description: str
-    argv: Callable[[str, int], list[str]]  # (app "module:attr", port) -> arguments after "python -m"
+    argv: Callable[[str, int, RunOptions], list[str]]  # (app "module:attr", port, options) -> after "python -m"
     family: str  # servers compared for the targets: fastserve vs uvicorn within a family
     websockets: bool = True
 
 
-def _fastserve(http: str) -> Callable[[str, int], list[str]]:
-    def argv(app: str, port: int) -> list[str]:
+def _fastserve(http: str) -> Callable[[str, int, RunOptions], list[str]]:
+    def argv(app: str, port: int, options: RunOptions) -> list[str]:
         return [
             "fastserve", app, "--host", "127.0.0.1", "--port", str(port), "--http", http,
             "--loop", "uvloop", "--no-access-log", "--log-level", "warning",
-            "--timeout-keep-alive", str(KEEP_ALIVE_SECONDS), "--workers", "1",
+            "--timeout-keep-alive", str(KEEP_ALIVE_SECONDS), "--workers", str(options.workers),
         ]
     return argv
 
 
-def _uvicorn(http: str) -> Callable[[str, int], list[str]]:
-    def argv(app: str, port: int) -> list[str]:
+def _uvicorn(http: str) -> Callable[[str, int, RunOptions], list[str]]:
+    def argv(app: str, port: int, options: RunOptions) -> list[str]:
+        ws = ["--ws", options.uvicorn_ws] if options.uvicorn_ws else []
         return [
             "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--http", http,
-            "--loop", "uvloop", "--no-access-log", "--log-level", "warning",
-            "--timeout-keep-alive", str(KEEP_ALIVE_SECONDS), "--workers", "1",
+            "--loop", "uvloop", "--no-access-log", "--log-level", "warning", *ws,
+            "--timeout-keep-alive", str(KEEP_ALIVE_SECONDS), "--workers", str(options.workers),
         ]
     return argv
 
 
-def _granian(app: str, port: int) -> list[str]:
+def _granian(app: str, port: int, options: RunOptions) -> list[str]:
     return [
         "granian", "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
-        "--http", "1", "--workers", "1", "--runtime-threads", "1", "--loop", "uvloop",
+        "--http", "1", "--workers", str(options.workers), "--runtime-threads", "1", "--loop", "uvloop",
         "--no-access-log", "--log-level", "warning", app,
     ]
 
 
-def _hypercorn(app: str, port: int) -> list[str]:
+def _hypercorn(app: str, port: int, options: RunOptions) -> list[str]:
     return [
-        "hypercorn", app, "--bind", f"127.0.0.1:{port}", "--workers", "1",
+        "hypercorn", app, "--bind", f"127.0.0.1:{port}", "--workers", str(options.workers),
         "--worker-class", "uvloop", "--keep-alive", str(KEEP_ALIVE_SECONDS), "--log-level", "warning",
     ]
 
 
-def _daphne(app: str, port: int) -> list[str]:
-    return ["daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0", app]
+def _daphne(app: str, port: int, options: RunOptions) -> list[str]:
+    return ["daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0", app]  # one process, always
 
 
 SERVERS: dict[str, Server] = {

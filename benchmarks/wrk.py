@@ -16,6 +16,7 @@ _TOTAL = re.compile(r"(\d+) requests in ([\d.]+)(\w+)")
 _PERCENTILE = re.compile(r"^\s+(50|75|90|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s|m)\s*$", re.MULTILINE)
 _SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+_WORKER_PID = re.compile(r"^worker-pid (\S+) (\d+)$", re.MULTILINE)  # printed by lua/worker_pids.lua
 
 
 @dataclass
@@ -68,7 +69,9 @@ def parse_wrk(text: str) -> dict:
     errors = _SOCKET_ERRORS.search(text)
     non_2xx = _NON_2XX.search(text)
     total = _TOTAL.search(text)
+    workers = {pid: int(count) for pid, count in _WORKER_PID.findall(text)}
     return {
+        **({"worker_responses": workers} if workers else {}),
         "rate": float(rate.group(1)),
         "requests": int(total.group(1)) if total else 0,
         "p50_ms": latency.get("p50"),

@@ -2,6 +2,7 @@
 
 Routes:
     GET  /           "Hello, world!" (13 bytes, content-length set)
+    GET  /pid        "Hello, world!" with the worker's pid in x-worker-pid (workers2's accept probe)
     GET  /64k        64 KiB of bytes in one body message
     POST /echo       streams the request body back chunk by chunk, as it arrives (chunked response)
     WS   /ws/echo    sends every message back to its sender
@@ -9,6 +10,8 @@ Routes:
 """
 
 from __future__ import annotations
+
+import os
 
 HELLO = b"Hello, world!"
 BLOB_64K = b"x" * (64 * 1024)
@@ -35,6 +38,10 @@ async def _http(scope, receive, send):
     path = scope["path"]
     if path == "/":
         await send({"type": "http.response.start", "status": 200, "headers": _HELLO_HEADERS})
+        await send({"type": "http.response.body", "body": HELLO})
+    elif path == "/pid":
+        headers = [*_HELLO_HEADERS, (b"x-worker-pid", str(os.getpid()).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": HELLO})
     elif path == "/64k":
         await send({"type": "http.response.start", "status": 200, "headers": _BLOB_HEADERS})
