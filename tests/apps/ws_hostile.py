@@ -9,16 +9,14 @@ import asyncio
 import json
 from urllib.parse import parse_qs
 
+from .lifespan import complete_lifespan
+
 EVENTS: list[str] = []
 
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+        return await complete_lifespan(receive, send)
     query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
     if scope["type"] == "http":
         body = json.dumps(EVENTS).encode()
