@@ -13,6 +13,7 @@ from fastserve.websocket.handshake import (
     offered_subprotocols,
     websockets_request,
 )
+from fastserve.websocket.upgraded import UpgradedTransport
 
 KEY = (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ==")
 
@@ -24,11 +25,7 @@ def upgrade_request(*extra):
 
 
 class FakeState:
-    default_headers = b"server: fastserve\r\n"
     default_header_items = [(b"server", b"fastserve"), (b"date", b"today")]
-
-    def defaults_without(self, headers):
-        return b""
 
 
 def test_offered_subprotocols_across_headers():
@@ -60,14 +57,41 @@ def test_complete_accept_refuses_malformed_headers(headers):
         complete_accept(response, {"headers": headers}, [])
 
 
+class RecordingTransport:
+    """Just what UpgradedTransport.deny uses."""
+
+    def __init__(self):
+        self.written, self.closed = b"", False
+
+    def write(self, data):
+        self.written += data
+
+    def close(self):
+        self.closed = True
+
+
 def test_denial_response_bytes():
     denial = DenialResponse({"status": 401, "headers": [(b"www-authenticate", b"Bearer"),
                                                        (b"transfer-encoding", b"chunked")]}, FakeState())
     denial.add(b"no ")
     denial.add(b"entry")
-    assert denial.serialize() == (
-        b"HTTP/1.1 401 Unauthorized\r\nserver: fastserve\r\nwww-authenticate: Bearer\r\n"
+    transport = RecordingTransport()
+    UpgradedTransport(transport).deny(denial.status, denial.headers, denial.body())
+    assert transport.written == (
+        b"HTTP/1.1 401 Unauthorized\r\nserver: fastserve\r\ndate: today\r\nwww-authenticate: Bearer\r\n"
         b"content-length: 8\r\nconnection: close\r\n\r\nno entry"
+    )
+    assert transport.closed
+
+
+def test_denial_response_keeps_the_apps_length_and_server():
+    message = {"status": 200, "headers": [(b"Server", b"mine"), (b"content-length", b"2")]}
+    denial = DenialResponse(message, FakeState())
+    denial.add(b"ok")
+    transport = RecordingTransport()
+    UpgradedTransport(transport).deny(denial.status, denial.headers, denial.body())
+    assert transport.written == (
+        b"HTTP/1.1 200 OK\r\ndate: today\r\nServer: mine\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
     )
 
 

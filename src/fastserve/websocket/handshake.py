@@ -1,4 +1,4 @@
-"""The opening handshake, as pure functions: scope, websockets ``Request``, 101 and denial bytes.
+"""The opening handshake, as pure functions: scope, websockets ``Request``, 101 headers, denials.
 
 The HTTP parsers have already parsed the request head, so the websockets ``Request`` is built from
 those values: nothing is re-serialised or parsed twice. Nothing here touches a transport.
@@ -13,13 +13,7 @@ from websockets.exceptions import InvalidHeaderValue
 from websockets.http11 import Request, Response
 
 from ..http.errors import InvalidResponse
-from ..http.response import (
-    CONNECTION_CLOSE,
-    check_header_block,
-    header_block,
-    lower_name,
-    status_line,
-)
+from ..http.response import check_header_block, header_block, lower_name
 
 if TYPE_CHECKING:
     from ..http.protocol import UpgradeRequest
@@ -115,38 +109,43 @@ def complete_accept(response: Response, message: dict[str, Any], default_headers
 class DenialResponse:
     """An HTTP response the app sends instead of accepting (``websocket.http.response.*``).
 
-    The body is collected and sent in one write with the head: denial bodies are small, and a
-    content-length lets every client read them without chunked decoding.
+    The body is collected and handed to the carrier in one piece with the head: denial bodies are
+    small, and a content-length lets every client read them without chunked decoding. The headers
+    are the server's defaults (those the app does not set) and the app's, checked here; framing
+    headers are the carrier's.
     """
 
-    __slots__ = ("status", "head", "has_length", "body")
+    __slots__ = ("status", "headers", "parts")
 
     def __init__(self, message: dict[str, Any], state: Any) -> None:
         status = message["status"]
-        headers = message.get("headers") or ()
+        if not isinstance(status, int) or not 100 <= status <= 999:
+            raise InvalidResponse(f"invalid status code {status!r:.100}")
+        app_headers = message.get("headers") or ()
+        headers: list[tuple[bytes, bytes]] = []
         parts: list[bytes] = []
         names = set()
-        for name, value in headers:
+        for name, value in app_headers:
             lowered = lower_name(name)
             if lowered in (b"transfer-encoding", b"connection"):
                 continue  # the connection closes after this response; framing is ours
             names.add(lowered)
+            headers.append((name, value))
             parts += (name, b": ", value, b"\r\n")
-        block = header_block(parts)
-        defaults = state.defaults_without(headers) if names & {b"server", b"date"} else state.default_headers
+        header_block(parts)  # checks the values (and that they are bytes)
+        defaults = state.default_header_items
+        if names & {b"server", b"date"}:
+            defaults = [(name, value) for name, value in defaults if name not in names]
         self.status = status
-        self.head = status_line(status) + defaults + block
-        self.has_length = b"content-length" in names
-        self.body: list[bytes] = []
+        self.headers = defaults + headers
+        self.parts: list[bytes] = []
 
     def add(self, body: bytes) -> None:
         if body:
-            self.body.append(bytes(body))
+            self.parts.append(bytes(body))
 
-    def serialize(self) -> bytes:
-        body = b"".join(self.body)
-        length = b"" if self.has_length else b"content-length: %d\r\n" % len(body)
-        return self.head + length + CONNECTION_CLOSE + b"\r\n" + body
+    def body(self) -> bytes:
+        return b"".join(self.parts)
 
 
 class HandshakeRecord:
