@@ -1,7 +1,9 @@
-"""The opening handshake, as pure functions: scope, websockets ``Request``, 101 headers, denials.
+"""The opening handshake, as pure functions returning decisions: scope, accept or refuse, the
+accept's headers, denials.
 
 The HTTP parsers have already parsed the request head, so the websockets ``Request`` is built from
-those values: nothing is re-serialised or parsed twice. Nothing here touches a transport.
+those values: nothing is re-serialised or parsed twice. Nothing here touches a transport or writes
+a wire format: the carrier renders the decisions (over HTTP/1.1 as a 101 or an HTTP response).
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from websockets.datastructures import Headers
-from websockets.exceptions import InvalidHeaderValue
+from websockets.exceptions import InvalidHeader, InvalidHeaderValue
 from websockets.http11 import Request, Response
 
 from ..http.errors import InvalidResponse
 from ..http.response import check_header_block, header_block, lower_name
+from .websockets_compat import handshake_checker, release
 
 if TYPE_CHECKING:
     from ..http.protocol import UpgradeRequest
@@ -77,12 +80,56 @@ def is_version_mismatch(exc: Exception | None) -> bool:
     return isinstance(exc, InvalidHeaderValue) and exc.name == "Sec-WebSocket-Version"
 
 
-def complete_accept(response: Response, message: dict[str, Any], default_headers: list) -> str | None:
-    """Add the app's subprotocol and headers (from ``websocket.accept``) to the 101 response.
+class Accept:
+    """The handshake is valid: the response headers websockets computed (Sec-WebSocket-Accept,
+    extensions, ...) and the extensions negotiated, for when the app accepts."""
 
-    Returns the subprotocol in use. Raises InvalidResponse for a malformed header.
+    __slots__ = ("headers", "extensions")
+
+    def __init__(self, response: Response, extensions: list[Any]) -> None:
+        self.headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers.raw_items()]
+        self.extensions = extensions
+
+
+class Refusal:
+    """The handshake is invalid: answer ``status`` with ``reason``; ``exc`` says why, for the log."""
+
+    __slots__ = ("status", "reason", "headers", "exc")
+
+    def __init__(self, status: int, exc: Exception | None, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status = status
+        self.reason = f"Invalid WebSocket handshake: {exc}"
+        self.headers = headers
+        self.exc = exc
+
+
+def check_handshake(request: UpgradeRequest, extensions: Any) -> Accept | Refusal:
+    """Validate the handshake before the app sees it: a 400 or 426 refusal for a malformed one."""
+    checker = handshake_checker(extensions)
+    try:
+        if request.http_version != "1.1":
+            raise ValueError(f"WebSocket needs HTTP/1.1, not HTTP/{request.http_version}")
+        response, exc = checker.accept(websockets_request(request)), checker.handshake_exc
+    except (ValueError, InvalidHeader) as error:  # an HTTP version or header websockets refuses
+        response, exc = None, error
+    finally:
+        release(checker)
+    if response is not None and response.status_code == 101:
+        return Accept(response, checker.extensions)
+    if is_version_mismatch(exc):
+        return Refusal(426, exc, [(b"sec-websocket-version", b"13"), (b"upgrade", b"websocket")])
+    return Refusal(response.status_code if response is not None else 400, exc, [])
+
+
+def complete_accept(
+    accept: Accept, message: dict[str, Any], default_headers: list
+) -> tuple[list[tuple[bytes, bytes]], str | None]:
+    """The accept's response headers with the app's subprotocol and headers (from
+    ``websocket.accept``) and the server's defaults added.
+
+    Returns the headers and the subprotocol in use. Raises InvalidResponse for a malformed header.
     """
-    headers = response.headers
+    headers = list(accept.headers)
     subprotocol = message.get("subprotocol")
     app_names = set()
     for name, value in message.get("headers") or ():
@@ -95,15 +142,15 @@ def complete_accept(response: Response, message: dict[str, Any], default_headers
         if lowered in _HANDSHAKE_HEADERS:
             continue
         app_names.add(lowered)
-        headers[name.decode("latin-1")] = value.decode("latin-1")
+        headers.append((name, value))
     for name, value in default_headers:
         if name not in app_names and name not in _HANDSHAKE_HEADERS:
-            headers[name.decode("latin-1")] = value.decode("latin-1")
+            headers.append((name, value))
     if subprotocol is not None:
         if not isinstance(subprotocol, str) or any(c in subprotocol for c in "\r\n\0,"):
             raise InvalidResponse(f"invalid subprotocol {subprotocol!r}")
-        headers["Sec-WebSocket-Protocol"] = subprotocol
-    return subprotocol
+        headers.append((b"Sec-WebSocket-Protocol", subprotocol.encode("latin-1")))
+    return headers, subprotocol
 
 
 class DenialResponse:

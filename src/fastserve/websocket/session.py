@@ -31,7 +31,7 @@ from collections import deque
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from websockets.exceptions import InvalidHeader, InvalidState, ProtocolError
+from websockets.exceptions import InvalidState, ProtocolError
 from websockets.frames import CloseCode, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -44,13 +44,15 @@ except ImportError:  # websockets built without its C extension
 from ..http.errors import ClientDisconnected, caused_by_disconnect
 from ..http.flow import FlowControl, wake
 from .handshake import (
+    Accept,
     DenialResponse,
     HandshakeRecord,
+    Refusal,
     build_scope,
+    check_handshake,
     complete_accept,
-    is_version_mismatch,
-    websockets_request,
 )
+from .websockets_compat import open_protocol, release, set_message_size
 
 if TYPE_CHECKING:
     from ..http.protocol import HTTPProtocol, UpgradeRequest
@@ -69,7 +71,7 @@ HANDSHAKE, OPEN, DENIAL, CLOSED = "handshake", "open", "denial", "closed"
 # connection is aborted; the same default as the websockets library's close_timeout.
 CLOSE_TIMEOUT = 10.0
 _TEXT, _BINARY, _CONT, _PONG, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG, Opcode.CLOSE
-_WS_OPEN, _WS_CONNECTING = State.OPEN, State.CONNECTING
+_WS_OPEN = State.OPEN
 _FIN_TEXT, _FIN_BINARY = 0x81, 0x82  # first header byte: FIN, no RSV bits, opcode
 _START_TEXT, _START_BINARY, _CONT_MORE, _CONT_LAST = 0x01, 0x02, 0x00, 0x80  # fragments, no RSV bits
 _HEAD_SHORT, _HEAD_16, _HEAD_64 = struct.Struct("!BB").pack, struct.Struct("!BBH").pack, struct.Struct("!BBQ").pack
@@ -125,7 +127,7 @@ class WebSocketSession:
         "scope",
         "client",
         "protocol",
-        "response",
+        "accepted",
         "phase",
         "flow",
         "inbox",
@@ -164,8 +166,9 @@ class WebSocketSession:
         self.settings = settings
         self.scope = build_scope(request, conn)
         self.client = request.client
-        self.protocol = ServerProtocol(extensions=settings.extensions, max_size=settings.max_size)
-        self.response = None  # the 101 response, completed when the app accepts
+        # websockets' protocol, started OPEN once the app accepts: None until then.
+        self.protocol: ServerProtocol = None  # type: ignore[assignment]  # (checked where it can be None)
+        self.accepted: Accept | None = None  # the handshake's answer, completed when the app accepts
         self.phase = HANDSHAKE
         self.flow = FlowControl(carrier)  # type: ignore[arg-type]  # only its write side is used
         self.flow.write_paused = conn.flow.write_paused
@@ -213,23 +216,13 @@ class WebSocketSession:
 
     def _check_handshake(self, request: UpgradeRequest) -> bool:
         """Validate the handshake before the app sees it: 400 or 426 for a malformed one."""
-        protocol = self.protocol
-        try:
-            if request.http_version != "1.1":
-                raise ValueError(f"WebSocket needs HTTP/1.1, not HTTP/{request.http_version}")
-            response = protocol.accept(websockets_request(request))
-        except (ValueError, InvalidHeader) as exc:  # an HTTP version or header websockets refuses
-            response, protocol.handshake_exc = None, exc
-        if response is not None and response.status_code == 101:
-            self.response = response
-            return True
-        exc = protocol.handshake_exc
-        logger.info("Refused a WebSocket handshake from %s: %s", _describe(self.client), exc)
-        if is_version_mismatch(exc):
-            status, extra = 426, [(b"sec-websocket-version", b"13"), (b"upgrade", b"websocket")]
-        else:
-            status, extra = (response.status_code if response is not None else 400), []
-        self._refuse(status, f"Invalid WebSocket handshake: {exc}", extra)
+        decision = check_handshake(request, self.settings.extensions)
+        if isinstance(decision, Refusal):
+            logger.info("Refused a WebSocket handshake from %s: %s", _describe(self.client), decision.exc)
+            self._refuse(decision.status, decision.reason, decision.headers)
+            return False
+        self.accepted = decision
+        return True
         return False
 
     # -- what the carrier reports ---------------------------------------------------------------
@@ -244,7 +237,7 @@ class WebSocketSession:
                 self._after_receive()
             return
         protocol = self.protocol
-        if protocol.state is _WS_CONNECTING:  # no 101 sent (yet)
+        if protocol is None:  # not accepted (yet)
             if self.phase is HANDSHAKE:
                 # A client may not send frames before the 101, but keep what arrives for then.
                 self.early += data
@@ -265,7 +258,7 @@ class WebSocketSession:
 
     def feed_eof(self) -> None:
         """The client will send no more (the carrier then ends its side)."""
-        if self.protocol.state is not _WS_CONNECTING:
+        if self.protocol is not None:
             if self.buffered:  # a frame cut short (websockets reports it as such), or a backlog
                 data, self.buffered = bytes(self.buffered), bytearray()
                 self._feed(data)
@@ -288,9 +281,8 @@ class WebSocketSession:
         self.flow.connection_lost()
         self.phase = CLOSED
         self._end_receiving(*self._close_code())
-        # websockets' parser generator holds its protocol: closing it ends that reference cycle,
-        # so reference counting frees the connection at once.
-        self.protocol.parser.close()
+        if self.protocol is not None:
+            release(self.protocol)  # frees the connection at once, see release()
         if self.task is None:
             self.state.connection_closed(self)
 
@@ -445,14 +437,14 @@ class WebSocketSession:
         to date, as it checks what may come next (and the size limit) against it."""
         protocol = self.protocol
         if first == _START_TEXT or first == _START_BINARY:
-            protocol.current_size = len(data)
+            set_message_size(protocol, len(data))
             self.decoder = _utf8_decoder() if first == _START_TEXT else None
             self.parts = bytearray()
             self.own_fragments = True
         elif first == _CONT_LAST:
-            protocol.current_size = None
+            set_message_size(protocol, None)
         else:
-            protocol.current_size += len(data)
+            set_message_size(protocol, protocol.current_size + len(data))
         self._on_fragment(data, first == _CONT_LAST)
 
     def _on_frame(self, frame: Any) -> None:
@@ -562,6 +554,8 @@ class WebSocketSession:
         """Why the connection ended: an error close the server sent (the server failed it), else
         the client's close, else ours, else 1006."""
         protocol = self.protocol
+        if protocol is None:  # never accepted
+            return CloseCode.ABNORMAL_CLOSURE, ""
         sent = protocol.close_sent
         if sent is not None and sent.code in _FAILURE_CODES:
             close = sent
@@ -672,19 +666,15 @@ class WebSocketSession:
             )
 
     def _accept(self, message: dict[str, Any]) -> None:
-        response = self.response
-        self.protocol.subprotocol = complete_accept(response, message, self.state.default_header_items)
-        protocol = self.protocol
-        protocol.send_response(response)
-        # ServerProtocol's parser was started in the CONNECTING state, waiting to parse the HTTP
-        # request we already parsed; restart it so it reads frames from the first byte on.
-        protocol.parser = protocol.parse()
-        next(protocol.parser)
-        self.response = None
+        accepted = self.accepted
+        assert accepted is not None  # phase HANDSHAKE after a valid handshake
+        headers, _ = complete_accept(accepted, message, self.state.default_header_items)
+        self.protocol = open_protocol(accepted.extensions, self.settings.max_size)
+        self.carrier.accept(headers)
+        self.accepted = None
         self.phase = OPEN
         self.direct = True
         self._log_handshake(101)
-        self._flush()
         self._schedule_ping()
         if self.early:  # parsed on the next turn, as a backlog
             early, self.early = self.early, bytearray()
