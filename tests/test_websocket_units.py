@@ -13,7 +13,6 @@ from fastserve.websocket.handshake import (
     check_handshake,
     complete_accept,
     offered_subprotocols,
-    websockets_request,
 )
 from fastserve.websocket.upgraded import UpgradedTransport
 

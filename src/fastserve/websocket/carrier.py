@@ -7,7 +7,8 @@ with these headers, refuse with this status, these frame bytes, the end); the ca
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+from typing import Any, Protocol
 
 
 class WebSocketCarrier(Protocol):
@@ -35,3 +36,28 @@ class WebSocketCarrier(Protocol):
     def resume_reading(self) -> None: ...
 
     def is_closing(self) -> bool: ...
+
+
+class HandshakeRequest(Protocol):
+    """The parsed upgrade request, as the wire format hands it over (HTTP/1.1: http.protocol's
+    UpgradeRequest). Declared here so that the WebSocket modules need not import the HTTP ones."""
+
+    path: str
+    raw_path: bytes
+    query_string: bytes
+    headers: list[tuple[bytes, bytes]]
+    http_version: str
+    client: tuple[str, int] | None
+    scheme: str
+
+
+class UpgradedConnection(Protocol):
+    """What a session takes over from the connection it was upgraded from (HTTP/1.1: HTTPProtocol)."""
+
+    loop: asyncio.AbstractEventLoop
+    app: Any
+    state: Any  # the server's ServerState
+    config: Any
+    server: tuple[str, int] | None
+    tls: dict[str, Any] | None
+    flow: Any  # its FlowControl: whether writing is paused at the hand-over

@@ -19,7 +19,7 @@ from ..http.response import check_header_block, header_block, lower_name
 from .websockets_compat import handshake_checker, release
 
 if TYPE_CHECKING:
-    from ..http.protocol import UpgradeRequest
+    from .carrier import HandshakeRequest, UpgradedConnection
 
 # Headers that belong to the handshake itself; an app cannot set them through websocket.accept.
 _HANDSHAKE_HEADERS = frozenset(
@@ -28,7 +28,7 @@ _HANDSHAKE_HEADERS = frozenset(
 _SUBPROTOCOL = b"sec-websocket-protocol"
 
 
-def build_scope(request: UpgradeRequest, conn: Any) -> dict[str, Any]:
+def build_scope(request: HandshakeRequest, conn: UpgradedConnection) -> dict[str, Any]:
     state = conn.state
     return {
         "type": "websocket",
@@ -64,7 +64,7 @@ def offered_subprotocols(headers: list[tuple[bytes, bytes]]) -> list[str]:
     return [token for token in offered if token]
 
 
-def websockets_request(request: UpgradeRequest) -> Request:
+def websockets_request(request: HandshakeRequest) -> Request:
     """The already-parsed request, in the form ``ServerProtocol.accept()`` checks."""
     headers = Headers()
     for name, value in request.headers:
@@ -103,7 +103,7 @@ class Refusal:
         self.exc = exc
 
 
-def check_handshake(request: UpgradeRequest, extensions: Any) -> Accept | Refusal:
+def check_handshake(request: HandshakeRequest, extensions: Any) -> Accept | Refusal:
     """Validate the handshake before the app sees it: a 400 or 426 refusal for a malformed one."""
     checker = handshake_checker(extensions)
     try:

@@ -55,8 +55,7 @@ from .handshake import (
 from .websockets_compat import open_protocol, release, set_message_size
 
 if TYPE_CHECKING:
-    from ..http.protocol import HTTPProtocol, UpgradeRequest
-    from .carrier import WebSocketCarrier
+    from .carrier import HandshakeRequest, UpgradedConnection, WebSocketCarrier
 
 logger = logging.getLogger("fastserve.error")
 Buffer = bytes | bytearray | memoryview  # what frames are read from
@@ -157,7 +156,7 @@ class WebSocketSession:
     )
 
     def __init__(
-        self, conn: HTTPProtocol, request: UpgradeRequest, settings: SessionSettings, carrier: WebSocketCarrier
+        self, conn: UpgradedConnection, request: HandshakeRequest, settings: SessionSettings, carrier: WebSocketCarrier
     ) -> None:
         self.carrier = carrier
         self.loop = conn.loop
@@ -199,7 +198,7 @@ class WebSocketSession:
         self.handshake_handle: asyncio.TimerHandle | None = None
 
     # -- taking over the connection -------------------------------------------------------------
-    def start(self, request: UpgradeRequest, leftover: bytes) -> None:
+    def start(self, request: HandshakeRequest, leftover: bytes) -> None:
         """Check the handshake and start the app; ``leftover``: bytes read after the request head."""
         if self.flow.write_paused:
             self._pause(_WRITES_BLOCKED)
@@ -214,7 +213,7 @@ class WebSocketSession:
         if leftover:
             self.feed(leftover)
 
-    def _check_handshake(self, request: UpgradeRequest) -> bool:
+    def _check_handshake(self, request: HandshakeRequest) -> bool:
         """Validate the handshake before the app sees it: 400 or 426 for a malformed one."""
         decision = check_handshake(request, self.settings.extensions)
         if isinstance(decision, Refusal):
