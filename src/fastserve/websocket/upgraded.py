@@ -15,7 +15,7 @@ from ..http.response import CONNECTION_CLOSE, simple_response, status_line
 
 
 class UpgradedTransport(asyncio.Protocol):
-    __slots__ = ("transport", "session")
+    __slots__ = ("transport", "session", "data_received")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self.transport = transport
@@ -24,15 +24,15 @@ class UpgradedTransport(asyncio.Protocol):
     def attach(self, session: Any) -> None:
         """Take over the transport for ``session``: from now on its callbacks come here."""
         self.session = session
+        # The transport calls the session's feed() itself: nothing in between on the path every
+        # frame takes (a forwarding method cost ~390 instructions a read, callgrind, 1.3%).
+        self.data_received = session.feed  # type: ignore[method-assign]
         transport = self.transport
         transport.set_protocol(self)
         if not transport.is_reading():
             transport.resume_reading()
 
-    # -- asyncio callbacks, passed on to the session ---------------------------------------------
-    def data_received(self, data: bytes) -> None:
-        self.session.feed(data)
-
+    # -- asyncio callbacks, passed on to the session (data_received: see attach) -----------------
     def eof_received(self) -> bool:
         self.session.feed_eof()
         return False  # close our side too
@@ -41,6 +41,7 @@ class UpgradedTransport(asyncio.Protocol):
         # The last callback: letting go of the session ends the reference cycle with it, so
         # reference counting frees both at once.
         session, self.session = self.session, None
+        del self.data_received
         session.lost(exc)
 
     def pause_writing(self) -> None:
