@@ -222,7 +222,6 @@ class WebSocketSession:
             return False
         self.accepted = decision
         return True
-        return False
 
     # -- what the carrier reports ---------------------------------------------------------------
     def feed(self, data: bytes) -> None:
