@@ -319,8 +319,9 @@ class Connection:
 
     @property
     def session(self) -> Any:
-        """The transport's protocol: the WebSocket session after an upgrade."""
-        return self.transport.protocol
+        """The WebSocket session after an upgrade (carried by the transport's protocol)."""
+        protocol = self.transport.protocol
+        return getattr(protocol, "session", protocol)
 
 
 async def settle(transport: FakeTransport, idle_iterations: int = 10, limit: int = 2000) -> None:

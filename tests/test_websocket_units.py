@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from websockets.server import ServerProtocol
 
 from fastserve.http.errors import InvalidResponse
 from fastserve.http.protocol import UpgradeRequest
 from fastserve.websocket.handshake import (
+    Accept,
     DenialResponse,
+    Refusal,
+    check_handshake,
     complete_accept,
     offered_subprotocols,
-    websockets_request,
 )
+from fastserve.websocket.upgraded import UpgradedTransport
 
 KEY = (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ==")
 
@@ -24,11 +26,7 @@ def upgrade_request(*extra):
 
 
 class FakeState:
-    default_headers = b"server: fastserve\r\n"
     default_header_items = [(b"server", b"fastserve"), (b"date", b"today")]
-
-    def defaults_without(self, headers):
-        return b""
 
 
 def test_offered_subprotocols_across_headers():
@@ -37,27 +35,69 @@ def test_offered_subprotocols_across_headers():
 
 
 def test_accept_key_from_the_parsed_request():
-    response = ServerProtocol().accept(websockets_request(upgrade_request()))
-    assert response.status_code == 101
-    assert response.headers["Sec-WebSocket-Accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455 1.3
+    decision = check_handshake(upgrade_request(), None)
+    assert isinstance(decision, Accept)
+    assert (b"Sec-WebSocket-Accept", b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") in decision.headers  # RFC 6455 1.3
+    assert decision.extensions == []
+
+
+def test_handshake_refusals_are_decisions():
+    old_version = upgrade_request()
+    old_version.headers[4] = (b"sec-websocket-version", b"8")
+    decision = check_handshake(old_version, None)
+    assert isinstance(decision, Refusal)
+    assert (decision.status, decision.headers) == (426, [(b"sec-websocket-version", b"13"), (b"upgrade", b"websocket")])
+    no_key = UpgradeRequest("/", b"/", b"", [(b"upgrade", b"websocket"), (b"connection", b"upgrade")], "1.1", None, "http")
+    decision = check_handshake(no_key, None)
+    assert isinstance(decision, Refusal) and decision.status == 400
+    assert decision.reason.startswith("Invalid WebSocket handshake: ")
+    http10 = UpgradeRequest("/", b"/", b"", upgrade_request().headers, "1.0", None, "http")
+    decision = check_handshake(http10, None)
+    assert isinstance(decision, Refusal) and decision.status == 400 and "HTTP/1.0" in decision.reason
 
 
 def test_complete_accept_adds_app_headers_and_subprotocol():
-    response = ServerProtocol().accept(websockets_request(upgrade_request((b"sec-websocket-protocol", b"v1"))))
+    decision = check_handshake(upgrade_request((b"sec-websocket-protocol", b"v1")), None)
     message = {"subprotocol": "v1", "headers": [(b"X-Extra", b"1"), (b"Upgrade", b"ignored")]}
-    assert complete_accept(response, message, FakeState.default_header_items) == "v1"
-    assert response.headers["X-Extra"] == "1"
-    assert response.headers.get_all("Upgrade") == ["websocket"]
-    assert response.headers["Sec-WebSocket-Protocol"] == "v1"
-    assert response.headers["server"] == "fastserve"
-    assert len(response.headers.get_all("date")) == 1
+    headers, subprotocol = complete_accept(decision, message, FakeState.default_header_items)
+    assert subprotocol == "v1"
+    names = [name.lower() for name, _ in headers]
+    assert (b"X-Extra", b"1") in headers
+    assert [value for name, value in headers if name.lower() == b"upgrade"] == [b"websocket"]
+    assert (b"Sec-WebSocket-Protocol", b"v1") in headers
+    assert (b"server", b"fastserve") in headers
+    assert names.count(b"date") == 1
+
+
+def test_accept_renders_as_a_101():
+    decision = check_handshake(upgrade_request(), None)
+    headers, _ = complete_accept(decision, {"headers": [(b"x-a", b"\xe9")]}, [])
+    transport = RecordingTransport()
+    UpgradedTransport(transport).accept(headers)
+    head = transport.written
+    assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n") and head.endswith(b"\r\nx-a: \xe9\r\n\r\n")
+    assert b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" in head
+    assert not transport.closed
 
 
 @pytest.mark.parametrize("headers", [[(b"x", b"a\r\nb")], [(b"bad name", b"v")], [("str", b"v")]])
 def test_complete_accept_refuses_malformed_headers(headers):
-    response = ServerProtocol().accept(websockets_request(upgrade_request()))
+    decision = check_handshake(upgrade_request(), None)
     with pytest.raises(InvalidResponse):
-        complete_accept(response, {"headers": headers}, [])
+        complete_accept(decision, {"headers": headers}, [])
+
+
+class RecordingTransport:
+    """Just what UpgradedTransport.deny uses."""
+
+    def __init__(self):
+        self.written, self.closed = b"", False
+
+    def write(self, data):
+        self.written += data
+
+    def close(self):
+        self.closed = True
 
 
 def test_denial_response_bytes():
@@ -65,9 +105,23 @@ def test_denial_response_bytes():
                                                        (b"transfer-encoding", b"chunked")]}, FakeState())
     denial.add(b"no ")
     denial.add(b"entry")
-    assert denial.serialize() == (
-        b"HTTP/1.1 401 Unauthorized\r\nserver: fastserve\r\nwww-authenticate: Bearer\r\n"
+    transport = RecordingTransport()
+    UpgradedTransport(transport).deny(denial.status, denial.headers, denial.body())
+    assert transport.written == (
+        b"HTTP/1.1 401 Unauthorized\r\nserver: fastserve\r\ndate: today\r\nwww-authenticate: Bearer\r\n"
         b"content-length: 8\r\nconnection: close\r\n\r\nno entry"
+    )
+    assert transport.closed
+
+
+def test_denial_response_keeps_the_apps_length_and_server():
+    message = {"status": 200, "headers": [(b"Server", b"mine"), (b"content-length", b"2")]}
+    denial = DenialResponse(message, FakeState())
+    denial.add(b"ok")
+    transport = RecordingTransport()
+    UpgradedTransport(transport).deny(denial.status, denial.headers, denial.body())
+    assert transport.written == (
+        b"HTTP/1.1 200 OK\r\ndate: today\r\nServer: mine\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
     )
 
 

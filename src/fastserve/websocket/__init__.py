@@ -3,7 +3,8 @@
 Contract with the HTTP protocol: ``upgrade_handler(config, app)`` returns None when WebSockets are
 off (upgrade requests are then served as plain HTTP), or a callable
 ``handler(conn: HTTPProtocol, request: UpgradeRequest, leftover: bytes)`` that takes over
-``conn.transport`` after the parser adapter has stopped parsing HTTP.
+``conn.transport`` after the parser adapter has stopped parsing HTTP: an ``UpgradedTransport``
+becomes the transport's protocol and carries a ``WebSocketSession``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ def upgrade_handler(config: Any, app: Any) -> Any:
         return None
     try:
         from .session import SessionSettings, WebSocketSession
+        from .upgraded import UpgradedTransport
     except ImportError as exc:
         if config.ws == "websockets":
             logger.error("--ws websockets needs the websockets package (>= 13): %s", exc)
@@ -28,6 +30,9 @@ def upgrade_handler(config: Any, app: Any) -> Any:
     settings = SessionSettings(config)
 
     def handler(conn: Any, request: Any, leftover: bytes) -> None:
-        WebSocketSession(conn, request, settings).start(request, leftover)
+        carrier = UpgradedTransport(conn.transport)
+        session = WebSocketSession(conn, request, settings, carrier)
+        carrier.attach(session)
+        session.start(request, leftover)
 
     return handler

@@ -1,7 +1,9 @@
-"""The opening handshake, as pure functions: scope, websockets ``Request``, 101 and denial bytes.
+"""The opening handshake, as pure functions returning decisions: scope, accept or refuse, the
+accept's headers, denials.
 
 The HTTP parsers have already parsed the request head, so the websockets ``Request`` is built from
-those values: nothing is re-serialised or parsed twice. Nothing here touches a transport.
+those values: nothing is re-serialised or parsed twice. Nothing here touches a transport or writes
+a wire format: the carrier renders the decisions (over HTTP/1.1 as a 101 or an HTTP response).
 """
 
 from __future__ import annotations
@@ -9,20 +11,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from websockets.datastructures import Headers
-from websockets.exceptions import InvalidHeaderValue
+from websockets.exceptions import InvalidHeader, InvalidHeaderValue
 from websockets.http11 import Request, Response
 
 from ..http.errors import InvalidResponse
-from ..http.response import (
-    CONNECTION_CLOSE,
-    check_header_block,
-    header_block,
-    lower_name,
-    status_line,
-)
+from ..http.response import check_header_block, header_block, lower_name
+from .websockets_compat import handshake_checker, release
 
 if TYPE_CHECKING:
-    from ..http.protocol import UpgradeRequest
+    from .carrier import HandshakeRequest, UpgradedConnection
 
 # Headers that belong to the handshake itself; an app cannot set them through websocket.accept.
 _HANDSHAKE_HEADERS = frozenset(
@@ -31,7 +28,7 @@ _HANDSHAKE_HEADERS = frozenset(
 _SUBPROTOCOL = b"sec-websocket-protocol"
 
 
-def build_scope(request: UpgradeRequest, conn: Any) -> dict[str, Any]:
+def build_scope(request: HandshakeRequest, conn: UpgradedConnection) -> dict[str, Any]:
     state = conn.state
     return {
         "type": "websocket",
@@ -67,7 +64,7 @@ def offered_subprotocols(headers: list[tuple[bytes, bytes]]) -> list[str]:
     return [token for token in offered if token]
 
 
-def websockets_request(request: UpgradeRequest) -> Request:
+def websockets_request(request: HandshakeRequest) -> Request:
     """The already-parsed request, in the form ``ServerProtocol.accept()`` checks."""
     headers = Headers()
     for name, value in request.headers:
@@ -83,12 +80,56 @@ def is_version_mismatch(exc: Exception | None) -> bool:
     return isinstance(exc, InvalidHeaderValue) and exc.name == "Sec-WebSocket-Version"
 
 
-def complete_accept(response: Response, message: dict[str, Any], default_headers: list) -> str | None:
-    """Add the app's subprotocol and headers (from ``websocket.accept``) to the 101 response.
+class Accept:
+    """The handshake is valid: the response headers websockets computed (Sec-WebSocket-Accept,
+    extensions, ...) and the extensions negotiated, for when the app accepts."""
 
-    Returns the subprotocol in use. Raises InvalidResponse for a malformed header.
+    __slots__ = ("headers", "extensions")
+
+    def __init__(self, response: Response, extensions: list[Any]) -> None:
+        self.headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers.raw_items()]
+        self.extensions = extensions
+
+
+class Refusal:
+    """The handshake is invalid: answer ``status`` with ``reason``; ``exc`` says why, for the log."""
+
+    __slots__ = ("status", "reason", "headers", "exc")
+
+    def __init__(self, status: int, exc: Exception | None, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status = status
+        self.reason = f"Invalid WebSocket handshake: {exc}"
+        self.headers = headers
+        self.exc = exc
+
+
+def check_handshake(request: HandshakeRequest, extensions: Any) -> Accept | Refusal:
+    """Validate the handshake before the app sees it: a 400 or 426 refusal for a malformed one."""
+    checker = handshake_checker(extensions)
+    try:
+        if request.http_version != "1.1":
+            raise ValueError(f"WebSocket needs HTTP/1.1, not HTTP/{request.http_version}")
+        response, exc = checker.accept(websockets_request(request)), checker.handshake_exc
+    except (ValueError, InvalidHeader) as error:  # an HTTP version or header websockets refuses
+        response, exc = None, error
+    finally:
+        release(checker)
+    if response is not None and response.status_code == 101:
+        return Accept(response, checker.extensions)
+    if is_version_mismatch(exc):
+        return Refusal(426, exc, [(b"sec-websocket-version", b"13"), (b"upgrade", b"websocket")])
+    return Refusal(response.status_code if response is not None else 400, exc, [])
+
+
+def complete_accept(
+    accept: Accept, message: dict[str, Any], default_headers: list
+) -> tuple[list[tuple[bytes, bytes]], str | None]:
+    """The accept's response headers with the app's subprotocol and headers (from
+    ``websocket.accept``) and the server's defaults added.
+
+    Returns the headers and the subprotocol in use. Raises InvalidResponse for a malformed header.
     """
-    headers = response.headers
+    headers = list(accept.headers)
     subprotocol = message.get("subprotocol")
     app_names = set()
     for name, value in message.get("headers") or ():
@@ -101,52 +142,57 @@ def complete_accept(response: Response, message: dict[str, Any], default_headers
         if lowered in _HANDSHAKE_HEADERS:
             continue
         app_names.add(lowered)
-        headers[name.decode("latin-1")] = value.decode("latin-1")
+        headers.append((name, value))
     for name, value in default_headers:
         if name not in app_names and name not in _HANDSHAKE_HEADERS:
-            headers[name.decode("latin-1")] = value.decode("latin-1")
+            headers.append((name, value))
     if subprotocol is not None:
         if not isinstance(subprotocol, str) or any(c in subprotocol for c in "\r\n\0,"):
             raise InvalidResponse(f"invalid subprotocol {subprotocol!r}")
-        headers["Sec-WebSocket-Protocol"] = subprotocol
-    return subprotocol
+        headers.append((b"Sec-WebSocket-Protocol", subprotocol.encode("latin-1")))
+    return headers, subprotocol
 
 
 class DenialResponse:
     """An HTTP response the app sends instead of accepting (``websocket.http.response.*``).
 
-    The body is collected and sent in one write with the head: denial bodies are small, and a
-    content-length lets every client read them without chunked decoding.
+    The body is collected and handed to the carrier in one piece with the head: denial bodies are
+    small, and a content-length lets every client read them without chunked decoding. The headers
+    are the server's defaults (those the app does not set) and the app's, checked here; framing
+    headers are the carrier's.
     """
 
-    __slots__ = ("status", "head", "has_length", "body")
+    __slots__ = ("status", "headers", "parts")
 
     def __init__(self, message: dict[str, Any], state: Any) -> None:
         status = message["status"]
-        headers = message.get("headers") or ()
+        if not isinstance(status, int) or not 100 <= status <= 999:
+            raise InvalidResponse(f"invalid status code {status!r:.100}")
+        app_headers = message.get("headers") or ()
+        headers: list[tuple[bytes, bytes]] = []
         parts: list[bytes] = []
         names = set()
-        for name, value in headers:
+        for name, value in app_headers:
             lowered = lower_name(name)
             if lowered in (b"transfer-encoding", b"connection"):
                 continue  # the connection closes after this response; framing is ours
             names.add(lowered)
+            headers.append((name, value))
             parts += (name, b": ", value, b"\r\n")
-        block = header_block(parts)
-        defaults = state.defaults_without(headers) if names & {b"server", b"date"} else state.default_headers
+        header_block(parts)  # checks the values (and that they are bytes)
+        defaults = state.default_header_items
+        if names & {b"server", b"date"}:
+            defaults = [(name, value) for name, value in defaults if name not in names]
         self.status = status
-        self.head = status_line(status) + defaults + block
-        self.has_length = b"content-length" in names
-        self.body: list[bytes] = []
+        self.headers = defaults + headers
+        self.parts: list[bytes] = []
 
     def add(self, body: bytes) -> None:
         if body:
-            self.body.append(bytes(body))
+            self.parts.append(bytes(body))
 
-    def serialize(self) -> bytes:
-        body = b"".join(self.body)
-        length = b"" if self.has_length else b"content-length: %d\r\n" % len(body)
-        return self.head + length + CONNECTION_CLOSE + b"\r\n" + body
+    def body(self) -> bytes:
+        return b"".join(self.parts)
 
 
 class HandshakeRecord:

@@ -1,8 +1,9 @@
-"""One WebSocket connection: the websockets sans-I/O ``ServerProtocol`` driven by asyncio callbacks.
+"""One WebSocket connection: the websockets sans-I/O ``ServerProtocol``, fed with bytes.
 
-The HTTP protocol (either parser) hands over the transport once it has parsed an upgrade request.
-From then on this class is the transport's protocol: bytes go into ``ServerProtocol``, frames come
-out as ASGI ``websocket.*`` messages, and the app's messages go back out as frames.
+The session is a plain object: its carrier (see carrier.py; over HTTP/1.1 the upgraded transport,
+upgraded.py) feeds it what the client sends (``feed``, ``feed_eof``, ``lost``) and writes what it
+decides. Bytes go into ``ServerProtocol``, frames come out as ASGI ``websocket.*`` messages, and the
+app's messages go back out as frames, through the carrier.
 
 Phases, as the app sees them::
 
@@ -14,7 +15,7 @@ client does not read what we write, frames are waiting to be parsed, the app has
 yet), and at most FRAME_BUDGET frames are parsed per turn of the event loop: a client gets a
 bounded share of memory and of the loop's time.
 
-The transport is closed when websockets says so (SEND_EOF), or by a timer when the peer does not
+The carrier is ended when websockets says so (SEND_EOF), or aborted by a timer when the peer does not
 finish the closing handshake. The session leaves the server's registry once both the connection
 and the app task are over, so graceful shutdown also waits for the app's disconnect handling.
 """
@@ -30,7 +31,7 @@ from collections import deque
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from websockets.exceptions import InvalidHeader, InvalidState, ProtocolError
+from websockets.exceptions import InvalidState, ProtocolError
 from websockets.frames import CloseCode, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -42,18 +43,19 @@ except ImportError:  # websockets built without its C extension
 
 from ..http.errors import ClientDisconnected, caused_by_disconnect
 from ..http.flow import FlowControl, wake
-from ..http.response import simple_response
 from .handshake import (
+    Accept,
     DenialResponse,
     HandshakeRecord,
+    Refusal,
     build_scope,
+    check_handshake,
     complete_accept,
-    is_version_mismatch,
-    websockets_request,
 )
+from .websockets_compat import open_protocol, release, set_message_size
 
 if TYPE_CHECKING:
-    from ..http.protocol import HTTPProtocol, UpgradeRequest
+    from .carrier import HandshakeRequest, UpgradedConnection, WebSocketCarrier
 
 logger = logging.getLogger("fastserve.error")
 Buffer = bytes | bytearray | memoryview  # what frames are read from
@@ -68,17 +70,17 @@ HANDSHAKE, OPEN, DENIAL, CLOSED = "handshake", "open", "denial", "closed"
 # connection is aborted; the same default as the websockets library's close_timeout.
 CLOSE_TIMEOUT = 10.0
 _TEXT, _BINARY, _CONT, _PONG, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG, Opcode.CLOSE
-_WS_OPEN, _WS_CONNECTING = State.OPEN, State.CONNECTING
+_WS_OPEN = State.OPEN
 _FIN_TEXT, _FIN_BINARY = 0x81, 0x82  # first header byte: FIN, no RSV bits, opcode
 _START_TEXT, _START_BINARY, _CONT_MORE, _CONT_LAST = 0x01, 0x02, 0x00, 0x80  # fragments, no RSV bits
 _HEAD_SHORT, _HEAD_16, _HEAD_64 = struct.Struct("!BB").pack, struct.Struct("!BBH").pack, struct.Struct("!BBQ").pack
 _NO_MASK = b"\0\0\0\0"  # a valid masking key that leaves the payload as it is
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
-# Why reading from the client is paused: bits of WebSocketSession.paused. The transport reads again
+# Why reading from the client is paused: bits of WebSocketSession.paused. The carrier reads again
 # only once no reason is left, so the end of one cannot undo another.
 _APP_BEHIND = 1  # the receive queue is full (--ws-max-queue messages or --ws-max-queue-size bytes)
-_WRITES_BLOCKED = 2  # the transport's write buffer is over its high-water mark: the client is not reading
+_WRITES_BLOCKED = 2  # the carrier's write buffer is over its high-water mark: the client is not reading
 _BACKLOG = 4  # received frames not parsed yet (see _read_frames); parsed when nothing above holds them
 _NOT_ACCEPTED = 8  # bytes sent before the app accepted reached --ws-max-queue-size
 # Frames parsed per turn of the event loop; the rest waits for the next turn, so that one client
@@ -106,10 +108,17 @@ class SessionSettings:
         self.handshake_timeout = config.timeout_ws_handshake
 
 
-class WebSocketSession(asyncio.Protocol):
+# The server's own refusals of a handshake: status, text, extra headers.
+_Refusal = tuple[int, str, list[tuple[bytes, bytes]]]
+_FORBIDDEN: _Refusal = (403, "Forbidden", [])
+_INTERNAL_ERROR: _Refusal = (500, "Internal Server Error", [])
+_UNAVAILABLE: _Refusal = (503, "Service Unavailable", [(b"retry-after", b"1")])
+
+
+class WebSocketSession:
     is_websocket = True  # what the server registry counts as a WebSocket (metrics)
     __slots__ = (
-        "transport",
+        "carrier",
         "loop",
         "app",
         "state",
@@ -117,7 +126,7 @@ class WebSocketSession(asyncio.Protocol):
         "scope",
         "client",
         "protocol",
-        "response",
+        "accepted",
         "phase",
         "flow",
         "inbox",
@@ -146,23 +155,26 @@ class WebSocketSession(asyncio.Protocol):
         "handshake_handle",
     )
 
-    def __init__(self, conn: HTTPProtocol, request: UpgradeRequest, settings: SessionSettings) -> None:
-        self.transport = conn.transport
+    def __init__(
+        self, conn: UpgradedConnection, request: HandshakeRequest, settings: SessionSettings, carrier: WebSocketCarrier
+    ) -> None:
+        self.carrier = carrier
         self.loop = conn.loop
         self.app = conn.app
         self.state = conn.state
         self.settings = settings
         self.scope = build_scope(request, conn)
         self.client = request.client
-        self.protocol = ServerProtocol(extensions=settings.extensions, max_size=settings.max_size)
-        self.response = None  # the 101 response, completed when the app accepts
+        # websockets' protocol, started OPEN once the app accepts: None until then.
+        self.protocol: ServerProtocol = None  # type: ignore[assignment]  # (checked where it can be None)
+        self.accepted: Accept | None = None  # the handshake's answer, completed when the app accepts
         self.phase = HANDSHAKE
-        self.flow = FlowControl(self.transport)
+        self.flow = FlowControl(carrier)  # type: ignore[arg-type]  # only its write side is used
         self.flow.write_paused = conn.flow.write_paused
         self.inbox: deque[dict[str, Any]] = deque()
         self.queued_size = 0  # of the messages in the inbox (see _size)
         self.paused = 0  # why reading is paused: _APP_BEHIND, _WRITES_BLOCKED, ... bits
-        self.reading = True  # whether the transport reads (it does from start())
+        self.reading = True  # whether the carrier reads (it does from start())
         self.continue_handle: asyncio.Handle | None = None  # parses the backlog on the next turn
         self.waiter: asyncio.Future | None = None
         self.disconnect: dict[str, Any] | None = None  # repeated to the app once the inbox is empty
@@ -186,10 +198,8 @@ class WebSocketSession(asyncio.Protocol):
         self.handshake_handle: asyncio.TimerHandle | None = None
 
     # -- taking over the connection -------------------------------------------------------------
-    def start(self, request: UpgradeRequest, leftover: bytes) -> None:
-        self.transport.set_protocol(self)
-        if not self.transport.is_reading():
-            self.transport.resume_reading()
+    def start(self, request: HandshakeRequest, leftover: bytes) -> None:
+        """Check the handshake and start the app; ``leftover``: bytes read after the request head."""
         if self.flow.write_paused:
             self._pause(_WRITES_BLOCKED)
         if not self._check_handshake(request):
@@ -201,31 +211,21 @@ class WebSocketSession(asyncio.Protocol):
         # down calls shutdown() from here (a 503 to the handshake).
         self.state.connection_opened(self)
         if leftover:
-            self.data_received(leftover)
+            self.feed(leftover)
 
-    def _check_handshake(self, request: UpgradeRequest) -> bool:
+    def _check_handshake(self, request: HandshakeRequest) -> bool:
         """Validate the handshake before the app sees it: 400 or 426 for a malformed one."""
-        protocol = self.protocol
-        try:
-            if request.http_version != "1.1":
-                raise ValueError(f"WebSocket needs HTTP/1.1, not HTTP/{request.http_version}")
-            response = protocol.accept(websockets_request(request))
-        except (ValueError, InvalidHeader) as exc:  # an HTTP version or header websockets refuses
-            response, protocol.handshake_exc = None, exc
-        if response is not None and response.status_code == 101:
-            self.response = response
-            return True
-        exc = protocol.handshake_exc
-        logger.info("Refused a WebSocket handshake from %s: %s", _describe(self.client), exc)
-        if is_version_mismatch(exc):
-            status, extra = 426, b"sec-websocket-version: 13\r\nupgrade: websocket\r\n"
-        else:
-            status, extra = (response.status_code if response is not None else 400), b""
-        self._respond_and_close(simple_response(status, f"Invalid WebSocket handshake: {exc}", extra), status)
-        return False
+        decision = check_handshake(request, self.settings.extensions)
+        if isinstance(decision, Refusal):
+            logger.info("Refused a WebSocket handshake from %s: %s", _describe(self.client), decision.exc)
+            self._refuse(decision.status, decision.reason, decision.headers)
+            return False
+        self.accepted = decision
+        return True
 
-    # -- asyncio callbacks ----------------------------------------------------------------------
-    def data_received(self, data: bytes) -> None:
+    # -- what the carrier reports ---------------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        """Bytes from the client."""
         if self.direct:
             if self.paused:  # bytes that were on their way when reading paused: after the backlog
                 self.buffered += data
@@ -235,7 +235,7 @@ class WebSocketSession(asyncio.Protocol):
                 self._after_receive()
             return
         protocol = self.protocol
-        if protocol.state is _WS_CONNECTING:  # no 101 sent (yet)
+        if protocol is None:  # not accepted (yet)
             if self.phase is HANDSHAKE:
                 # A client may not send frames before the 101, but keep what arrives for then.
                 self.early += data
@@ -254,21 +254,22 @@ class WebSocketSession(asyncio.Protocol):
             for frame in events:
                 self._on_frame(frame)
 
-    def eof_received(self) -> bool:
-        if self.protocol.state is not _WS_CONNECTING:
+    def feed_eof(self) -> None:
+        """The client will send no more (the carrier then ends its side)."""
+        if self.protocol is not None:
             if self.buffered:  # a frame cut short (websockets reports it as such), or a backlog
                 data, self.buffered = bytes(self.buffered), bytearray()
                 self._feed(data)
             self.protocol.receive_eof()
             self._after_receive()
-        return False  # close our side too
 
     def _after_receive(self) -> None:
         self._flush()
         if self.protocol.parser_exc is not None and not self.reported:
             self._report_failure()
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def lost(self, exc: Exception | None) -> None:
+        """The connection is gone (closed by either side, or broken)."""
         self.connection_lost_ = True
         for handle in (self.ping_handle, self.pong_handle, self.close_handle, self.handshake_handle):
             if handle is not None:
@@ -278,9 +279,8 @@ class WebSocketSession(asyncio.Protocol):
         self.flow.connection_lost()
         self.phase = CLOSED
         self._end_receiving(*self._close_code())
-        # websockets' parser generator holds its protocol: closing it ends that reference cycle,
-        # so reference counting frees the connection at once.
-        self.protocol.parser.close()
+        if self.protocol is not None:
+            release(self.protocol)  # frees the connection at once, see release()
         if self.task is None:
             self.state.connection_closed(self)
 
@@ -299,7 +299,7 @@ class WebSocketSession(asyncio.Protocol):
         if self.reading:
             self.reading = False
             if not self.connection_lost_:
-                self.transport.pause_reading()
+                self.carrier.pause_reading()
 
     def _unpause(self, reason: int) -> None:
         if self.paused & reason:
@@ -315,7 +315,7 @@ class WebSocketSession(asyncio.Protocol):
         elif not paused and not self.reading:
             self.reading = True
             if not self.connection_lost_:
-                self.transport.resume_reading()
+                self.carrier.resume_reading()
 
     def _hold_backlog(self, data: Buffer) -> None:
         """Keep ``data`` (from a frame boundary on) for later: the frame budget is spent, the queue
@@ -330,7 +330,7 @@ class WebSocketSession(asyncio.Protocol):
         if self.paused != _BACKLOG or self.connection_lost_:
             return  # still held back: continued when that ends
         data, self.buffered = bytes(self.buffered), bytearray()
-        self.paused = 0  # the transport stays paused while this runs, see _read_again()
+        self.paused = 0  # the carrier stays paused while this runs, see _read_again()
         if self._read_frames(data):
             self._after_receive()
         self._read_again()
@@ -435,14 +435,14 @@ class WebSocketSession(asyncio.Protocol):
         to date, as it checks what may come next (and the size limit) against it."""
         protocol = self.protocol
         if first == _START_TEXT or first == _START_BINARY:
-            protocol.current_size = len(data)
+            set_message_size(protocol, len(data))
             self.decoder = _utf8_decoder() if first == _START_TEXT else None
             self.parts = bytearray()
             self.own_fragments = True
         elif first == _CONT_LAST:
-            protocol.current_size = None
+            set_message_size(protocol, None)
         else:
-            protocol.current_size += len(data)
+            set_message_size(protocol, protocol.current_size + len(data))
         self._on_fragment(data, first == _CONT_LAST)
 
     def _on_frame(self, frame: Any) -> None:
@@ -552,6 +552,8 @@ class WebSocketSession(asyncio.Protocol):
         """Why the connection ended: an error close the server sent (the server failed it), else
         the client's close, else ours, else 1006."""
         protocol = self.protocol
+        if protocol is None:  # never accepted
+            return CloseCode.ABNORMAL_CLOSURE, ""
         sent = protocol.close_sent
         if sent is not None and sent.code in _FAILURE_CODES:
             close = sent
@@ -628,7 +630,7 @@ class WebSocketSession(asyncio.Protocol):
             # nothing queued in websockets can be overtaken).
             length = len(data)
             head = _HEAD_SHORT(first, length) if length < 126 else _frame_head(first, length)
-            self.transport.write(head + data)
+            self.carrier.write(head + data)
 
     def _send_close(self, message: dict[str, Any]) -> None:
         code = message.get("code") or CloseCode.NORMAL_CLOSURE
@@ -652,7 +654,7 @@ class WebSocketSession(asyncio.Protocol):
             self._accept(message)
         elif kind == "websocket.close":
             # ASGI: closing before accepting is a 403, and the handshake never completes.
-            self._respond_and_close(simple_response(403, "Forbidden"), 403)
+            self._refuse(*_FORBIDDEN)
         elif kind == "websocket.http.response.start":
             self.denial = DenialResponse(message, self.state)
             self.phase = DENIAL
@@ -662,19 +664,15 @@ class WebSocketSession(asyncio.Protocol):
             )
 
     def _accept(self, message: dict[str, Any]) -> None:
-        response = self.response
-        self.protocol.subprotocol = complete_accept(response, message, self.state.default_header_items)
-        protocol = self.protocol
-        protocol.send_response(response)
-        # ServerProtocol's parser was started in the CONNECTING state, waiting to parse the HTTP
-        # request we already parsed; restart it so it reads frames from the first byte on.
-        protocol.parser = protocol.parse()
-        next(protocol.parser)
-        self.response = None
+        accepted = self.accepted
+        assert accepted is not None  # phase HANDSHAKE after a valid handshake
+        headers, _ = complete_accept(accepted, message, self.state.default_header_items)
+        self.protocol = open_protocol(accepted.extensions, self.settings.max_size)
+        self.carrier.accept(headers)
+        self.accepted = None
         self.phase = OPEN
         self.direct = True
         self._log_handshake(101)
-        self._flush()
         self._schedule_ping()
         if self.early:  # parsed on the next turn, as a backlog
             early, self.early = self.early, bytearray()
@@ -686,14 +684,22 @@ class WebSocketSession(asyncio.Protocol):
         denial.add(message.get("body", b""))
         if not message.get("more_body", False):
             self.denial = None
-            self._respond_and_close(denial.serialize(), denial.status)
+            self._answered(denial.status)
+            self.carrier.deny(denial.status, denial.headers, denial.body())
+            self._after_answer()
 
-    def _respond_and_close(self, response: bytes, status: int) -> None:
-        """Answer the handshake with a plain HTTP response; the connection ends there."""
+    def _refuse(self, status: int, reason: str, headers: list[tuple[bytes, bytes]]) -> None:
+        """Answer the handshake with the server's plain-text refusal; the exchange ends there."""
+        self._answered(status)
+        self.carrier.refuse(status, reason, headers)
+        self._after_answer()
+
+    def _answered(self, status: int) -> None:
         self.phase = CLOSED
         self._log_handshake(status)
-        self.transport.write(response)
-        self._close_transport()
+
+    def _after_answer(self) -> None:
+        self._arm_close_timer()  # the carrier has ended the exchange: a peer that does not read is dropped
         self._end_receiving(CloseCode.ABNORMAL_CLOSURE, "")
 
     # -- running the app ------------------------------------------------------------------------
@@ -721,17 +727,17 @@ class WebSocketSession(asyncio.Protocol):
 
     def _app_failed(self, exc: BaseException) -> None:
         if self.phase is HANDSHAKE or self.phase is DENIAL:
-            self._respond_and_close(simple_response(500, "Internal Server Error"), 500)
+            self._refuse(*_INTERNAL_ERROR)
         elif self.phase is OPEN:
             self._close_by_server(CloseCode.INTERNAL_ERROR, "")
 
     def _app_returned(self) -> None:
         if self.phase is HANDSHAKE:
             logger.error("ASGI app returned without accepting or closing the WebSocket.")
-            self._respond_and_close(simple_response(500, "Internal Server Error"), 500)
+            self._refuse(*_INTERNAL_ERROR)
         elif self.phase is DENIAL:
             logger.error("ASGI app returned without completing its WebSocket denial response.")
-            self._respond_and_close(simple_response(500, "Internal Server Error"), 500)
+            self._refuse(*_INTERNAL_ERROR)
         elif self.phase is OPEN:
             self._close_by_server(CloseCode.NORMAL_CLOSURE, "")
 
@@ -775,18 +781,18 @@ class WebSocketSession(asyncio.Protocol):
     def _flush(self) -> None:
         for data in self.protocol.data_to_send():
             if data:
-                self.transport.write(data)
+                self.carrier.write(data)
             else:  # SEND_EOF: a server closes the TCP connection itself
-                self._close_transport()
+                self._end_carrier()
 
-    def _close_transport(self) -> None:
-        self.transport.close()
+    def _end_carrier(self) -> None:
+        self.carrier.end()
         self._arm_close_timer()
 
     def _arm_close_timer(self) -> None:
         # A peer that neither answers our close frame nor reads our last bytes is dropped.
         if self.close_handle is None and not self.connection_lost_:
-            self.close_handle = self.loop.call_later(CLOSE_TIMEOUT, self.transport.abort)
+            self.close_handle = self.loop.call_later(CLOSE_TIMEOUT, self.carrier.abort)
 
     # -- keepalive pings ------------------------------------------------------------------------
     def _schedule_ping(self) -> None:
@@ -824,14 +830,14 @@ class WebSocketSession(asyncio.Protocol):
         logger.info("WebSocket client %s did not answer a ping in time; closing (1011)", _describe(self.client))
         self.reported = True
         self._close_by_server(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-        self._close_transport()  # a silent peer is not waited for
+        self._end_carrier()  # a silent peer is not waited for
 
     def _handshake_timed_out(self) -> None:
         """--timeout-ws-handshake: the app never accepted, closed or denied the connection."""
         if self.phase is HANDSHAKE and not self.connection_lost_:
             logger.info("WebSocket handshake not answered by the app within %ss; answering 503.", self.settings.handshake_timeout)
             self._end_receiving(CloseCode.ABNORMAL_CLOSURE, "handshake timeout")
-            self._respond_and_close(simple_response(503, "Service Unavailable", b"retry-after: 1\r\n"), 503)
+            self._refuse(*_UNAVAILABLE)
 
     # -- server shutdown ------------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -840,13 +846,13 @@ class WebSocketSession(asyncio.Protocol):
             self._close_by_server(CloseCode.SERVICE_RESTART, "server shutting down")
         elif self.phase is HANDSHAKE:
             self._end_receiving(CloseCode.SERVICE_RESTART, "server shutting down")
-            self._respond_and_close(simple_response(503, "Service Unavailable", b"retry-after: 1\r\n"), 503)
+            self._refuse(*_UNAVAILABLE)
 
     def abort(self) -> None:
         """Graceful shutdown timed out: cancel the app and drop the connection."""
         if self.task is not None:
             self.task.cancel()
-        self.transport.abort()
+        self.carrier.abort()
         self.state.connection_closed(self)
 
     # -- access log -----------------------------------------------------------------------------

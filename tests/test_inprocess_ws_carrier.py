@@ -1,0 +1,171 @@
+"""The WebSocket session against its carrier contract alone: no transport and no HTTP parser, a
+list standing in for the wire (what an HTTP/2 stream carrier would see, RFC 8441).
+
+The session is built as websocket.upgrade_handler builds it, but with a recording carrier; what
+it decides (accept with headers, refuse, deny, frames, end, abort) is asserted as calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+from fastserve.config import Config
+from fastserve.http.flow import FlowControl
+from fastserve.http.protocol import UpgradeRequest
+from fastserve.server import ServerState
+from fastserve.websocket.session import SessionSettings, WebSocketSession
+
+from .harness import CLOSE, TEXT, WS_KEY, client_frame, close_payload, server_frames
+
+
+class RecordingCarrier:
+    """A WebSocketCarrier that records every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.reading = True
+
+    def accept(self, headers):
+        self.calls.append(("accept", dict((name.lower(), value) for name, value in headers)))
+
+    def deny(self, status, headers, body):
+        self.calls.append(("deny", status, headers, body))
+
+    def refuse(self, status, reason, headers=()):
+        self.calls.append(("refuse", status, reason, list(headers)))
+
+    def write(self, data):
+        self.calls.append(("write", data))
+
+    def end(self):
+        self.calls.append(("end",))
+
+    def abort(self):
+        self.calls.append(("abort",))
+
+    def pause_reading(self):
+        self.reading = False
+
+    def resume_reading(self):
+        self.reading = True
+
+    def is_closing(self):
+        return False
+
+    def kinds(self) -> list[str]:
+        return [call[0] for call in self.calls]
+
+    def frames(self) -> list[tuple[int, bool, bytes]]:
+        return server_frames(b"".join(call[1] for call in self.calls if call[0] == "write"))
+
+
+def start_session(app, headers=None, **options):
+    config = Config(app="tests.harness:unused", **options)
+    state = ServerState(config, {}, None, None)
+    carrier = RecordingCarrier()
+    conn = SimpleNamespace(loop=asyncio.get_running_loop(), app=app, state=state, config=config,
+                           server=("127.0.0.1", 8000), tls=None, flow=FlowControl(None))
+    if headers is None:
+        headers = [(b"host", b"x"), (b"upgrade", b"websocket"), (b"connection", b"Upgrade"),
+                   (b"sec-websocket-key", WS_KEY), (b"sec-websocket-version", b"13")]
+    request = UpgradeRequest("/ws", b"/ws", b"", headers, "1.1", ("127.0.0.1", 5000), "http")
+    session = WebSocketSession(conn, request, SessionSettings(config), carrier)
+    session.start(request, b"")
+    return session, carrier
+
+
+async def turns(n: int = 20) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def echo(scope, receive, send):
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept", "subprotocol": None, "headers": [(b"x-app", b"1")]})
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return
+        await send({"type": "websocket.send", "text": message["text"]})
+
+
+def test_accept_echo_and_close_through_the_carrier():
+    async def scenario():
+        session, carrier = start_session(echo)
+        await turns()
+        kind, headers = carrier.calls[0]
+        assert kind == "accept"
+        assert headers[b"sec-websocket-accept"] == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        assert headers[b"x-app"] == b"1"
+        session.feed(client_frame(TEXT, b"hello"))
+        await turns()
+        assert carrier.frames() == [(TEXT, True, b"hello")]
+        session.feed(client_frame(CLOSE, close_payload(1000)))
+        await turns()
+        assert carrier.frames()[-1] == (CLOSE, True, close_payload(1000))
+        assert carrier.kinds()[-1] == "end"  # websockets' SEND_EOF: the server ends its side
+        session.lost(None)
+        await turns()
+        assert session.disconnect == {"type": "websocket.disconnect", "code": 1000, "reason": ""}
+        assert session not in session.state.connections
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("version, status", [(b"8", 426), (b"13", 400)])
+def test_refusals_are_decisions_the_carrier_renders(version, status):
+    async def never_called(scope, receive, send):
+        raise AssertionError("the app must not run for an invalid handshake")
+
+    async def scenario():
+        headers = [(b"upgrade", b"websocket"), (b"connection", b"Upgrade"), (b"sec-websocket-version", version)]
+        if version == b"8":
+            headers.append((b"sec-websocket-key", WS_KEY))
+        session, carrier = start_session(never_called, headers)
+        await turns()
+        assert carrier.kinds() == ["refuse"]
+        _, got, reason, extra = carrier.calls[0]
+        assert got == status and reason.startswith("Invalid WebSocket handshake")
+        if status == 426:
+            assert (b"sec-websocket-version", b"13") in extra
+        session.lost(None)
+
+    asyncio.run(scenario())
+
+
+def test_denial_goes_to_the_carrier_whole():
+    async def deny(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.http.response.start", "status": 401, "headers": [(b"x-why", b"no")]})
+        await send({"type": "websocket.http.response.body", "body": b"no ", "more_body": True})
+        await send({"type": "websocket.http.response.body", "body": b"entry"})
+
+    async def scenario():
+        session, carrier = start_session(deny, server_header=False, date_header=False)
+        await turns()
+        assert carrier.calls == [("deny", 401, [(b"x-why", b"no")], b"no entry")]
+        session.lost(None)
+        await turns()
+
+    asyncio.run(scenario())
+
+
+def test_shutdown_before_accept_is_a_503_and_abort_drops_the_carrier():
+    async def slow(scope, receive, send):
+        await receive()
+        await asyncio.sleep(3600)
+
+    async def scenario():
+        session, carrier = start_session(slow)
+        await turns()
+        session.shutdown()
+        assert carrier.calls[0][:2] == ("refuse", 503)
+        assert (b"retry-after", b"1") in carrier.calls[0][3]
+        session.abort()
+        assert carrier.kinds()[-1] == "abort"
+        await turns()
+
+    asyncio.run(scenario())
