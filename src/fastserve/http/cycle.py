@@ -28,7 +28,7 @@ from .response import (
 )
 
 if TYPE_CHECKING:
-    from .protocol import HTTPProtocol
+    from ..asgi.contracts import ConnectionInfo
 
 logger = logging.getLogger("fastserve.error")
 
@@ -74,7 +74,7 @@ class RequestResponseCycle:
 
     def __init__(
         self,
-        conn: HTTPProtocol,
+        conn: ConnectionInfo,
         scope: dict[str, Any],
         keep_alive: bool,
         expect_100: bool,

@@ -29,7 +29,8 @@ from .response import simple_response
 
 if TYPE_CHECKING:
     from ..config import Config
-    from ..server import ServerState
+    from ..state import ServerState
+    from .flow import FlowControl
 
 logger = logging.getLogger("fastserve.error")
 
@@ -145,7 +146,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.loop = loop or asyncio.get_event_loop()
         self.parser = parser_class(self, config)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self.flow = None
+        self.flow: FlowControl = None  # type: ignore[assignment]  # set in connection_made
         self.cycle: RequestResponseCycle | None = None  # the request the parser is filling
         self.active: RequestResponseCycle | None = None  # the request whose response is under way
         self.pipeline: deque[RequestResponseCycle] = deque()
