@@ -4,13 +4,13 @@ declared, checked by type checkers, never inherited). See shared/DESIGN.md "Cont
 - ``ResponseSink``: where a request's response goes. The HTTP/1.1 writer bound to a connection
   renders it as a status line, a header block and CL/chunked/close framing; an HTTP/2 stream
   would render HEADERS and DATA frames. The fast path is one call: ``send_head(..., end=True)``.
-- ``ConnectionInfo``: what an ASGI HTTP cycle needs from the connection that carries it (flow
-  control, timers, the shared server state, and the two callbacks that end its life).
+- ``ConnectionInfo``: what an ASGI HTTP cycle needs from the connection that carries it (its
+  sink, flow control, timers, the shared server state, and the two callbacks that end its life).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
     import asyncio
@@ -27,7 +27,10 @@ class ResponseSink(Protocol):
     (its status, validated head, keep-alive wish and flags); ``head`` is the validated response
     head the cycle built (see asgi/response_head.py)."""
 
-    capabilities: frozenset[str]
+    capabilities: ClassVar[frozenset[str]]
+    # The app's response headers -> (this wire format's rendering, content-length, chunked, the app
+    # asked to close, the app sets server/date): a ResponseHeadCache (asgi/response_head.py).
+    heads: ClassVar[Any]
 
     def send_head(self, cycle: Any, head: Any, body: bytes, end: bool) -> None:
         """The response head with the first body part; ``end``: the body ends with it."""
@@ -43,6 +46,10 @@ class ResponseSink(Protocol):
 
     def send_file(self, cycle: Any, fd: int, offset: int, count: int | None, end: bool) -> None:
         """Body bytes from a file (zero-copy where the wire format can)."""
+
+    def send_error(self, cycle: Any, status: int, reason: str, headers: Any = ()) -> None:
+        """A complete plain-text response the server makes itself (500 for a failed app, 503 at
+        the concurrency limit); HTTP/1.1 closes the connection after it."""
 
     def abort(self, cycle: Any) -> None:
         """The response cannot be completed: HTTP/1.1 closes the connection, HTTP/2 resets the stream."""
@@ -67,6 +74,7 @@ class ConnectionInfo(Protocol):
     config: Any  # fastserve.config.Config: timeout_request_body, limit_drain_body
     state: Any  # fastserve.state.ServerState: default headers, access log
     flow: Any  # a FlowInfo: http/flow.py's FlowControl
+    sink: Any  # a ResponseSink: where the responses go
     closing: bool  # the server shuts down, or the connection closes after this response
 
     def discard_body(self, size: int) -> None:

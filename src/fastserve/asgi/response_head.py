@@ -84,6 +84,15 @@ def _content_length(value: bytes) -> int:
     return int(value)
 
 
+def check_body(body: Any) -> None:
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise not_bytes(body)
+
+
+def not_bytes(body: Any) -> InvalidResponse:
+    return InvalidResponse(f"'http.response.body' body must be bytes, not {type(body).__name__}")
+
+
 class ResponseHeadCache:
     """Header lists seen before -> (rendered headers, content-length, chunked, closes, sets
     defaults). Apps mostly send the same few header lists, so most responses cost one tuple and

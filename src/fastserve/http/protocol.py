@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..asgi.scope import connection_template, http_scope
 from ..http1.semantics import KNOWN_METHODS, request_head  # noqa: F401  (KNOWN_METHODS: moved there)
+from ..http1.writer import H1Writer
 from .cycle import RequestResponseCycle
 from .errors import BadRequest, StopReading, tls_on_plain_port
 from .flow import BACKLOG, BODY
@@ -50,6 +51,7 @@ LINGER_BYTES = 16 * 1024 * 1024
 # rest kept (reading paused) for later loop iterations, and for once the responses ahead are done.
 FEED_DIRECT = 2048
 REQUESTS_PER_TURN = 32
+_RETRY_SOON = ((b"retry-after", b"1"),)  # the 503 at --limit-concurrency
 
 
 class UpgradeRequest:
@@ -103,6 +105,7 @@ class HTTPProtocol(asyncio.Protocol):
         "linger_seen",
         "scope_template",
         "writer",
+        "sink",
         "backlog",
         "backlog_scheduled",
     )
@@ -143,6 +146,7 @@ class HTTPProtocol(asyncio.Protocol):
 
         self.transport = transport
         self.writer = HeldWriter(transport, self.state.write_batch)
+        self.sink = H1Writer(self.writer, self.state)  # renders every response of the connection
         self.flow = FlowControl(transport)
         self.server = _address(transport.get_extra_info("sockname"))
         self.client = _address(transport.get_extra_info("peername"))
@@ -346,10 +350,9 @@ class HTTPProtocol(asyncio.Protocol):
         state = self.state
         if state.limit_concurrency is not None and state.active_requests >= state.limit_concurrency:
             logger.warning("Concurrency limit of %d reached; answering 503.", state.limit_concurrency)
-            cycle.keep_alive = False
             cycle.status = 503
             cycle.head_sent = True
-            self.writer.write(simple_response(503, "Service Unavailable", b"retry-after: 1\r\n"))
+            self.sink.send_error(cycle, 503, "Service Unavailable", _RETRY_SOON)
             cycle.response_complete = True
             self.on_response_complete(cycle)
             return
