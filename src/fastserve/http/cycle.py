@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+from ..asgi.app_runner import CANCELLED, DISCONNECTED, failure_kind, log_failure, run_app
 from ..asgi.request import RequestHead
 from ..asgi.response_head import check_body, check_status, not_bytes
-from .errors import ClientDisconnected, InvalidResponse, caused_by_disconnect
+from .errors import ClientDisconnected, InvalidResponse
 from .flow import wake
 
 if TYPE_CHECKING:
@@ -293,17 +295,9 @@ class RequestResponseCycle(RequestHead):
         self.conn.on_response_complete(self)
 
     # -- running the app ------------------------------------------------------------------------
-    async def run_app(self, app: Any) -> None:
-        """The app's Task: run it, then settle what it left undone (500, close, log)."""
-        self.app_started = True
-        try:
-            await app(self.scope, self.receive, self.send)
-        except BaseException as exc:
-            self.app_failed(exc)
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            self.app_finished()
+    def run_app(self, app: Any) -> Coroutine[Any, Any, None]:
+        """The app's Task body (asgi/app_runner.run_app, which the connection calls directly)."""
+        return run_app(self, app)
 
     def app_finished(self) -> None:
         if self.chunked and self.head_sent and self.conn.closing and not (self.response_complete or self.disconnected):
@@ -319,17 +313,13 @@ class RequestResponseCycle(RequestHead):
         self.conn.on_cycle_done(self)
 
     def app_failed(self, exc: BaseException) -> None:
-        if isinstance(exc, ClientDisconnected) or (self.disconnected and caused_by_disconnect(exc)):
-            logger.debug("Client disconnected while the app was sending its response: %r", exc)
-        elif isinstance(exc, InvalidResponse):
-            logger.error("Invalid response from the ASGI app: %s", exc)
-            self._fail()
-        elif isinstance(exc, asyncio.CancelledError):
+        kind = failure_kind(exc, self.disconnected)
+        log_failure(kind, exc)
+        if kind is CANCELLED:
             if not self.response_complete:
                 self._fail(quiet=True)
-        else:
-            logger.error("Exception in ASGI application", exc_info=exc)
-            self._fail()
+        elif kind is not DISCONNECTED:
+            self._fail()  # a 500, or a close once the head is out
         self.conn.on_cycle_done(self)
 
     def _fail(self, quiet: bool = False) -> None:

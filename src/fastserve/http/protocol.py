@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections import deque
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from ..asgi.app_runner import new_task, run_app
 from ..asgi.scope import connection_template, http_scope
 from ..http1.semantics import KNOWN_METHODS, request_head  # noqa: F401  (KNOWN_METHODS: moved there)
 from ..http1.writer import H1Writer
@@ -364,7 +364,7 @@ class HTTPProtocol(asyncio.Protocol):
         # sse-starlette; asyncio.timeout). On Python 3.12+ its first step runs at once, in this
         # call (eager start): a response made without awaiting anything costs no loop round trip.
         # The Task copies the context, so context variables never leak between requests.
-        task = new_task(cycle.run_app(self.app), self.loop)
+        task = new_task(run_app(cycle, self.app), self.loop)
         if not task.done():
             cycle.task = task
 
@@ -649,17 +649,6 @@ class HTTPProtocol(asyncio.Protocol):
         if self.active is not None and self.active.task is not None:
             self.active.task.cancel()
         self.writer.abort()
-
-
-def new_task(coro: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Task:
-    """A Task for ``coro``, started eagerly where asyncio can (3.12+: public ``eager_start``)."""
-    return loop.create_task(coro)
-
-
-if sys.version_info >= (3, 12):
-
-    def new_task(coro: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Task:  # noqa: F811
-        return asyncio.Task(coro, loop=loop, eager_start=True)
 
 
 class DiscardInput:
