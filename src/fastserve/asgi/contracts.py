@@ -30,7 +30,7 @@ class ResponseSink(Protocol):
     capabilities: ClassVar[frozenset[str]]
     # The app's response headers -> (this wire format's rendering, content-length, chunked, the app
     # asked to close, the app sets server/date): a ResponseHeadCache (asgi/response_head.py).
-    heads: ClassVar[Any]
+    heads: Any
 
     def send_head(self, cycle: Any, head: Any, body: bytes, end: bool) -> None:
         """The response head with the first body part; ``end``: the body ends with it."""

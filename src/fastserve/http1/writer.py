@@ -37,14 +37,16 @@ JOIN_LIMIT = 16 * 1024
 class H1Writer:
     """Renders the responses of one HTTP/1.1 connection (see the module docstring)."""
 
-    __slots__ = ("out", "state")
+    __slots__ = ("out", "state", "heads")
 
     capabilities: ClassVar[frozenset[str]] = frozenset()  # nothing beyond plain responses yet
-    heads: ClassVar[Any] = HEADS  # the app's validated response headers, rendered as HTTP/1.1 header blocks
 
     def __init__(self, out: Any, state: Any) -> None:
         self.out = out  # the connection's HeldWriter
         self.state = state  # ServerState: the default header block
+        # The app's validated response headers, rendered as HTTP/1.1 header blocks. An instance
+        # slot, not a class attribute: read once per response, a slot read is the cheaper one.
+        self.heads = HEADS
 
     def send_head(self, cycle: Any, head: Any, body: bytes, end: bool) -> None:
         """``head``: (status, header block from ``heads``, the app sets server or date itself)."""
