@@ -616,16 +616,16 @@ def test_send_waits_while_the_write_buffer_is_full(run):
 
 # -- default headers ----------------------------------------------------------------------------
 def test_date_header_comes_from_the_cache(run, monkeypatch):
-    import fastserve.server
+    import fastserve.state
 
     calls = []
-    real = fastserve.server.formatdate
+    real = fastserve.state.formatdate
 
     def counting_formatdate(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(fastserve.server, "formatdate", counting_formatdate)
+    monkeypatch.setattr(fastserve.state, "formatdate", counting_formatdate)
 
     async def scenario(conn):
         before = len(calls)

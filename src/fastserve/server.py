@@ -11,20 +11,20 @@ import signal
 import socket
 import ssl
 import stat
-import sys
 import time
 from collections import deque
-from email.utils import formatdate
 from typing import Any
 
 from .config import Config
 from .http import parser_class
-from .http.flow import WriteBatch
 from .http.protocol import HTTPProtocol
 from .http.tls import TLSInfo
 from .importer import AppImportError, load_app
 from .lifespan import Lifespan
 from .logging import TRACE, AccessLog, debug_protocol_class, trace_asgi
+
+# Moved to state.py; re-exported for existing imports (tests, benchmarks, feature layers).
+from .state import FILE_RESERVE, ServerState, connections_files_allow, open_file_limit  # noqa: F401
 
 logger = logging.getLogger("fastserve.error")
 
@@ -33,84 +33,9 @@ EXIT_SETUP = 1  # the address cannot be bound, TLS files cannot be loaded
 EXIT_APP = 3  # APP cannot be imported or is not an ASGI app, or lifespan startup failed (as uvicorn)
 STARTUP_FAILURE = EXIT_APP
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-# Files kept free for the app (logs, database connections, files it reads) when the open-file
-# limit (RLIMIT_NOFILE) bounds the number of connections: at least this many, or 1/32 of the limit.
-FILE_RESERVE = 32
 # A state that can flap (accepting connections or not) is logged at most this often; changes in
 # between are counted and summed up in one line.
 STATE_LOG_INTERVAL = 10.0
-
-
-class ServerState:
-    """What every connection of one server shares; read on the hot path, so kept flat."""
-
-    def __init__(self, config: Config, app_state: dict, access_log: AccessLog | None, ws_handler: Any) -> None:
-        self.connections: set = set()
-        self.app_state = app_state
-        self.asgi_info = {"version": "3.0", "spec_version": "2.4"}
-        self.total_requests = 0
-        # --limit-max-requests: the protocol compares total_requests to this after each response
-        # (None never matches) and calls request_limit_reached() once it is hit.
-        self.request_limit: int | None = None
-        self.request_limit_reached: Any = None
-        self.active_requests = 0
-        self.shutting_down = False  # --health-path answers 503 from the moment shutdown begins
-        self.write_batch = WriteBatch()  # see http/flow.py
-        self.limit_concurrency = config.limit_concurrency
-        # Accepting pauses at this many open connections: --limit-connections, or fewer when the
-        # open-file limit leaves room for fewer (accepting past it fails: EMFILE).
-        self.max_connections = min(config.limit_connections or sys.maxsize, connections_files_allow())
-        self.accepting: Any = None  # the Server's Listeners: paused and resumed at max_connections
-        self.tls: Any = None  # TLSInfo when serving TLS: source of the ASGI "tls" scope extension
-        self.access_log = access_log
-        self.ws_handler = ws_handler
-        self._server_header = config.server_header
-        self._date_header = config.date_header
-        self._extra_headers = config.default_headers
-        self._all_closed: asyncio.Future | None = None
-        self.shutting_down = False  # set by Server.shutdown(); later connections are told at once
-        self.default_header_items: list[tuple[bytes, bytes]] = []
-        self.default_headers = b""
-        self.refresh_default_headers()
-
-    def refresh_default_headers(self) -> None:
-        """Rebuild the default header block; called once a second for the Date header."""
-        items = []
-        if self._server_header:
-            items.append((b"server", b"fastserve"))
-        if self._date_header:
-            items.append((b"date", formatdate(usegmt=True).encode("ascii")))
-        items.extend(self._extra_headers)
-        self.default_header_items = items
-        self.default_headers = b"".join(name + b": " + value + b"\r\n" for name, value in items)
-
-    def defaults_without(self, app_headers: Any) -> bytes:
-        """Default headers minus those the app sets itself (slow path: server or date overridden)."""
-        names = {bytes(name).lower() for name, _ in app_headers}
-        return b"".join(n + b": " + v + b"\r\n" for n, v in self.default_header_items if n not in names)
-
-    def connection_opened(self, conn: Any) -> None:
-        self.connections.add(conn)
-        if self.shutting_down:
-            # Accepted in the same loop step as the stop signal (or upgraded to WebSocket since):
-            # the shutdown has already told every registered connection, so tell this one now.
-            conn.shutdown()
-        if len(self.connections) >= self.max_connections:
-            self.accepting.pause(len(self.connections))
-
-    def connection_closed(self, conn: Any) -> None:
-        self.connections.discard(conn)
-        accepting = self.accepting
-        if accepting is not None and accepting.paused and len(self.connections) < self.max_connections:
-            accepting.resume()
-        if not self.connections and self._all_closed is not None and not self._all_closed.done():
-            self._all_closed.set_result(None)
-
-    def all_closed(self) -> asyncio.Future:
-        self._all_closed = asyncio.get_running_loop().create_future()
-        if not self.connections:
-            self._all_closed.set_result(None)
-        return self._all_closed
 
 
 class Server:
@@ -472,28 +397,6 @@ class RateLimitedLog:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-
-
-def connections_files_allow() -> int:
-    """How many connections the open-file limit leaves room for, past the files open now and a
-    reserve for the app (sys.maxsize when there is no limit, or it cannot be told)."""
-    limit = open_file_limit()
-    if limit is None:
-        return sys.maxsize
-    try:
-        open_now = len(os.listdir("/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"))
-    except OSError:
-        return sys.maxsize
-    return max(1, limit - open_now - max(FILE_RESERVE, limit // 32))
-
-
-def open_file_limit() -> int | None:
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return None if soft == resource.RLIM_INFINITY else soft
 
 
 _OUT_OF_FILES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)

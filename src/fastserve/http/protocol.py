@@ -9,40 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections import deque
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
+from ..asgi.app_runner import new_task, run_app
+from ..asgi.scope import connection_template, http_scope
+from ..http1.semantics import KNOWN_METHODS, request_head  # noqa: F401  (KNOWN_METHODS: moved there)
+from ..http1.writer import H1Writer
 from .cycle import RequestResponseCycle
-from .errors import (
-    HTTP2_PREFACE_HINT,
-    UNSUPPORTED_METHOD,
-    BadRequest,
-    StopReading,
-    tls_on_plain_port,
-)
+from .errors import BadRequest, StopReading, tls_on_plain_port
 from .flow import BACKLOG, BODY, PARSER
 from .proxy import forwarded_client
 from .response import simple_response
 
 if TYPE_CHECKING:
     from ..config import Config
-    from ..server import ServerState
+    from ..state import ServerState
+    from .flow import FlowControl
 
 logger = logging.getLogger("fastserve.error")
 
-# The methods llhttp (httptools) accepts; h11 accepts any token, so both are held to this list
-# and behave alike. Mapping bytes to str also saves a decode per request.
-KNOWN_METHODS = {
-    m.encode(): m
-    for m in (
-        "GET HEAD POST PUT DELETE OPTIONS PATCH TRACE CONNECT QUERY PURGE COPY LOCK MKCOL MOVE "
-        "PROPFIND PROPPATCH SEARCH UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE "
-        "M-SEARCH NOTIFY SUBSCRIBE UNSUBSCRIBE MKCALENDAR LINK UNLINK SOURCE"
-    ).split()
-}
 # At shutdown, how long a connection that has not sent its first request yet may still send it.
 FIRST_REQUEST_GRACE = 0.5
 # At shutdown, an idle keep-alive connection is closed once no request came for this long: a client
@@ -59,28 +46,12 @@ SHUTDOWN_QUIET = 0.3
 # it run for seconds); 16 MiB is seconds of upload on most real links.
 LINGER_IDLE = 1.0
 LINGER_BYTES = 16 * 1024 * 1024
-# Content-length stand-in for a chunked request body (see RequestResponseCycle.body_left).
-CHUNKED_BODY = -1
 # One connection pipelining thousands of requests in one read must not hold the event loop: a read
 # larger than FEED_DIRECT is fed to the parser up to REQUESTS_PER_TURN request heads at a time, the
 # rest kept (reading paused) for later loop iterations, and for once the responses ahead are done.
 FEED_DIRECT = 2048
 REQUESTS_PER_TURN = 32
-# Request headers the server itself looks at; any other header costs one failed dict lookup.
-_CONNECTION, _HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _EXPECT, _UPGRADE, _PROXY, _PROXY_CONNECTION = range(8)
-_WATCHED_REQUEST_HEADERS = {
-    b"connection": _CONNECTION,
-    b"proxy-connection": _PROXY_CONNECTION,
-    b"host": _HOST,
-    b"content-length": _CONTENT_LENGTH,
-    b"transfer-encoding": _TRANSFER_ENCODING,
-    b"expect": _EXPECT,
-    b"upgrade": _UPGRADE,
-    b"x-forwarded-for": _PROXY,
-    b"x-forwarded-proto": _PROXY,
-    b"forwarded": _PROXY,
-}
-_SUPPORTED_VERSIONS = frozenset(("1.1", "1.0"))
+_RETRY_SOON = ((b"retry-after", b"1"),)  # the 503 at --limit-concurrency
 
 
 class UpgradeRequest:
@@ -134,6 +105,7 @@ class HTTPProtocol(asyncio.Protocol):
         "linger_seen",
         "scope_template",
         "writer",
+        "sink",
         "backlog",
         "backlog_scheduled",
     )
@@ -145,7 +117,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.loop = loop or asyncio.get_event_loop()
         self.parser = parser_class(self, config)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self.flow = None
+        self.flow: FlowControl = None  # type: ignore[assignment]  # set in connection_made
         self.cycle: RequestResponseCycle | None = None  # the request the parser is filling
         self.active: RequestResponseCycle | None = None  # the request whose response is under way
         self.pipeline: deque[RequestResponseCycle] = deque()
@@ -174,6 +146,7 @@ class HTTPProtocol(asyncio.Protocol):
 
         self.transport = transport
         self.writer = HeldWriter(transport, self.state.write_batch)
+        self.sink = H1Writer(self.writer, self.state)  # renders every response of the connection
         self.flow = FlowControl(transport)
         self.server = _address(transport.get_extra_info("sockname"))
         self.client = _address(transport.get_extra_info("peername"))
@@ -182,22 +155,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.trusted_peer = self.config.proxy_headers and (
             self.client is None or self.client[0] in self.config.trusted_proxies
         )
-        # The scope keys that do not change between requests on this connection, copied per request;
-        # the per-request keys are there too (overwritten) so the copy needs no resize.
-        self.scope_template = {
-            "type": "http",
-            "asgi": None,  # per request, below
-            "http_version": "1.1",
-            "server": self.server,
-            "client": self.client,
-            "scheme": self.scheme,
-            "method": "GET",
-            "root_path": self.config.root_path,
-            "path": "",
-            "raw_path": b"",
-            "query_string": b"",
-            "headers": (),
-        }
+        self.scope_template = connection_template(self.server, self.client, self.scheme, self.config.root_path)
         self.state.connection_opened(self)
         self._become_idle()
 
@@ -325,116 +283,25 @@ class HTTPProtocol(asyncio.Protocol):
             # whatever each parser thinks of keep-alive (so no response to a smuggled request).
             self.unread_input = True
             raise StopReading
-        method_name = KNOWN_METHODS.get(method)
-        if method_name is None:
-            if method == b"PRI":
-                raise BadRequest(400, HTTP2_PREFACE_HINT)
-            raise BadRequest(400, UNSUPPORTED_METHOD)
-        connection_says = None  # keep-alive as the Connection field has it, if it does
-        version_unsure = False
-        expect_100 = False
-        upgrade = connection_upgrade = chunked = False
-        hosts = content_lengths = 0
-        proxy_headers = None
-        watched = _WATCHED_REQUEST_HEADERS.get
-        for name, value in headers:
-            kind = watched(name)
-            if kind is None:
-                continue
-            if kind == _HOST:
-                hosts += 1
-            elif kind == _CONNECTION:
-                tokens = value.lower()
-                keep_alive_token = tokens.find(b"keep-alive") >= 0
-                if tokens.find(b"close") >= 0:
-                    connection_says = False
-                elif keep_alive_token:
-                    connection_says = True
-                if keep_alive_token:
-                    version_unsure = True  # see HttptoolsParser.on_headers_complete
-                if tokens.find(b"upgrade") >= 0 and b"upgrade" in [t.strip(b" \t") for t in tokens.split(b",")]:
-                    # A whole token, as llhttp decides (it would parse on after "Upgrade:" or
-                    # "upgrades", and the switch would never come).
-                    connection_upgrade = True
-            elif kind == _CONTENT_LENGTH:
-                content_lengths += 1
-                content_length = value
-            elif kind == _TRANSFER_ENCODING:
-                if chunked or value != b"chunked":
-                    # Only chunked, once, in HTTP/1.1: llhttp takes "gzip, chunked" or a second
-                    # line, h11 does not; both take chunked in HTTP/1.0, which RFC 9112 6.1 calls
-                    # faulty framing. Unknown codings and "chunked, chunked" are refused too.
-                    raise BadRequest(400, "Unsupported Transfer-Encoding")
-                chunked = True
-            elif kind == _EXPECT:
-                expect_100 = value.lower() == b"100-continue"
-            elif kind == _UPGRADE:
-                upgrade = value.lower() == b"websocket"
-            elif kind == _PROXY_CONNECTION:
-                version_unsure = True
-            elif self.trusted_peer:
-                if proxy_headers is None:
-                    proxy_headers = {}
-                proxy_headers[name] = value
-        if version_unsure:
-            http_version = self.parser.confirm_http_version(http_version)
-        if http_version not in _SUPPORTED_VERSIONS:
-            raise BadRequest(400, "Unsupported HTTP version")
-        if chunked and http_version == "1.0":
-            raise BadRequest(400, "Unsupported Transfer-Encoding")
-        keep_alive = http_version != "1.0" if connection_says is None else connection_says
-        if hosts != 1 and (hosts or http_version == "1.1"):
-            raise BadRequest(400, "Missing Host header" if not hosts else "Multiple Host headers")
-        if content_lengths:
-            if content_lengths > 1:
-                raise BadRequest(400, "Multiple Content-Length headers")
-            if chunked:
-                # Ambiguous framing, the root of request smuggling: never guess (RFC 9112 6.1).
-                raise BadRequest(400, "Content-Length together with Transfer-Encoding")
-            body_left = int(content_length)  # digits: both adapters checked
-        else:
-            body_left = CHUNKED_BODY if chunked else 0
-        if target[0] == 0x2F:  # origin-form "/path?query", nearly every request
-            raw_path, _, query_string = target.partition(b"?")
-        else:
-            raw_path, query_string = _split_target(target)
-        if not raw_path.isascii():
-            raise BadRequest(400, "Invalid request target")
-        path = raw_path.decode("ascii")
-        if "%" in path:  # (str in str: "bytes in bytes" first tries the needle as an int)
-            path = unquote(path)
-        client, scheme = self.client, self.scheme
-        if proxy_headers is not None:
-            client, scheme = forwarded_client(proxy_headers, client, scheme, self.config.trusted_proxies)
-
-        if upgrade and connection_upgrade and self.state.ws_handler is not None and method == b"GET":
+        # The request head is the cycle itself (one object per request; see RequestResponseCycle).
+        cycle = request_head(
+            method, target, http_version, headers, self.client, self.scheme, self.trusted_peer, self.parser,
+            RequestResponseCycle,
+        )
+        if cycle.forwarded is not None:
+            cycle.client, cycle.scheme = forwarded_client(
+                cycle.forwarded, cycle.client, cycle.scheme, self.config.trusted_proxies
+            )
+        if cycle.upgrade and self.state.ws_handler is not None and method == b"GET":
             # The adapter calls switch_protocols() once it has stopped parsing HTTP.
             self.upgrade_request = UpgradeRequest(
-                path, raw_path, query_string, headers, http_version, client, scheme
+                cycle.path, cycle.raw_path, cycle.query_string, headers, cycle.http_version, cycle.client, cycle.scheme
             )
             self.cycle = None  # its message-complete is not the previous request's
             return
         if self.closing:
-            keep_alive = False
-        scope = self.scope_template.copy()
-        # A dict of its own per request: what one app writes there is not the next one's. (A copy
-        # costs ~750 instructions, a dict literal ~1,070: callgrind, hello GET.)
-        scope["asgi"] = self.state.asgi_info.copy()
-        scope["http_version"] = http_version
-        scope["method"] = method_name
-        scope["path"] = path
-        scope["raw_path"] = raw_path
-        scope["query_string"] = query_string
-        scope["headers"] = headers
-        scope["state"] = self.state.app_state.copy()
-        if proxy_headers is not None:
-            scope["client"] = client
-            scope["scheme"] = scheme
-        if self.tls is not None:
-            scope["extensions"] = {"tls": self.tls}  # per request: apps may add to it
-        cycle = RequestResponseCycle(
-            self, scope, keep_alive, expect_100, method == b"HEAD", http_version == "1.0", body_left
-        )
+            cycle.keep_alive = False
+        cycle.begin(self, http_scope(cycle, self.scope_template, self.state, self.tls))
         self.cycle = cycle
         if self.active is None:
             self._start(cycle)
@@ -486,10 +353,9 @@ class HTTPProtocol(asyncio.Protocol):
         state = self.state
         if state.limit_concurrency is not None and state.active_requests >= state.limit_concurrency:
             logger.warning("Concurrency limit of %d reached; answering 503.", state.limit_concurrency)
-            cycle.keep_alive = False
             cycle.status = 503
             cycle.head_sent = True
-            self.writer.write(simple_response(503, "Service Unavailable", b"retry-after: 1\r\n"))
+            self.sink.send_error(cycle, 503, "Service Unavailable", _RETRY_SOON)
             cycle.response_complete = True
             self.on_response_complete(cycle)
             return
@@ -501,7 +367,7 @@ class HTTPProtocol(asyncio.Protocol):
         # sse-starlette; asyncio.timeout). On Python 3.12+ its first step runs at once, in this
         # call (eager start): a response made without awaiting anything costs no loop round trip.
         # The Task copies the context, so context variables never leak between requests.
-        task = new_task(cycle.run_app(self.app), self.loop)
+        task = new_task(run_app(cycle, self.app), self.loop)
         if not task.done():
             cycle.task = task
 
@@ -789,17 +655,6 @@ class HTTPProtocol(asyncio.Protocol):
         self.writer.abort()
 
 
-def new_task(coro: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Task:
-    """A Task for ``coro``, started eagerly where asyncio can (3.12+: public ``eager_start``)."""
-    return loop.create_task(coro)
-
-
-if sys.version_info >= (3, 12):
-
-    def new_task(coro: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Task:  # noqa: F811
-        return asyncio.Task(coro, loop=loop, eager_start=True)
-
-
 class DiscardInput:
     """Stands in for the parser adapter once the connection reads no further request (after a
     refusal, or on the way to a lingering close): input is counted and dropped, never parsed."""
@@ -839,18 +694,6 @@ def _after_heads(data: bytes, count: int) -> int:
             return len(data)
         end += 4
     return end
-
-
-def _split_target(target: bytes) -> tuple[bytes, bytes]:
-    if target[:1] != b"/":
-        if target == b"*":
-            return target, b""
-        scheme_end = target.find(b"://")
-        if scheme_end > 0:  # absolute-form: keep only the path and query
-            slash = target.find(b"/", scheme_end + 3)
-            target = target[slash:] if slash >= 0 else b"/"
-    raw_path, _, query_string = target.partition(b"?")
-    return raw_path, query_string
 
 
 def _address(value: Any) -> tuple[str, int] | None:

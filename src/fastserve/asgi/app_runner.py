@@ -1,0 +1,93 @@
+"""Running an ASGI app, the same for every kind of connection: the Task it runs in, and one
+failure taxonomy (what an exception out of the app means, how it is logged, what the
+connection does about it).
+
+The taxonomy (``failure_kind``):
+- DISCONNECTED: ClientDisconnected, or an exception raised while handling one once the client
+  has gone (frameworks re-raise it as their own): a debug line, nothing to answer;
+- INVALID_RESPONSE: the app sent a message the server refuses to put on the wire: one error
+  line without a traceback (the message says what), then a 500 or a close;
+- CANCELLED: the Task was cancelled (shutdown timed out): no log line; close what was started;
+- CRASHED: anything else: the traceback, then a 500 or a close.
+HTTP (the cycle) uses it today; the WebSocket session is to use it next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Any, Protocol
+
+from .errors import ClientDisconnected, InvalidResponse, caused_by_disconnect
+
+logger = logging.getLogger("fastserve.error")
+
+DISCONNECTED = "disconnected"
+INVALID_RESPONSE = "invalid response"
+CANCELLED = "cancelled"
+CRASHED = "crashed"
+
+
+class AppCall(Protocol):
+    """What ``run_app`` runs an app for (an ASGI HTTP cycle; later a WebSocket session)."""
+
+    scope: dict[str, Any]
+    app_started: bool
+
+    async def receive(self) -> dict[str, Any]: ...
+
+    async def send(self, message: dict[str, Any]) -> None: ...
+
+    def app_finished(self) -> None:
+        """The app returned."""
+
+    def app_failed(self, exc: BaseException) -> None:
+        """The app raised ``exc`` (see failure_kind)."""
+
+
+async def run_app(call: AppCall, app: Any) -> None:
+    """The app's Task: run it, then let ``call`` settle what it left undone (500, close, log).
+    BaseExceptions other than Exception (KeyboardInterrupt, SystemExit, CancelledError) are
+    settled, then raised on."""
+    call.app_started = True
+    try:
+        await app(call.scope, call.receive, call.send)
+    except BaseException as exc:
+        call.app_failed(exc)
+        if not isinstance(exc, Exception):
+            raise
+    else:
+        call.app_finished()
+
+
+def failure_kind(exc: BaseException, disconnected: bool) -> str:
+    """What an exception out of the app means; ``disconnected``: the client has gone."""
+    if isinstance(exc, ClientDisconnected) or (disconnected and caused_by_disconnect(exc)):
+        return DISCONNECTED
+    if isinstance(exc, InvalidResponse):
+        return INVALID_RESPONSE
+    if isinstance(exc, asyncio.CancelledError):
+        return CANCELLED
+    return CRASHED
+
+
+def log_failure(kind: str, exc: BaseException) -> None:
+    """The one log line of an app failure (none for a cancelled app)."""
+    if kind is DISCONNECTED:
+        logger.debug("Client disconnected while the app was sending its response: %r", exc)
+    elif kind is INVALID_RESPONSE:
+        logger.error("Invalid response from the ASGI app: %s", exc)
+    elif kind is CRASHED:
+        logger.error("Exception in ASGI application", exc_info=exc)
+
+
+def new_task(coro: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Task:
+    """A Task for ``coro``, started eagerly where asyncio can (3.12+: public ``eager_start``)."""
+    return loop.create_task(coro)
+
+
+if sys.version_info >= (3, 12):
+
+    def new_task(coro: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Task:  # noqa: F811
+        return asyncio.Task(coro, loop=loop, eager_start=True)

@@ -1,0 +1,124 @@
+"""Response-head validation, in no wire format: an app's status and headers checked once, with
+what the server acts on read out of them (content-length, transfer-encoding, connection, server,
+date). Rendering the validated headers into bytes is each wire format's business (HTTP/1.1:
+http1/render.py); ``ResponseHeadCache`` keeps both, bounded, per wire format.
+
+Pure functions and constants: nothing here touches a transport.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from .errors import InvalidResponse
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match
+# Header values may not carry CR, LF or NUL (RFC 9110 5.5): no wire format can carry them.
+_FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\x00]").search
+# App header names seen before, mapped to their lower-case form. Names come from app code, so
+# there are few distinct ones; the cap keeps a misbehaving app from growing it without bound.
+_NAME_CACHE: dict[bytes, bytes] = {}
+_NAME_CACHE_MAX = 4096
+# The headers the server itself acts on; any other response header is passed through unread.
+_SPECIAL_RESPONSE_HEADERS = frozenset((b"content-length", b"transfer-encoding", b"connection", b"server", b"date"))
+
+
+def check_status(status: Any) -> int:
+    if not isinstance(status, int) or not 100 <= status <= 999:
+        raise InvalidResponse(f"invalid status code {status!r:.100}")
+    return status
+
+
+def lower_name(name: bytes) -> bytes:
+    """The lower-cased header name, after checking it is an HTTP token."""
+    lowered = _NAME_CACHE.get(name)
+    if lowered is not None:
+        return lowered
+    if not isinstance(name, bytes) or not _TOKEN(name):
+        raise InvalidResponse(f"invalid response header name {name!r}")
+    lowered = name.lower()
+    if len(_NAME_CACHE) < _NAME_CACHE_MAX:
+        _NAME_CACHE[name] = lowered
+    return lowered
+
+
+def check_value(value: Any) -> None:
+    try:
+        forbidden = _FORBIDDEN_IN_VALUE(value)
+    except TypeError:
+        raise InvalidResponse("response header names and values must be bytes") from None
+    if forbidden is not None:
+        raise InvalidResponse("response header value contains CR, LF or NUL")
+
+
+def validate_headers(headers: Any) -> tuple[list[tuple[bytes, bytes]], int | None, bool, bool, bool]:
+    """An app's response headers as (the pairs to send, content-length or None, chunked, the app
+    asked to close, the app sets server or date itself); raises InvalidResponse for invalid ones.
+    The pairs keep the app's spelling and order, less transfer-encoding (framing is the wire
+    format's)."""
+    items: list[tuple[bytes, bytes]] = []
+    content_length = None
+    chunked = closes = sets_defaults = False
+    for name, value in headers:
+        lowered = lower_name(name)
+        check_value(value)
+        if lowered in _SPECIAL_RESPONSE_HEADERS:
+            if lowered == b"content-length":
+                content_length = _content_length(value)
+            elif lowered == b"transfer-encoding":
+                chunked = value.lower() == b"chunked"
+                continue  # the server writes its own framing
+            elif lowered == b"connection":
+                closes = closes or value.lower().find(b"close") >= 0
+            else:
+                sets_defaults = True
+        items.append((name, value))
+    return items, content_length, chunked, closes, sets_defaults
+
+
+def _content_length(value: bytes) -> int:
+    if not value.isdigit():
+        raise InvalidResponse(f"invalid content-length header {value!r}")
+    return int(value)
+
+
+def check_body(body: Any) -> None:
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise not_bytes(body)
+
+
+def not_bytes(body: Any) -> InvalidResponse:
+    return InvalidResponse(f"'http.response.body' body must be bytes, not {type(body).__name__}")
+
+
+class ResponseHeadCache:
+    """Header lists seen before -> (rendered headers, content-length, chunked, closes, sets
+    defaults). Apps mostly send the same few header lists, so most responses cost one tuple and
+    one lookup. Bounded (values may differ per response): at most ``size`` lists, each rendered
+    no longer than ``longest``. ``render``: the wire format's rendering of the validated pairs."""
+
+    __slots__ = ("render", "entries", "size", "longest")
+
+    def __init__(self, render: Callable[[list[tuple[bytes, bytes]]], Any], size: int = 512, longest: int = 1024):
+        self.render = render
+        self.entries: dict[tuple, tuple] = {}
+        self.size = size
+        self.longest = longest
+
+    def get(self, headers: tuple) -> tuple[Any, int | None, bool, bool, bool]:
+        """The parsed form of ``headers`` (a tuple: the cache key); raises InvalidResponse."""
+        try:
+            parsed = self.entries.get(headers)
+        except TypeError:  # pairs given as lists: fine, but not cacheable
+            return self.parse(headers)
+        if parsed is None:
+            parsed = self.parse(headers)
+            if len(self.entries) < self.size and len(parsed[0]) <= self.longest:
+                self.entries[headers] = parsed
+        return parsed
+
+    def parse(self, headers: Any) -> tuple[Any, int | None, bool, bool, bool]:
+        items, content_length, chunked, closes, sets_defaults = validate_headers(headers)
+        return self.render(items), content_length, chunked, closes, sets_defaults

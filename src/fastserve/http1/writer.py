@@ -1,0 +1,149 @@
+"""H1Writer: the HTTP/1.1 ResponseSink of one connection (asgi/contracts.py).
+
+The cycle decides what a response is (status, validated headers, body rules, when it ends);
+this renders it: the status line, the default and the app's header block, the framing
+(content-length, chunked, or the end of the connection for a streamed HTTP/1.0 body), the
+Connection field for keep-alive and HTTP/1.0, 100 Continue, and the plain-text 500 and 503.
+
+It writes through the connection's HeldWriter (http/flow.py): only the write that completes a
+response may wait for the end of the loop iteration; a part with more to come reaches the
+transport before send() returns (the app may block next, e.g. a synchronous call between two
+chunks).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ..asgi.response_head import check_body, not_bytes
+from .render import (
+    _STATUS_LINES,
+    CACHED_LENGTHS,
+    CHUNKED,
+    CONNECTION_CLOSE,
+    CONTENT_LENGTH_ENDS,
+    CONTINUE_RESPONSE,
+    FINAL_CHUNK,
+    HEADS,
+    chunk,
+    simple_response,
+    status_line,
+)
+
+# Below this size head and body are joined into one write; above it the copy costs more.
+JOIN_LIMIT = 16 * 1024
+
+
+class H1Writer:
+    """Renders the responses of one HTTP/1.1 connection (see the module docstring)."""
+
+    __slots__ = ("out", "state", "heads")
+
+    capabilities: ClassVar[frozenset[str]] = frozenset()  # nothing beyond plain responses yet
+
+    def __init__(self, out: Any, state: Any) -> None:
+        self.out = out  # the connection's HeldWriter
+        self.state = state  # ServerState: the default header block
+        # The app's validated response headers, rendered as HTTP/1.1 header blocks. An instance
+        # slot, not a class attribute: read once per response, a slot read is the cheaper one.
+        self.heads = HEADS
+
+    def send_head(self, cycle: Any, head: Any, body: bytes, end: bool) -> None:
+        """``head``: (status, header block from ``heads``, the app sets server or date itself)."""
+        status, block, sets_defaults = head
+        line = _STATUS_LINES.get(status) or status_line(status)
+        defaults = self.state.default_headers
+        if sets_defaults:
+            defaults = self.state.defaults_without(cycle.response_headers)
+        if end and cycle.keep_alive and not (cycle.no_body or cycle.chunked or cycle.http10):
+            # The common case (measured): the whole body with the head and its content-length in
+            # a single write. The body's type is checked by the join, which fails on anything
+            # but bytes-likes (the cycle took its len()), so a bytes body pays nothing for it.
+            size = len(body)
+            if cycle.expected_length is None:
+                last = CONTENT_LENGTH_ENDS[size] if size < CACHED_LENGTHS else b"content-length: %d\r\n\r\n" % size
+            else:
+                last = b"\r\n"  # the app's own content-length header is right (the cycle checked)
+            if size <= JOIN_LIMIT:
+                try:
+                    data = b"".join((line, defaults, block, last, body))
+                except TypeError:
+                    raise not_bytes(body) from None
+                self.out.write(data)
+            else:
+                check_body(body)
+                self.out.writelines((b"".join((line, defaults, block, last)), body))
+            return
+        if type(body) is not bytes:
+            check_body(body)
+        data = b"".join((line, defaults, block, self._framing(cycle, body, end), b"\r\n"))
+        write = self.out.write if end else self.out.write_now
+        if cycle.no_body:
+            write(data)
+        elif cycle.chunked:
+            write(data + _chunked(body, end))
+        elif len(body) <= JOIN_LIMIT:
+            write(data + body)
+        else:
+            self.out.writelines((data, body))
+
+    def _framing(self, cycle: Any, first_body: bytes, end: bool) -> bytes:
+        """Framing headers, chosen when the first body message arrives."""
+        if cycle.no_body:
+            if cycle.is_head and cycle.expected_length is None and first_body and end:
+                framing = b"content-length: %d\r\n" % len(first_body)
+            else:
+                framing = b""
+        elif cycle.expected_length is not None:
+            framing = b""
+        elif cycle.chunked or (not end and not cycle.http10):
+            cycle.chunked = True
+            framing = CHUNKED
+        elif not end:
+            cycle.keep_alive = False  # HTTP/1.0 client: the end of the body is the end of the connection
+            framing = b""
+        else:
+            framing = b"content-length: %d\r\n" % len(first_body)
+        if not cycle.keep_alive:
+            if not cycle.app_closes:
+                framing += CONNECTION_CLOSE
+        elif cycle.http10:
+            framing += b"connection: keep-alive\r\n"
+        return framing
+
+    def send_body(self, cycle: Any, body: bytes, end: bool) -> None:
+        if cycle.no_body:
+            return
+        write = self.out.write if end else self.out.write_now
+        if cycle.chunked:
+            if body or end:
+                write(_chunked(body, end))
+        elif body:
+            write(body)
+
+    def send_informational(self, cycle: Any, status: int, headers: Any) -> None:
+        if status != 100 or headers:
+            raise NotImplementedError("only 100 Continue so far")  # 103 comes with early hints
+        self.out.write_now(CONTINUE_RESPONSE)  # the client waits for it to send the body
+
+    def send_trailers(self, cycle: Any, headers: Any) -> None:
+        raise NotImplementedError("HTTP/1.1 trailers are not offered yet (no 'trailers' capability)")
+
+    def send_file(self, cycle: Any, fd: int, offset: int, count: int | None, end: bool) -> None:
+        raise NotImplementedError("pathsend is not offered yet (no 'pathsend' capability)")
+
+    def send_error(self, cycle: Any, status: int, reason: str, headers: Any = ()) -> None:
+        """A complete plain-text response, after which the connection closes."""
+        cycle.keep_alive = False
+        extra = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+        self.out.write(simple_response(status, reason, extra))
+
+    def abort(self, cycle: Any) -> None:
+        """The response cannot be completed: the client sees the connection close."""
+        cycle.keep_alive = False
+
+
+def _chunked(body: bytes, end: bool) -> bytes:
+    """One chunk (none for an empty body), plus the last-chunk marker when the body ends."""
+    data = chunk(body) if body else b""
+    return data + FINAL_CHUNK if end else data

@@ -1,0 +1,125 @@
+"""The HTTP/1.1 ResponseSink (http1/writer.py) with a list standing in for the wire: it renders
+the decisions a cycle made (status, validated headers, keep-alive, HTTP/1.0, HEAD) into bytes.
+Behaviour through a real connection is in test_inprocess_http.py and test_http.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from fastserve.asgi.errors import InvalidResponse
+from fastserve.http1.writer import H1Writer
+
+
+class Wire:
+    """A HeldWriter stand-in: records what would reach the transport, and how."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, bytes]] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(("held", bytes(data)))
+
+    def write_now(self, data: bytes) -> None:
+        self.writes.append(("now", bytes(data)))
+
+    def writelines(self, items) -> None:
+        self.writes.append(("held", b"".join(items)))
+
+    def data(self) -> bytes:
+        return b"".join(data for _, data in self.writes)
+
+
+class State:
+    default_headers = b"server: fastserve\r\n"
+
+    def defaults_without(self, headers) -> bytes:
+        return b""
+
+
+class Cycle:
+    """The response facts a cycle hands its sink."""
+
+    def __init__(self, **facts) -> None:
+        self.keep_alive, self.http10, self.is_head, self.no_body = True, False, False, False
+        self.chunked, self.app_closes, self.expected_length, self.response_headers = False, False, None, ()
+        self.__dict__.update(facts)
+
+
+def sink_and_wire():
+    wire = Wire()
+    return H1Writer(wire, State()), wire
+
+
+def head(status=200, block=b"content-type: text/plain\r\n", sets_defaults=False):
+    return (status, block, sets_defaults)
+
+
+def test_one_message_response_is_one_write_with_its_length():
+    sink, wire = sink_and_wire()
+    sink.send_head(Cycle(), head(), b"hello", True)
+    assert wire.writes == [("held", b"HTTP/1.1 200 OK\r\nserver: fastserve\r\ncontent-type: text/plain\r\n"
+                                    b"content-length: 5\r\n\r\nhello")]
+
+
+def test_streamed_body_is_chunked_and_each_part_goes_out_at_once():
+    sink, wire = sink_and_wire()
+    cycle = Cycle()
+    sink.send_head(cycle, head(), b"ab", False)
+    sink.send_body(cycle, b"", False)  # nothing to frame: no write
+    sink.send_body(cycle, b"cd", True)
+    assert cycle.chunked and [how for how, _ in wire.writes] == ["now", "held"]
+    assert wire.data().endswith(b"transfer-encoding: chunked\r\n\r\n2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n")
+
+
+def test_http10_streamed_body_ends_with_the_connection():
+    sink, wire = sink_and_wire()
+    cycle = Cycle(http10=True)
+    sink.send_head(cycle, head(), b"ab", False)
+    assert not cycle.keep_alive and b"connection: close\r\n" in wire.data() and b"chunked" not in wire.data()
+
+
+def test_http10_keep_alive_says_so():
+    sink, wire = sink_and_wire()
+    sink.send_head(Cycle(http10=True), head(), b"ab", True)
+    assert b"content-length: 2\r\nconnection: keep-alive\r\n\r\nab" in wire.data()
+
+
+def test_head_response_has_the_length_but_no_body():
+    sink, wire = sink_and_wire()
+    sink.send_head(Cycle(is_head=True, no_body=True), head(), b"hello", True)
+    assert wire.data().endswith(b"content-length: 5\r\n\r\n")
+
+
+def test_the_apps_connection_close_is_not_doubled():
+    sink, wire = sink_and_wire()
+    sink.send_head(Cycle(keep_alive=False, app_closes=True), head(block=b"connection: close\r\n"), b"x", True)
+    assert wire.data().count(b"connection: close") == 1
+
+
+def test_continue_error_and_abort():
+    sink, wire = sink_and_wire()
+    cycle = Cycle()
+    sink.send_informational(cycle, 100, ())
+    sink.send_error(cycle, 503, "Service Unavailable", ((b"retry-after", b"1"),))
+    assert wire.writes[0] == ("now", b"HTTP/1.1 100 Continue\r\n\r\n")
+    assert wire.writes[1][1].startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert b"retry-after: 1\r\nconnection: close\r\n" in wire.writes[1][1] and not cycle.keep_alive
+    other = Cycle()
+    sink.abort(other)
+    assert not other.keep_alive
+
+
+def test_a_body_that_is_not_bytes_is_an_invalid_response():
+    sink, wire = sink_and_wire()
+    with pytest.raises(InvalidResponse):
+        sink.send_head(Cycle(), head(), "text", True)
+    with pytest.raises(InvalidResponse):
+        sink.send_head(Cycle(keep_alive=False), head(), "text", True)
+    assert wire.writes == []
+
+
+def test_capabilities_are_none_yet():
+    sink, _ = sink_and_wire()
+    assert sink.capabilities == frozenset()
+    with pytest.raises(NotImplementedError):
+        sink.send_trailers(Cycle(), ())
