@@ -64,7 +64,9 @@ def test_workers_drain_with_shutdown_delay(supervised):
     wait_for_workers(server, 2)
     signalled = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)
-    server.wait_for_line("--shutdown-delay", timeout=5)
+    first = server.wait_for_line("--shutdown-delay", timeout=5)
+    # Both workers have begun (each logs it): until then the other one's health path still says 200.
+    server.wait_for_line("--shutdown-delay", timeout=5, start=server.lines.index(first) + 1)
     statuses = set()
     while time.monotonic() - signalled < 1.0:
         statuses.add(status_of(get(server.port, "/healthz")))

@@ -243,11 +243,12 @@ def test_per_message_deflate_negotiated(ws_server):
 
 
 def test_reading_pauses_while_the_app_is_behind(ws_server):
-    """The app sleeps before reading 200 x 64 KiB; nothing is lost, and the client is held back."""
+    """The app sleeps before reading 200 x 64 KiB; nothing is lost, and the client is held back.
+    (The sleep starts at the accept; 2 s leave room for a client that sees the open late under load.)"""
     count, chunk = 200, b"m" * 65536
 
     async def scenario():
-        async with connect(url(ws_server, f"/ws/slow-reader?n={count}&delay=1"), compression=None) as ws:
+        async with connect(url(ws_server, f"/ws/slow-reader?n={count}&delay=2"), compression=None) as ws:
             started = time.monotonic()
             for _ in range(count):
                 await ws.send(chunk)
@@ -256,7 +257,7 @@ def test_reading_pauses_while_the_app_is_behind(ws_server):
             return held_back
 
     # 12.5 MiB cannot all sit in kernel buffers plus a 32-message queue: the sends must wait
-    # for the app's first receive() (after 1 s).
+    # for the app's first receive() (after 2 s).
     assert run(scenario()) > 0.5
 
 
