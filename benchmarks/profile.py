@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     port = free_port()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
     raw_cprofile = args.out_dir / f"{args.server}-hello.cprofile" if args.tool == "cprofile" else None
     log = open(args.out_dir / f"{args.server}-profile-server.log", "w")
     server = subprocess.Popen(pinned(args.server_cpu, _server_argv(VENV_PYTHON, args.server, port, raw_cprofile)),
