@@ -7,7 +7,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
-SYSTEM_PACKAGES := redis-server curl chromium wrk
+# command:package pairs the tests use (haproxy: PROXY protocol; systemd-socket-activate: socket activation)
+SYSTEM_PACKAGES := redis-server:redis-server curl:curl chromium:chromium wrk:wrk haproxy:haproxy systemd-socket-activate:systemd
 PYTEST_ARGS ?=
 
 .PHONY: run test lint bench soak system-deps clean
@@ -48,7 +49,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 
 system-deps:
 	@missing=""; \
-	for tool in $(SYSTEM_PACKAGES); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	for pair in $(SYSTEM_PACKAGES); do command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "Installing with apt-get:$$missing"; \
