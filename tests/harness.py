@@ -422,3 +422,13 @@ def split_handshake(data: bytes) -> tuple[bytes, bytes]:
     head, sep, rest = data.partition(b"\r\n\r\n")
     assert sep, f"no complete response head in {data[:200]!r}"
     return head, rest
+
+
+def upgrade_head(path, raw_path, query_string, headers, http_version, client, scheme):
+    """A parsed upgrade request as the HTTP/1.1 side hands it to the WebSocket side."""
+    from fastserve.asgi.request import RequestHead
+
+    head = RequestHead()
+    head.path, head.raw_path, head.query_string, head.headers = path, raw_path, query_string, headers
+    head.http_version, head.client, head.scheme = http_version, client, scheme
+    return head

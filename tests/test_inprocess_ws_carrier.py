@@ -14,11 +14,10 @@ import pytest
 
 from fastserve.config import Config
 from fastserve.http.flow import FlowControl
-from fastserve.http.protocol import UpgradeRequest
 from fastserve.server import ServerState
 from fastserve.websocket.session import SessionSettings, WebSocketSession
 
-from .harness import CLOSE, TEXT, WS_KEY, client_frame, close_payload, server_frames
+from .harness import CLOSE, TEXT, WS_KEY, client_frame, close_payload, server_frames, upgrade_head
 
 
 class RecordingCarrier:
@@ -71,7 +70,7 @@ def start_session(app, headers=None, **options):
     if headers is None:
         headers = [(b"host", b"x"), (b"upgrade", b"websocket"), (b"connection", b"Upgrade"),
                    (b"sec-websocket-key", WS_KEY), (b"sec-websocket-version", b"13")]
-    request = UpgradeRequest("/ws", b"/ws", b"", headers, "1.1", ("127.0.0.1", 5000), "http")
+    request = upgrade_head("/ws", b"/ws", b"", headers, "1.1", ("127.0.0.1", 5000), "http")
     session = WebSocketSession(conn, request, SessionSettings(config), carrier)
     session.start(request, b"")
     return session, carrier

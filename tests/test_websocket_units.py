@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from fastserve.http.errors import InvalidResponse
-from fastserve.http.protocol import UpgradeRequest
 from fastserve.websocket.handshake import (
     Accept,
     DenialResponse,
@@ -16,13 +15,15 @@ from fastserve.websocket.handshake import (
 )
 from fastserve.websocket.upgraded import UpgradedTransport
 
+from .harness import upgrade_head
+
 KEY = (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ==")
 
 
 def upgrade_request(*extra):
     headers = [(b"host", b"x"), (b"upgrade", b"websocket"), (b"connection", b"Upgrade"), KEY,
                (b"sec-websocket-version", b"13"), *extra]
-    return UpgradeRequest("/chat", b"/chat", b"a=1", headers, "1.1", ("127.0.0.1", 5), "http")
+    return upgrade_head("/chat", b"/chat", b"a=1", headers, "1.1", ("127.0.0.1", 5), "http")
 
 
 class FakeState:
@@ -47,11 +48,11 @@ def test_handshake_refusals_are_decisions():
     decision = check_handshake(old_version, None)
     assert isinstance(decision, Refusal)
     assert (decision.status, decision.headers) == (426, [(b"sec-websocket-version", b"13"), (b"upgrade", b"websocket")])
-    no_key = UpgradeRequest("/", b"/", b"", [(b"upgrade", b"websocket"), (b"connection", b"upgrade")], "1.1", None, "http")
+    no_key = upgrade_head("/", b"/", b"", [(b"upgrade", b"websocket"), (b"connection", b"upgrade")], "1.1", None, "http")
     decision = check_handshake(no_key, None)
     assert isinstance(decision, Refusal) and decision.status == 400
     assert decision.reason.startswith("Invalid WebSocket handshake: ")
-    http10 = UpgradeRequest("/", b"/", b"", upgrade_request().headers, "1.0", None, "http")
+    http10 = upgrade_head("/", b"/", b"", upgrade_request().headers, "1.0", None, "http")
     decision = check_handshake(http10, None)
     assert isinstance(decision, Refusal) and decision.status == 400 and "HTTP/1.0" in decision.reason
 

@@ -24,6 +24,7 @@ from .proxy import forwarded_client
 from .response import simple_response
 
 if TYPE_CHECKING:
+    from ..asgi.request import RequestHead
     from ..config import Config
     from ..state import ServerState
     from .flow import FlowControl
@@ -52,21 +53,6 @@ LINGER_BYTES = 16 * 1024 * 1024
 FEED_DIRECT = 2048
 REQUESTS_PER_TURN = 32
 _RETRY_SOON = ((b"retry-after", b"1"),)  # the 503 at --limit-concurrency
-
-
-class UpgradeRequest:
-    """A parsed request that asks to switch to WebSocket; handed to the WebSocket session."""
-
-    __slots__ = ("path", "raw_path", "query_string", "headers", "http_version", "client", "scheme")
-
-    def __init__(self, path, raw_path, query_string, headers, http_version, client, scheme) -> None:
-        self.path = path
-        self.raw_path = raw_path
-        self.query_string = query_string
-        self.headers = headers
-        self.http_version = http_version
-        self.client = client
-        self.scheme = scheme
 
 
 class HTTPProtocol(asyncio.Protocol):
@@ -127,7 +113,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.head_deadline: float | None = None
         self.closing = False
         self.eof = False
-        self.upgrade_request: UpgradeRequest | None = None
+        self.upgrade_request: RequestHead | None = None
         self.upgrade_leftover: bytes | None = None  # an upgrade waiting for earlier responses
         self.switched = False
         self.pending_refusal: BadRequest | None = None
@@ -294,9 +280,7 @@ class HTTPProtocol(asyncio.Protocol):
             )
         if cycle.upgrade and self.state.ws_handler is not None and method == b"GET":
             # The adapter calls switch_protocols() once it has stopped parsing HTTP.
-            self.upgrade_request = UpgradeRequest(
-                cycle.path, cycle.raw_path, cycle.query_string, headers, cycle.http_version, cycle.client, cycle.scheme
-            )
+            self.upgrade_request = cycle  # the request head is all the handshake needs
             self.cycle = None  # its message-complete is not the previous request's
             return
         if self.closing:

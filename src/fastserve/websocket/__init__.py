@@ -2,7 +2,7 @@
 
 Contract with the HTTP protocol: ``upgrade_handler(config, app)`` returns None when WebSockets are
 off (upgrade requests are then served as plain HTTP), or a callable
-``handler(conn: HTTPProtocol, request: UpgradeRequest, leftover: bytes)`` that takes over
+``handler(conn: HTTPProtocol, request: RequestHead, leftover: bytes)`` that takes over
 ``conn.transport`` after the parser adapter has stopped parsing HTTP: an ``UpgradedTransport``
 becomes the transport's protocol and carries a ``WebSocketSession``.
 """

@@ -39,8 +39,8 @@ class WebSocketCarrier(Protocol):
 
 
 class HandshakeRequest(Protocol):
-    """The parsed upgrade request, as the wire format hands it over (HTTP/1.1: http.protocol's
-    UpgradeRequest). Declared here so that the WebSocket modules need not import the HTTP ones."""
+    """The parsed upgrade request, as the wire format hands it over (an asgi.request.RequestHead).
+    Declared here so that the WebSocket modules need not import the HTTP ones."""
 
     path: str
     raw_path: bytes
