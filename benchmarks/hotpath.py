@@ -34,8 +34,8 @@ import time
 from typing import Any
 
 from fastserve.config import Config
-from fastserve.http import parser_class
-from fastserve.http.protocol import HTTPProtocol
+from fastserve.http1 import parser_class
+from fastserve.http1.connection import HTTPProtocol
 from fastserve.server import ServerState, loop_factory
 from fastserve.websocket import upgrade_handler
 

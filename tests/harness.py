@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastserve.config import Config
-from fastserve.http import parser_class
-from fastserve.http.protocol import HTTPProtocol
+from fastserve.http1 import parser_class
+from fastserve.http1.connection import HTTPProtocol
 from fastserve.server import ServerState, loop_factory
 from fastserve.websocket import upgrade_handler
 

@@ -38,7 +38,7 @@ def test_app_runs_inside_a_task_from_its_first_line(serve, impl, app, body):
 
 _EAGER_CHECK = """
 import asyncio
-from fastserve.http.protocol import new_task
+from fastserve.http1.connection import new_task
 
 async def main():
     async def app():
@@ -72,5 +72,5 @@ def test_eager_start_on_python_312_runs_in_its_task():
     result = subprocess.run([python, "-c", _EAGER_CHECK], capture_output=True, text=True, timeout=60,
                             env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
     if "No module named" in result.stderr:
-        pytest.skip(f"SKIPPED LOUDLY: {python} lacks a dependency of fastserve.http.protocol: {result.stderr.strip().splitlines()[-1]}")
+        pytest.skip(f"SKIPPED LOUDLY: {python} lacks a dependency of fastserve.http1.connection: {result.stderr.strip().splitlines()[-1]}")
     assert result.returncode == 0 and "eager ok" in result.stdout, result.stderr

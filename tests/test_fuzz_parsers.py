@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastserve.config import Config
-from fastserve.http.errors import BadRequest
-from fastserve.http.h11_parser import H11Parser
-from fastserve.http.httptools_parser import HttptoolsParser
-from fastserve.http.protocol import KNOWN_METHODS, HTTPProtocol
+from fastserve.http1.connection import KNOWN_METHODS, HTTPProtocol
+from fastserve.http1.errors import BadRequest
+from fastserve.http1.h11_parser import H11Parser
+from fastserve.http1.httptools_parser import HttptoolsParser
 from fastserve.server import ServerState
 
 PARSERS = {"httptools": HttptoolsParser, "h11": H11Parser}

@@ -8,7 +8,7 @@ import pytest
 
 from fastserve.asgi.request import UNKNOWN_LENGTH, RequestHead
 from fastserve.asgi.scope import connection_template, http_scope
-from fastserve.http.errors import BadRequest
+from fastserve.http1.errors import BadRequest
 from fastserve.http1.semantics import request_head, split_target
 
 HOST = (b"host", b"example.com")

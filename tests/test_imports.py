@@ -156,9 +156,9 @@ def describe(found: set[frozenset[str]]) -> str:
 
 def test_the_graph_is_read():
     module_level, with_deferred, with_typing = graphs()
-    assert "fastserve.asgi.contracts" in with_typing["fastserve.http.cycle"]
-    assert "fastserve.http.cycle" in module_level["fastserve.http.protocol"]
-    assert "fastserve.http.protocol" not in module_level["fastserve.http.cycle"]  # TYPE_CHECKING only
+    assert "fastserve.asgi.contracts" in with_typing["fastserve.asgi.http_cycle"]
+    assert "fastserve.asgi.http_cycle" in module_level["fastserve.http1.connection"]
+    assert "fastserve.http1.connection" not in module_level["fastserve.asgi.http_cycle"]  # TYPE_CHECKING only
     assert "fastserve.websocket" in with_deferred["fastserve.server"]  # inside _ws_handler()
     assert "fastserve.websocket" not in module_level["fastserve.server"]
 
@@ -190,3 +190,31 @@ def test_import_cycles_with_type_checking_imports_are_the_recorded_ones():
 def test_cycle_detection_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == {frozenset("abc")}
     assert cycles({"a": {"b"}, "b": set()}) == set()
+
+
+# The layers of shared/DESIGN.md: server -> connection classes (http1/, http2/, websocket/) -> asgi/.
+# Each layer may import the ones below it and the shared leaf modules, never one above or beside.
+LEAVES = {"fastserve.config", "fastserve.logging", "fastserve.batching", "fastserve.proxy", "fastserve.tls"}
+MAY_IMPORT = {
+    "fastserve.asgi": {"fastserve.asgi"},
+    "fastserve.http1": {"fastserve.http1", "fastserve.asgi", "fastserve.state"} | LEAVES,
+    "fastserve.http2": {"fastserve.http2", "fastserve.http1", "fastserve.asgi", "fastserve.websocket",
+                        "fastserve.state"} | LEAVES,
+    "fastserve.websocket": {"fastserve.websocket", "fastserve.asgi", "fastserve.http1.render", "fastserve.state"}
+                           | LEAVES,
+}
+
+
+def _layer_allows(allowed: set[str], target: str) -> bool:
+    return any(target == prefix or target.startswith(prefix + ".") for prefix in allowed)
+
+
+def test_layers_import_only_downwards():
+    typing_graph = graphs()[2]  # every import, deferred and TYPE_CHECKING ones included
+    wrong = []
+    for module, targets in sorted(typing_graph.items()):
+        layer = next((prefix for prefix in MAY_IMPORT if _layer_allows({prefix}, module)), None)
+        if layer is None:
+            continue
+        wrong += [f"{module} -> {t}" for t in sorted(targets) if not _layer_allows(MAY_IMPORT[layer], t)]
+    assert wrong == [], "imports against the layering:\n  " + "\n  ".join(wrong)

@@ -11,7 +11,7 @@ import logging
 
 import pytest
 
-from fastserve.http.errors import ClientDisconnected
+from fastserve.asgi.errors import ClientDisconnected
 
 from .harness import LOOPS, PARSERS, Connection, run_on
 

@@ -13,7 +13,7 @@ import struct
 
 import pytest
 
-from fastserve.http.errors import ClientDisconnected
+from fastserve.asgi.errors import ClientDisconnected
 
 from .harness import (
     BINARY,

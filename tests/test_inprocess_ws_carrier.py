@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from fastserve.asgi.flow import FlowControl
 from fastserve.config import Config
-from fastserve.http.flow import FlowControl
 from fastserve.server import ServerState
 from fastserve.websocket.session import SessionSettings, WebSocketSession
 

@@ -132,8 +132,8 @@ def test_metrics_bind_is_validated():
 def test_every_operations_feature_is_off_by_default_and_then_costs_nothing():
     # The connection class is the plain one unless a feature is on (chosen once, at start).
     from fastserve.config import Config
-    from fastserve.http.protocol import HTTPProtocol
-    from fastserve.server import protocol_class_for
+    from fastserve.http1.connection import HTTPProtocol
+    from fastserve.negotiate import protocol_class_for
 
     assert protocol_class_for(Config(app="x:y")) is HTTPProtocol
     chosen = protocol_class_for(Config(app="x:y", metrics_bind="127.0.0.1:0", health_path="/h", limit_request_body=10, proxy_protocol=True))

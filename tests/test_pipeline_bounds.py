@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastserve.config import Config
-from fastserve.http.h11_parser import H11Parser
-from fastserve.http.httptools_parser import HttptoolsParser
-from fastserve.http.protocol import FEED_DIRECT, REQUESTS_PER_TURN, HTTPProtocol
+from fastserve.http1.connection import FEED_DIRECT, REQUESTS_PER_TURN, HTTPProtocol
+from fastserve.http1.h11_parser import H11Parser
+from fastserve.http1.httptools_parser import HttptoolsParser
 from fastserve.server import ServerState
 
 PARSERS = {"httptools": HttptoolsParser, "h11": H11Parser}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fastserve.http.errors import InvalidResponse
+from fastserve.asgi.errors import InvalidResponse
 from fastserve.websocket.handshake import (
     Accept,
     DenialResponse,

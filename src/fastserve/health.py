@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .http.response import CONNECTION_CLOSE, status_line
+from .http1.render import CONNECTION_CLOSE, status_line
 
 SERVING = b"OK\n"
 STOPPING = b"shutting down\n"

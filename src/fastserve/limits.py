@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .http.errors import BadRequest
+from .http1.errors import BadRequest
 
 TOO_LARGE = "Request body too large"
 

@@ -16,15 +16,15 @@ from collections import deque
 from typing import Any
 
 from .config import Config
-from .http import parser_class
-from .http.protocol import HTTPProtocol
-from .http.tls import TLSInfo
+from .http1 import parser_class
 from .importer import AppImportError, load_app
 from .lifespan import Lifespan
-from .logging import TRACE, AccessLog, debug_protocol_class, trace_asgi
+from .logging import TRACE, AccessLog, trace_asgi
+from .negotiate import connection_factory
 
 # Moved to state.py; re-exported for existing imports (tests, benchmarks, feature layers).
 from .state import FILE_RESERVE, ServerState, connections_files_allow, open_file_limit  # noqa: F401
+from .tls import TLSInfo
 
 logger = logging.getLogger("fastserve.error")
 
@@ -197,13 +197,8 @@ class Server:
     async def _listen(self, app: Any, sockets: list[socket.socket] | None, ssl_context: ssl.SSLContext | None) -> None:
         config = self.config
         loop = asyncio.get_running_loop()
-        parser = parser_class(config.http)
         state = self.state
-        protocol_class = protocol_class_for(config)
-
-        def factory() -> HTTPProtocol:
-            return protocol_class(config, app, state, parser, loop)
-
+        factory = connection_factory(config, app, state, loop)
         self.listeners = Listeners(factory, sockets, ssl_context, config)
         state.accepting = self.listeners
         await self.listeners.start()
@@ -427,21 +422,6 @@ def quiet_accept_errors(loop: asyncio.AbstractEventLoop, log: RateLimitedLog) ->
 
 def _callback_name(handle: Any) -> str:
     return getattr(getattr(handle, "_callback", None), "__name__", "")
-
-
-def protocol_class_for(config: Config) -> type:
-    """HTTPProtocol, or a subclass per feature that is on: a feature that is off costs nothing."""
-    from .health import with_health_path
-    from .limits import with_body_limit
-    from .metrics import with_metrics
-    from .proxy_protocol import with_proxy_protocol
-
-    protocol_class = with_health_path(with_body_limit(HTTPProtocol, config), config)
-    protocol_class = with_metrics(protocol_class, config)  # above the health path: health checks count
-    protocol_class = with_proxy_protocol(protocol_class, config)  # outermost: it sees the bytes first
-    if logger.isEnabledFor(logging.DEBUG):
-        protocol_class = debug_protocol_class(protocol_class)
-    return protocol_class
 
 
 def _ws_handler(config: Config, app: Any) -> Any:

@@ -10,8 +10,8 @@ import sys
 from email.utils import formatdate
 from typing import Any
 
+from .batching import WriteBatch
 from .config import Config
-from .http.flow import WriteBatch
 from .logging import AccessLog
 
 # Files kept free for the app (logs, database connections, files it reads) when the open-file

@@ -1,2 +1,18 @@
-"""HTTP/1.1: the request rules, and (as the refactor goes on) the writer, the batcher and the
-connection. Imports point one way: the server imports this, this imports ``fastserve.asgi``."""
+"""HTTP/1.1: parser adapters, request rules, the response writer and the connection protocol."""
+
+from __future__ import annotations
+
+
+def parser_class(name: str) -> type:
+    """The parser adapter for --http; 'auto' prefers httptools when it is installed."""
+    if name in ("auto", "httptools"):
+        try:
+            from .httptools_parser import HttptoolsParser
+        except ImportError:
+            if name == "httptools":
+                raise
+        else:
+            return HttptoolsParser
+    from .h11_parser import H11Parser
+
+    return H11Parser

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from ..asgi.request import UNKNOWN_LENGTH, RequestHead
-from ..http.errors import HTTP2_PREFACE_HINT, UNSUPPORTED_METHOD, BadRequest
+from .errors import HTTP2_PREFACE_HINT, UNSUPPORTED_METHOD, BadRequest
 
 # The methods llhttp (httptools) accepts; h11 accepts any token, so both are held to this list
 # and behave alike. Mapping bytes to str also saves a decode per request.

@@ -14,8 +14,9 @@ from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHeader, InvalidHeaderValue
 from websockets.http11 import Request, Response
 
-from ..http.errors import InvalidResponse
-from ..http.response import check_header_block, header_block, lower_name
+from ..asgi.errors import InvalidResponse
+from ..asgi.response_head import lower_name
+from ..http1.render import check_header_block, header_block
 from .websockets_compat import handshake_checker, release
 
 if TYPE_CHECKING:

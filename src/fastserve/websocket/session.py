@@ -41,8 +41,8 @@ try:
 except ImportError:  # websockets built without its C extension
     from websockets.utils import apply_mask
 
-from ..http.errors import ClientDisconnected, caused_by_disconnect
-from ..http.flow import FlowControl, wake
+from ..asgi.errors import ClientDisconnected, caused_by_disconnect
+from ..asgi.flow import FlowControl, wake
 from .handshake import (
     Accept,
     DenialResponse,

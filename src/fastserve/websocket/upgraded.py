@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..http.response import CONNECTION_CLOSE, simple_response, status_line
+from ..http1.render import CONNECTION_CLOSE, simple_response, status_line
 
 
 class UpgradedTransport(asyncio.Protocol):

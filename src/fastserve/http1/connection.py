@@ -14,20 +14,20 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from ..asgi.app_runner import new_task, run_app
+from ..asgi.flow import BACKLOG, BODY, PARSER
+from ..asgi.http_cycle import RequestResponseCycle
 from ..asgi.scope import connection_template, http_scope
-from ..http1.semantics import KNOWN_METHODS, request_head  # noqa: F401  (KNOWN_METHODS: moved there)
-from ..http1.writer import H1Writer
-from .cycle import RequestResponseCycle
+from ..proxy import forwarded_client
 from .errors import BadRequest, StopReading, tls_on_plain_port
-from .flow import BACKLOG, BODY, PARSER
-from .proxy import forwarded_client
-from .response import simple_response
+from .render import simple_response
+from .semantics import KNOWN_METHODS, request_head  # noqa: F401  (KNOWN_METHODS: moved there)
+from .writer import H1Writer
 
 if TYPE_CHECKING:
+    from ..asgi.flow import FlowControl
     from ..asgi.request import RequestHead
     from ..config import Config
     from ..state import ServerState
-    from .flow import FlowControl
 
 logger = logging.getLogger("fastserve.error")
 
@@ -128,7 +128,8 @@ class HTTPProtocol(asyncio.Protocol):
 
     # -- asyncio callbacks ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        from .flow import FlowControl, HeldWriter
+        from ..asgi.flow import FlowControl
+        from ..batching import HeldWriter
 
         self.transport = transport
         self.writer = HeldWriter(transport, self.state.write_batch)

@@ -53,6 +53,3 @@ def check_trailers(trailers) -> None:
         if name in FRAMING_TRAILERS:
             raise BadRequest(400, "Malformed request: framing field in the trailer section")
 
-
-# The errors an app meets (no wire format): in asgi/errors.py, re-exported for existing imports.
-from ..asgi.errors import ClientDisconnected, InvalidResponse, caused_by_disconnect  # noqa: E402, F401

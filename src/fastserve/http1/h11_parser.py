@@ -12,6 +12,7 @@ import re
 import h11
 from h11._readers import ChunkedReader
 
+from ..asgi.flow import PARSER, PIPELINE_HIGH_WATER
 from .errors import (
     BadRequest,
     StopReading,
@@ -20,7 +21,6 @@ from .errors import (
     request_line_too_long,
     too_many_header_fields,
 )
-from .flow import PARSER, PIPELINE_HIGH_WATER
 
 _CONTENT_LENGTH = re.compile(rb"\ncontent-length[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
 _TRANSFER_ENCODING = re.compile(rb"\ntransfer-encoding[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)

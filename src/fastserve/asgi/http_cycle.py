@@ -12,14 +12,14 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from ..asgi.app_runner import CANCELLED, DISCONNECTED, failure_kind, log_failure, run_app
-from ..asgi.request import RequestHead
-from ..asgi.response_head import check_body, check_status, not_bytes
+from .app_runner import CANCELLED, DISCONNECTED, failure_kind, log_failure, run_app
 from .errors import ClientDisconnected, InvalidResponse
 from .flow import wake
+from .request import RequestHead
+from .response_head import check_body, check_status, not_bytes
 
 if TYPE_CHECKING:
-    from ..asgi.contracts import ConnectionInfo
+    from .contracts import ConnectionInfo
 
 logger = logging.getLogger("fastserve.error")
 
