@@ -428,3 +428,30 @@ def test_pathsend_while_another_task_waits_in_receive(run, path):
         assert response.body == CONTENT
 
     run(app, scenario)
+
+
+def test_shutdown_abort_mid_file_closes_the_file(run, tmp_path):
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(READ_CHUNK * 4))
+
+    def open_to_big():
+        fds = os.listdir("/proc/self/fd")
+        return [fd for fd in fds if _readlink(f"/proc/self/fd/{fd}") == str(big)]
+
+    async def scenario(conn):
+        pause_after(conn.transport, READ_CHUNK)
+        conn.feed(get())
+        await conn.settle()
+        assert len(open_to_big()) == 1  # the server's, while it waits for the socket
+        conn.protocol.abort()  # --timeout-graceful-shutdown ran out: the app's task is cancelled
+        await conn.settle()
+        assert conn.transport.aborted and open_to_big() == []
+
+    run(pathsend_app(str(big)), scenario)
+
+
+def _readlink(path):
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
