@@ -163,6 +163,20 @@ def test_pipelined_file_responses_keep_their_order(serve, impl, tmp_path):
 
 
 @TWO_IMPLS
+def test_file_over_a_unix_socket(serve, impl, tmp_path):
+    http, loop = impl
+    path = tmp_path / "file.bin"
+    data = os.urandom(3 * MIB + 1)
+    path.write_bytes(data)
+    uds = str(tmp_path / "fastserve.sock")
+    serve("apps.files:app", "--http", http, "--loop", loop, "--uds", uds, wait_for="running on unix socket")
+    with httpx.Client(transport=httpx.HTTPTransport(uds=uds)) as client:
+        assert client.get("http://localhost/starlette", params={"path": str(path)}).content == data
+        part = client.get("http://localhost/zerocopy", params={"path": str(path), "offset": 7, "count": 2 * MIB})
+        assert part.content == data[7 : 7 + 2 * MIB]
+
+
+@TWO_IMPLS
 def test_large_file_to_a_slow_reader_keeps_memory_bounded(serve, impl, tmp_path):
     http, loop = impl
     size = 100 * MIB  # sparse: quick to make, and only the markers are data
