@@ -45,7 +45,14 @@ async def send_file_bytes(out: Any, flow: Any, fd: int, offset: int, count: int)
         await _copy_by_reads(out, flow, fd, offset, count)
         return
     out.release()
-    dup = os.dup(sock.fileno())
+    if transport.is_closing():
+        raise ClientDisconnected("the client closed the connection")
+    try:
+        dup = os.dup(sock.fileno())
+    except OSError as exc:  # out of descriptors: the slow way still works
+        logger.debug("No descriptor for sendfile (%s): reading the file instead", exc)
+        await _copy_by_reads(out, flow, fd, offset, count)
+        return
     try:
         sent = await _sendfile(transport, flow, dup, fd, offset, count)
     finally:
