@@ -78,11 +78,15 @@ SCENARIOS: dict[str, Scenario] = {
                  f"server and wrk share both cores", RAW_APP, "wrk", "req/s", WrkLoad("/", 64),
                  workers=WORKERS, pinned=False, only_servers=MULTI_WORKER_SERVERS,
                  worker_probe=WrkLoad("/pid", 64, "worker_pids.lua", latency=False)),
+        Scenario("file-1m", "Starlette FileResponse of a 1 MiB file (pathsend where offered), 16 connections",
+                 STARLETTE_APP, "wrk", "req/s", WrkLoad("/file/1m", 16)),
+        Scenario("file-10m", "Starlette FileResponse of a 10 MiB file (pathsend where offered), 4 connections",
+                 STARLETTE_APP, "wrk", "req/s", WrkLoad("/file/10m", 4)),
     )
 }
 # Added in "Performance, round two"; measured on request (or with "all") so that the default
 # matrix, and the report it makes, stay comparable with earlier runs.
-OPT_IN_SCENARIOS = ("close-c16", "ws-deflate", "workers2")
+OPT_IN_SCENARIOS = ("close-c16", "ws-deflate", "workers2", "file-1m", "file-10m")
 DEFAULT_SCENARIOS = tuple(name for name in SCENARIOS if name not in OPT_IN_SCENARIOS)
 QUICK_SCENARIOS = ("hello-c64", "64k", "echo-1m", "close", "pipeline16", "ws-echo", "idle-http")
 

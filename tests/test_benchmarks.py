@@ -88,6 +88,14 @@ def test_workers2_runs_with_two_workers_and_counts_responses_per_worker(tmp_path
     assert "NOT PINNED" in report and "Responses per worker" in report
 
 
+@needs_wrk
+def test_file_scenario_runs(tmp_path):
+    results = run_benchmark(tmp_path, "file-1m")
+    [run] = results["runs"]
+    assert run.get("rate", 0) > 0, run
+    assert "/file/1m" in run["command"]
+
+
 def test_message_mix_is_seeded_json_of_the_announced_sizes():
     messages = loadgen.message_mix(seed=7)
     assert messages == loadgen.message_mix(seed=7) != loadgen.message_mix(seed=8)

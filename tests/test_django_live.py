@@ -27,7 +27,7 @@ def test_live_server_test_cases_under_djangos_test_runner():
     )
     report = result.stdout + result.stderr
     assert result.returncode == 0, report
-    assert "Ran 14 tests" in report and "\nOK" in report, report
+    assert "Ran 15 tests" in report and "\nOK" in report, report
     for case in ("PlainLiveServerTests", "StaticLiveServerTests", "ChannelsLiveServerTests", "ChannelsWithoutStaticTests"):
         assert f"chat.tests.{case}" in report
 

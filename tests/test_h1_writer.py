@@ -118,8 +118,8 @@ def test_a_body_that_is_not_bytes_is_an_invalid_response():
     assert wire.writes == []
 
 
-def test_capabilities_are_none_yet():
+def test_capabilities_are_the_file_extensions_so_far():
     sink, _ = sink_and_wire()
-    assert sink.capabilities == frozenset()
+    assert sink.capabilities == frozenset({"pathsend", "zerocopysend"})
     with pytest.raises(NotImplementedError):
         sink.send_trailers(Cycle(), ())

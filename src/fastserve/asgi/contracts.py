@@ -44,8 +44,11 @@ class ResponseSink(Protocol):
     def send_trailers(self, cycle: Any, headers: Any) -> None:
         """Trailer fields after the last body part."""
 
-    def send_file(self, cycle: Any, fd: int, offset: int, count: int | None, end: bool) -> None:
-        """Body bytes from a file (zero-copy where the wire format can)."""
+    async def send_file(self, cycle: Any, head: Any, fd: int, offset: int, count: int, end: bool) -> None:
+        """``count`` body bytes of the open file ``fd`` from ``offset`` (zero-copy where the wire
+        format can), after the response head when ``head`` is not None (as for send_head); returns
+        once they are handed over with bounded memory. Raises ClientDisconnected when the client
+        goes first, FileEnded when the file holds fewer bytes than that (asgi/errors.py)."""
 
     def send_error(self, cycle: Any, status: int, reason: str, headers: Any = ()) -> None:
         """A complete plain-text response the server makes itself (500 for a failed app, 503 at

@@ -21,3 +21,8 @@ def caused_by_disconnect(exc: BaseException) -> bool:
 
 class InvalidResponse(RuntimeError):
     """The application sent a response fastserve refuses to put on the wire."""
+
+
+class FileEnded(EOFError):
+    """A file sent with pathsend or zerocopysend held fewer bytes than announced (it was truncated
+    while being sent)."""

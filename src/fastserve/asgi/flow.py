@@ -53,6 +53,18 @@ class FlowControl:
             self._drain_waiter = asyncio.get_running_loop().create_future()
         await asyncio.shield(self._drain_waiter)
 
+    async def writable(self, fd: int) -> None:
+        """Wait until socket ``fd`` can take more bytes, or the connection is lost: for writes that
+        bypass the transport (sendfile, on a duplicate of its socket: see http1/filesend.py)."""
+        loop = asyncio.get_running_loop()
+        if self._drain_waiter is None:
+            self._drain_waiter = loop.create_future()
+        loop.add_writer(fd, self._wake_writer)
+        try:
+            await asyncio.shield(self._drain_waiter)
+        finally:
+            loop.remove_writer(fd)
+
     def _wake_writer(self) -> None:
         waiter, self._drain_waiter = self._drain_waiter, None
         wake(waiter)

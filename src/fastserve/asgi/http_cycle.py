@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import stat
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .app_runner import CANCELLED, DISCONNECTED, failure_kind, log_failure, run_app
-from .errors import ClientDisconnected, InvalidResponse
+from .contracts import PATHSEND, ZEROCOPYSEND
+from .errors import ClientDisconnected, FileEnded, InvalidResponse
 from .flow import wake
 from .request import RequestHead
 from .response_head import check_body, check_status, not_bytes
@@ -27,6 +30,10 @@ logger = logging.getLogger("fastserve.error")
 BODY_HIGH_WATER = 64 * 1024
 
 _NO_BODY_STATUSES = frozenset((204, 304))
+# The ASGI extension messages that send a file, and the sink capability each needs.
+_FILE_MESSAGES = {"http.response.pathsend": PATHSEND, "http.response.zerocopysend": ZEROCOPYSEND}
+# O_NONBLOCK: opening a FIFO named by pathsend must not wait for a writer (it is then refused).
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
 class RequestResponseCycle(RequestHead):
@@ -190,6 +197,9 @@ class RequestResponseCycle(RequestHead):
             self._start_response(message)
             return  # the head goes out with the first body message (ASGI spec)
         if message_type != "http.response.body":
+            if message_type in _FILE_MESSAGES:
+                await self._send_file_message(message_type, message)
+                return
             raise InvalidResponse(f"expected ASGI message 'http.response.body', got {message_type!r:.100}")
         if self.response_complete:
             return  # "any further messages on the channel will be ignored" (ASGI HTTP spec)
@@ -294,6 +304,120 @@ class RequestResponseCycle(RequestHead):
         self.wake()
         self.conn.on_response_complete(self)
 
+    # -- ASGI extensions: http.response.pathsend and http.response.zerocopysend --------------------
+    async def _send_file_message(self, message_type: str, message: dict[str, Any]) -> None:
+        if _FILE_MESSAGES[message_type] not in self.sink.capabilities:
+            raise InvalidResponse(f"{message_type!r} is not offered on this connection (scope['extensions'])")
+        if self.response_complete:
+            return  # ignored, as a body message would be
+        if self.disconnected:
+            raise ClientDisconnected("the client closed the connection")
+        if message_type == "http.response.pathsend":
+            await self._pathsend(message)
+        else:
+            await self._zerocopysend(message)
+
+    async def _pathsend(self, message: dict[str, Any]) -> None:
+        """The server opens the file and sends all of it as the whole body (ASGI extensions:
+        "cannot be mixed with http.response.body"). A file that cannot be opened is the server's
+        problem, not the app's: a 500 and one log line, and send() returns."""
+        if self.head_sent:
+            raise InvalidResponse("'http.response.pathsend' after body messages (it is the whole body)")
+        path = message.get("path")
+        if type(path) is not str or not os.path.isabs(path) or "\0" in path:
+            raise InvalidResponse(f"'http.response.pathsend' needs an absolute path as a str, got {path!r:.100}")
+        try:
+            fd, size = _open_regular_file(path)
+        except OSError as exc:
+            logger.error("Cannot send the file %r (http.response.pathsend): %s; answering 500.", path,
+                         exc.strerror or exc)
+            self._fail()
+            return
+        try:
+            expected = self.expected_length
+            if expected is not None and not self.no_body and size < expected:
+                logger.error("The file %r is shorter than the response's content-length (%d < %d); "
+                             "answering 500.", path, size, expected)
+                self._fail()
+                return
+            # A file longer than the app's content-length (it grew since the app looked) is sent up to it.
+            await self._send_file_part(fd, 0, size if expected is None else expected, False)
+        finally:
+            os.close(fd)
+
+    async def _zerocopysend(self, message: dict[str, Any]) -> None:
+        """Part of the body from the app's open file: ``offset`` (default: its position, which then
+        moves past what was sent, as a read would move it), ``count`` (default: to its end),
+        ``more_body``. The app closes the file."""
+        file = message.get("file")
+        offset, count = message.get("offset"), message.get("count")
+        try:
+            fd = file if type(file) is int else file.fileno()
+            for value in (offset, count):
+                if value is not None and (type(value) is not int or value < 0):
+                    raise ValueError(f"offset and count must be ints >= 0, got {value!r:.40}")
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise ValueError("not a regular file")
+            start = offset if offset is not None else (file.tell() if hasattr(file, "tell") else os.lseek(fd, 0, os.SEEK_CUR))
+        except (AttributeError, TypeError, ValueError, OSError) as exc:
+            raise InvalidResponse(f"invalid 'http.response.zerocopysend' message: {exc!r:.100}") from None
+        available = max(0, info.st_size - start)
+        if count is None:
+            count = available
+        elif count > available:
+            raise InvalidResponse(f"'http.response.zerocopysend' count {count} runs past the end of the file "
+                                  f"({available} bytes from offset {start})")
+        sent = await self._send_file_part(fd, start, count, message.get("more_body", False))
+        if offset is None:
+            if hasattr(file, "seek"):
+                file.seek(start + sent)
+            else:
+                os.lseek(fd, start + sent, os.SEEK_SET)
+
+    async def _send_file_part(self, fd: int, offset: int, count: int, more_body: bool) -> int:
+        """As _send_body, with the bytes in a file; returns how many were sent."""
+        overflow = False
+        if self.expected_length is not None and not self.no_body:
+            remaining = self.expected_length - self.bytes_sent
+            if count > remaining:
+                logger.error(
+                    "Response body longer than its content-length (%d > %d); closing the connection.",
+                    self.bytes_sent + count,
+                    self.expected_length,
+                )
+                count, overflow = remaining, True
+        end = overflow or not more_body
+        head = None if self.head_sent else self.head
+        self.head_sent = True
+        try:
+            await self.sink.send_file(self, head, fd, offset, count, end)
+        except FileEnded as exc:
+            logger.error("A file sent as the response body ended early (%s); closing the connection.", exc)
+            self._abandon()
+            return 0
+        except ClientDisconnected:
+            if not self.disconnected:  # seen by the write before the connection knew
+                self._abandon()
+            raise
+        if not self.no_body:
+            self.bytes_sent += count
+        if overflow:
+            self._abandon()
+        elif not more_body:
+            if self.expected_length is not None and not self.no_body and self.bytes_sent < self.expected_length:
+                logger.error(
+                    "Response body shorter than its content-length (%d < %d); closing the connection.",
+                    self.bytes_sent,
+                    self.expected_length,
+                )
+                self._abandon()
+                return count
+            self.response_complete = True
+            self.wake()
+            self.conn.on_response_complete(self)
+        return count
+
     # -- running the app ------------------------------------------------------------------------
     def run_app(self, app: Any) -> Coroutine[Any, Any, None]:
         """The app's Task body (asgi/app_runner.run_app, which the connection calls directly)."""
@@ -334,3 +458,16 @@ class RequestResponseCycle(RequestHead):
             self.conn.on_response_complete(self)
         else:
             self._abandon()
+
+
+def _open_regular_file(path: str) -> tuple[int, int]:
+    """(a descriptor, the size) of the regular file at ``path``; OSError otherwise."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"not a regular file ({stat.filemode(info.st_mode)})")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info.st_size

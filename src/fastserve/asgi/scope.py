@@ -8,9 +8,19 @@ keys too, so the copy needs no resize.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
+from .contracts import EARLY_HINT, PATHSEND, TRAILERS, ZEROCOPYSEND
 from .request import RequestHead
+
+# The ASGI extension a sink capability offers in the scope (asgiref docs/extensions.rst).
+_EXTENSION_NAMES = {
+    PATHSEND: "http.response.pathsend",
+    ZEROCOPYSEND: "http.response.zerocopysend",
+    TRAILERS: "http.response.trailers",
+    EARLY_HINT: "http.response.early_hint",
+}
 
 
 def connection_template(
@@ -34,10 +44,19 @@ def connection_template(
     }
 
 
-def http_scope(head: RequestHead, template: dict[str, Any], state: Any, tls: Any) -> dict[str, Any]:
+@lru_cache(maxsize=16)
+def offered_extensions(capabilities: frozenset[str]) -> dict[str, Any]:
+    """The scope's "extensions" a sink with these capabilities offers (shared: never written to;
+    ``http_scope`` copies it for each request)."""
+    return {_EXTENSION_NAMES[name]: {} for name in sorted(capabilities) if name in _EXTENSION_NAMES}
+
+
+def http_scope(head: RequestHead, template: dict[str, Any], state: Any, tls: Any,
+               extensions: dict[str, Any] | None = None) -> dict[str, Any]:
     """The scope of one request. ``state``: the ServerState (asgi_info, app_state, copied per
     request: what one app writes there is not the next one's); ``tls``: the connection's TLS
-    extension, or None."""
+    extension, or None; ``extensions``: what the connection's sink offers (offered_extensions),
+    copied likewise."""
     scope = template.copy()
     scope["asgi"] = state.asgi_info.copy()
     scope["http_version"] = head.http_version
@@ -51,5 +70,7 @@ def http_scope(head: RequestHead, template: dict[str, Any], state: Any, tls: Any
         scope["client"] = head.client
         scope["scheme"] = head.scheme
     if tls is not None:
-        scope["extensions"] = {"tls": tls}  # per request: apps may add to it
+        scope["extensions"] = {"tls": tls, **extensions} if extensions else {"tls": tls}  # per request: apps may add to it
+    elif extensions:
+        scope["extensions"] = extensions.copy()
     return scope

@@ -10,11 +10,12 @@ from django.utils.module_loading import import_string
 
 
 def get_default_application() -> Any:
-    """``settings.ASGI_APPLICATION`` (as Channels and daphne read it) when set, else Django's own
-    ASGI handler (what a project's ``asgi.py`` made by ``startproject`` returns)."""
+    """``settings.ASGI_APPLICATION`` (as Channels and daphne read it) when set, else Django's
+    ASGI handler (what a project's ``asgi.py`` made by ``startproject`` returns), in the subclass
+    that lets fastserve send a FileResponse's file itself (handler.py)."""
     path = getattr(settings, "ASGI_APPLICATION", None)
     if not path:
-        from django.core.asgi import get_asgi_application
+        from .handler import get_asgi_application
 
         return get_asgi_application()
     try:

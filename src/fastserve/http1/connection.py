@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..asgi.app_runner import new_task, run_app
 from ..asgi.flow import BACKLOG, BODY, PARSER
 from ..asgi.http_cycle import RequestResponseCycle
-from ..asgi.scope import connection_template, http_scope
+from ..asgi.scope import connection_template, http_scope, offered_extensions
 from ..proxy import forwarded_client
 from .errors import BadRequest, StopReading, tls_on_plain_port
 from .render import simple_response
@@ -90,6 +90,7 @@ class HTTPProtocol(asyncio.Protocol):
         "linger_timer",
         "linger_seen",
         "scope_template",
+        "extensions",
         "writer",
         "sink",
         "backlog",
@@ -143,6 +144,7 @@ class HTTPProtocol(asyncio.Protocol):
             self.client is None or self.client[0] in self.config.trusted_proxies
         )
         self.scope_template = connection_template(self.server, self.client, self.scheme, self.config.root_path)
+        self.extensions = offered_extensions(self.sink.capabilities)  # copied into each request's scope
         self.state.connection_opened(self)
         self._become_idle()
 
@@ -286,7 +288,7 @@ class HTTPProtocol(asyncio.Protocol):
             return
         if self.closing:
             cycle.keep_alive = False
-        cycle.begin(self, http_scope(cycle, self.scope_template, self.state, self.tls))
+        cycle.begin(self, http_scope(cycle, self.scope_template, self.state, self.tls, self.extensions))
         self.cycle = cycle
         if self.active is None:
             self._start(cycle)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from ..asgi.contracts import PATHSEND, ZEROCOPYSEND
 from ..asgi.response_head import check_body, not_bytes
+from .filesend import send_file_bytes
 from .render import (
     _STATUS_LINES,
     CACHED_LENGTHS,
@@ -39,7 +41,9 @@ class H1Writer:
 
     __slots__ = ("out", "state", "heads")
 
-    capabilities: ClassVar[frozenset[str]] = frozenset()  # nothing beyond plain responses yet
+    # pathsend and zerocopysend on every HTTP/1.1 connection: zero-copy on a plain socket, read
+    # in bounded pieces over TLS (http1/filesend.py).
+    capabilities: ClassVar[frozenset[str]] = frozenset((PATHSEND, ZEROCOPYSEND))
 
     def __init__(self, out: Any, state: Any) -> None:
         self.out = out  # the connection's HeldWriter
@@ -104,12 +108,7 @@ class H1Writer:
             framing = b""
         else:
             framing = b"content-length: %d\r\n" % len(first_body)
-        if not cycle.keep_alive:
-            if not cycle.app_closes:
-                framing += CONNECTION_CLOSE
-        elif cycle.http10:
-            framing += b"connection: keep-alive\r\n"
-        return framing
+        return framing + _connection_field(cycle)
 
     def send_body(self, cycle: Any, body: bytes, end: bool) -> None:
         if cycle.no_body:
@@ -129,8 +128,47 @@ class H1Writer:
     def send_trailers(self, cycle: Any, headers: Any) -> None:
         raise NotImplementedError("HTTP/1.1 trailers are not offered yet (no 'trailers' capability)")
 
-    def send_file(self, cycle: Any, fd: int, offset: int, count: int | None, end: bool) -> None:
-        raise NotImplementedError("pathsend is not offered yet (no 'pathsend' capability)")
+    async def send_file(self, cycle: Any, head: Any, fd: int, offset: int, count: int, end: bool) -> None:
+        """``count`` bytes of ``fd`` from ``offset`` as (part of) the body, after the head when
+        ``head`` is not None. Returns once they are handed to the kernel (http1/filesend.py)."""
+        data = b"" if head is None else self._file_head(cycle, head, count, end)
+        if cycle.no_body:
+            if data:
+                (self.out.write if end else self.out.write_now)(data)
+            return
+        tail = b""
+        if cycle.chunked:
+            if count:
+                data += b"%x\r\n" % count
+                tail = b"\r\n"
+            if end:
+                tail += FINAL_CHUNK
+        if data:
+            self.out.write_now(data)
+        if count:
+            await send_file_bytes(self.out, cycle.conn.flow, fd, offset, count)
+        if tail:
+            (self.out.write if end else self.out.write_now)(tail)
+
+    def _file_head(self, cycle: Any, head: Any, count: int, end: bool) -> bytes:
+        """The response head for a body that starts with ``count`` bytes of a file."""
+        status, block, sets_defaults = head
+        line = _STATUS_LINES.get(status) or status_line(status)
+        defaults = self.state.defaults_without(cycle.response_headers) if sets_defaults else self.state.default_headers
+        if cycle.no_body:  # HEAD: the length a GET would get; 204/304: none
+            sized = cycle.is_head and end and cycle.expected_length is None
+            framing = b"content-length: %d\r\n" % count if sized else b""
+        elif cycle.expected_length is not None:
+            framing = b""
+        elif cycle.chunked or (not end and not cycle.http10):
+            cycle.chunked = True
+            framing = CHUNKED
+        elif not end:
+            cycle.keep_alive = False  # HTTP/1.0 client: the end of the body is the end of the connection
+            framing = b""
+        else:
+            framing = b"content-length: %d\r\n" % count
+        return b"".join((line, defaults, block, framing, _connection_field(cycle), b"\r\n"))
 
     def send_error(self, cycle: Any, status: int, reason: str, headers: Any = ()) -> None:
         """A complete plain-text response, after which the connection closes."""
@@ -141,6 +179,13 @@ class H1Writer:
     def abort(self, cycle: Any) -> None:
         """The response cannot be completed: the client sees the connection close."""
         cycle.keep_alive = False
+
+
+def _connection_field(cycle: Any) -> bytes:
+    """The Connection field a response needs: close, or keep-alive for an HTTP/1.0 client."""
+    if not cycle.keep_alive:
+        return b"" if cycle.app_closes else CONNECTION_CLOSE
+    return b"connection: keep-alive\r\n" if cycle.http10 else b""
 
 
 def _chunked(body: bytes, end: bool) -> bytes:

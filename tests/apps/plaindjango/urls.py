@@ -1,4 +1,4 @@
-from django.http import HttpResponse
+from django.http import FileResponse, HttpResponse
 from django.urls import path
 
 
@@ -6,4 +6,9 @@ def hello(request):
     return HttpResponse("plain django")
 
 
-urlpatterns = [path("", hello)]
+def file(request):
+    """The file named by ?path= (tests only), as a download."""
+    return FileResponse(open(request.GET["path"], "rb"), as_attachment=True)
+
+
+urlpatterns = [path("", hello), path("file", file)]

@@ -3,6 +3,9 @@ websockets client for the consumer. Run with ``python manage.py test chat``."""
 
 import asyncio
 import json
+import os
+from pathlib import Path
+from unittest import mock
 
 import httpx
 from django.db import connection, transaction
@@ -14,6 +17,7 @@ from fastserve.django.testcases import (
     StaticLiveServerTestCase,
 )
 
+from . import views
 from .models import Message
 
 ADMIN_CSS = '/static/admin/css/base.css'
@@ -52,6 +56,23 @@ class SharedDatabaseChecks:
 
 
 class PlainLiveServerTests(SharedDatabaseChecks, FastserveLiveServerTestCase):
+    def test_file_response_is_sent_by_the_server_with_sendfile(self):
+        """mysite/asgi.py has README's one-line change: Django's FileResponse goes out through
+        http.response.pathsend, and the server (a thread of this process) sends it with sendfile."""
+        sent = []
+        sendfile = os.sendfile
+
+        def counting_sendfile(*args):
+            sent.append(sendfile(*args))
+            return sent[-1]
+
+        with mock.patch('os.sendfile', counting_sendfile):
+            response = httpx.get(self.live_server_url + '/download/')
+        source = Path(views.__file__).read_bytes()
+        self.assertEqual(response.content, source)
+        self.assertEqual(response.headers['content-disposition'], 'attachment; filename="views.py"')
+        self.assertEqual(sum(sent), len(source))
+
     def test_in_memory_database_is_shared_as_one_connection(self):
         """As in Django's own live-server tests: the server uses the test's very connection to the
         in-memory database, so it even sees what the test has not committed yet."""

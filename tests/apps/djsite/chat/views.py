@@ -1,4 +1,4 @@
-from django.http import JsonResponse
+from django.http import FileResponse, JsonResponse
 from django.shortcuts import render
 
 from .models import Message
@@ -10,3 +10,8 @@ def index(request):
 
 def messages(request):
     return JsonResponse({'messages': list(Message.objects.values_list('text', flat=True))})
+
+
+def download(request):
+    """A real file as a download (this module's source: the tests know its bytes)."""
+    return FileResponse(open(__file__, 'rb'), as_attachment=True)

@@ -4,7 +4,8 @@ ASGI config for mysite project: Django for HTTP, Channels for WebSocket (the see
 
 import os
 
-from django.core.asgi import get_asgi_application
+# README "Django and Channels": fastserve's handler instead of django.core.asgi's (FileResponse via pathsend)
+from fastserve.django.handler import get_asgi_application
 
 os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'mysite.settings')
 # Set up Django (apps, settings) before importing anything that touches models.
