@@ -119,7 +119,7 @@ def test_the_scope_from_a_head():
         "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
         "server": ("127.0.0.1", 8000), "client": CLIENT, "scheme": "http", "method": "POST",
         "root_path": "/root", "path": "/p", "raw_path": b"/p", "query_string": b"q=1",
-        "headers": [HOST, (b"content-length", b"0")], "state": {"shared": 1},
+        "headers": [HOST, (b"content-length", b"0")], "state": {"shared": 1}, "extensions": {},
     }
     # Per request: what one app writes into them is not the next one's.
     assert scope["asgi"] is not _State.asgi_info and scope["state"] is not _State.app_state

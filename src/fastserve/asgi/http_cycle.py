@@ -13,10 +13,11 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .app_runner import CANCELLED, DISCONNECTED, failure_kind, log_failure, run_app
+from .contracts import EARLY_HINT
 from .errors import ClientDisconnected, InvalidResponse
 from .flow import wake
 from .request import RequestHead
-from .response_head import check_body, check_status, not_bytes
+from .response_head import check_body, check_status, not_bytes, validate_links, validate_trailers
 
 if TYPE_CHECKING:
     from .contracts import ConnectionInfo
@@ -61,6 +62,12 @@ class RequestResponseCycle(RequestHead):
         "start_time",
         "task",
         "app_started",
+        # http.response.trailers (ASGI extension). trailers: the app announced them in
+        # http.response.start, so its last body part does not end the response, the trailers do
+        # (set with the start: nothing to set per request before it). trailer_fields: None until
+        # the body has ended, then the fields received so far.
+        "trailers",
+        "trailer_fields",
     )
 
     def begin(self, conn: ConnectionInfo, scope: dict[str, Any]) -> None:
@@ -186,18 +193,22 @@ class RequestResponseCycle(RequestHead):
             raise InvalidResponse(f"ASGI message without a type: {message!r:.100}") from None
         if not self.response_started:
             if message_type != "http.response.start":
+                if message_type == "http.response.early_hint":
+                    self._send_early_hint(message)
+                    return
                 raise InvalidResponse(f"expected ASGI message 'http.response.start', got {message_type!r:.100}")
             self._start_response(message)
             return  # the head goes out with the first body message (ASGI spec)
         if message_type != "http.response.body":
-            raise InvalidResponse(f"expected ASGI message 'http.response.body', got {message_type!r:.100}")
+            self._send_other(message_type, message)
+            return
         if self.response_complete:
             return  # "any further messages on the channel will be ignored" (ASGI HTTP spec)
         if self.disconnected:
             raise ClientDisconnected("the client closed the connection")
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
-        if not (more_body or self.head_sent or self.no_body):
+        if not (more_body or self.head_sent or self.no_body or self.trailers):
             # The common case, kept to one branch here (measured): the whole body in one
             # message, handed to the sink with the head in one call. A body that is not sized
             # fails here; one that is not a bytes-like fails in the sink's join, so a bytes body
@@ -229,6 +240,11 @@ class RequestResponseCycle(RequestHead):
         except (KeyError, TypeError, ValueError) as exc:  # no status; headers not pairs of bytes
             raise InvalidResponse(f"invalid 'http.response.start' message: {exc!r:.100}") from None
         self.response_started = True
+        if "trailers" in message and message["trailers"]:
+            self.trailers = True
+            self.trailer_fields: list[tuple[bytes, bytes]] | None = None
+        else:
+            self.trailers = False
         self.status = status
         self.response_headers = headers
         if self.body_left:  # (requests without a body pay one test)
@@ -252,6 +268,8 @@ class RequestResponseCycle(RequestHead):
 
     def _send_body(self, body: bytes, more_body: bool) -> None:
         """Everything but the single-message fast path in send()."""
+        if self.trailers and self.trailer_fields is not None:
+            raise InvalidResponse("'http.response.body' after the body ended (the trailers were to come)")
         if type(body) is not bytes:
             check_body(body)
         overflow = False
@@ -265,6 +283,8 @@ class RequestResponseCycle(RequestHead):
                 )
                 body, overflow = body[:remaining], True
         end = overflow or not more_body
+        if self.trailers and not overflow:
+            end = False  # the trailers end this response, not its body
         if not self.head_sent:
             self.head_sent = True
             self.sink.send_head(self, self.head, body, end)
@@ -283,9 +303,49 @@ class RequestResponseCycle(RequestHead):
                 )
                 self._abandon()
                 return
+            if self.trailers:
+                self.trailer_fields = []  # the body has ended; http.response.trailers ends the response
+                return
             self.response_complete = True
             self.wake()
             self.conn.on_response_complete(self)
+
+    # -- ASGI extensions: trailers, early hints -------------------------------------------------
+    def _send_other(self, message_type: str, message: dict[str, Any]) -> None:
+        """A message after http.response.start other than a body: an extension's, or an error."""
+        if self.response_complete:
+            return  # "any further messages on the channel will be ignored" (ASGI HTTP spec)
+        if message_type == "http.response.trailers":
+            self._send_trailers(message)
+        elif message_type == "http.response.early_hint":
+            self._send_early_hint(message)
+        else:
+            raise InvalidResponse(f"expected ASGI message 'http.response.body', got {message_type!r:.100}")
+
+    def _send_trailers(self, message: dict[str, Any]) -> None:
+        """Trailer fields, collected until more_trailers is False; then the sink ends the response
+        with them (or drops them where the wire or the client cannot take them)."""
+        if not self.trailers:
+            raise InvalidResponse("'http.response.trailers' without 'trailers': True in 'http.response.start'")
+        if self.trailer_fields is None:
+            raise InvalidResponse("'http.response.trailers' before the body ended (more_body was not False)")
+        if self.disconnected:
+            raise ClientDisconnected("the client closed the connection")
+        fields = validate_trailers(message.get("headers", ()))  # raises before any state changes
+        self.trailer_fields += fields
+        if message.get("more_trailers", False):
+            return
+        self.sink.send_trailers(self, self.trailer_fields)
+        self.response_complete = True
+        self.wake()
+        self.conn.on_response_complete(self)
+
+    def _send_early_hint(self, message: dict[str, Any]) -> None:
+        """103 Early Hints with one Link field per link, ahead of the final head. Once the head
+        has gone (or the client), the hint is dropped: the ASGI spec lets the server ignore it."""
+        links = validate_links(message.get("links", ()))  # an invalid message fails even if dropped
+        if links and not (self.head_sent or self.disconnected) and EARLY_HINT in self.sink.capabilities:
+            self.sink.send_informational(self, 103, [(b"link", link) for link in links])
 
     def _abandon(self) -> None:
         """The response cannot be completed correctly: make the client see a broken response."""

@@ -10,14 +10,33 @@ from __future__ import annotations
 
 from typing import Any
 
+from .contracts import EARLY_HINT, PATHSEND, TRAILERS, ZEROCOPYSEND
 from .request import RequestHead
+
+# The ASGI extension each sink capability (asgi/contracts.py) makes possible.
+_EXTENSION_NAMES = {
+    TRAILERS: "http.response.trailers",
+    EARLY_HINT: "http.response.early_hint",
+    PATHSEND: "http.response.pathsend",
+    ZEROCOPYSEND: "http.response.zerocopysend",
+}
+
+
+def offered_extensions(capabilities: frozenset[str]) -> dict[str, dict[str, Any]]:
+    """scope["extensions"] as a connection whose sink has ``capabilities`` offers them (less tls)."""
+    return {_EXTENSION_NAMES[name]: {} for name in sorted(capabilities) if name in _EXTENSION_NAMES}
 
 
 def connection_template(
-    server: tuple[str, int] | None, client: tuple[str, int] | None, scheme: str, root_path: str
+    server: tuple[str, int] | None,
+    client: tuple[str, int] | None,
+    scheme: str,
+    root_path: str,
+    extensions: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The scope keys that do not change between requests on one connection (a PROXY protocol
-    header may still set client, server and scheme before the first request)."""
+    header may still set client, server and scheme before the first request). ``extensions``:
+    what the connection offers (offered_extensions), copied into each request's scope."""
     return {
         "type": "http",
         "asgi": None,  # per request, below
@@ -31,6 +50,7 @@ def connection_template(
         "raw_path": b"",
         "query_string": b"",
         "headers": (),
+        "extensions": extensions or {},
     }
 
 
@@ -50,6 +70,8 @@ def http_scope(head: RequestHead, template: dict[str, Any], state: Any, tls: Any
     if head.forwarded is not None:  # the client and scheme the trusted proxy headers name
         scope["client"] = head.client
         scope["scheme"] = head.scheme
+    extensions = scope["extensions"].copy()  # per request: apps may add to it
     if tls is not None:
-        scope["extensions"] = {"tls": tls}  # per request: apps may add to it
+        extensions["tls"] = tls
+    scope["extensions"] = extensions
     return scope

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..asgi.app_runner import new_task, run_app
 from ..asgi.flow import BACKLOG, BODY, PARSER
 from ..asgi.http_cycle import RequestResponseCycle
-from ..asgi.scope import connection_template, http_scope
+from ..asgi.scope import connection_template, http_scope, offered_extensions
 from ..proxy import forwarded_client
 from .errors import BadRequest, StopReading, tls_on_plain_port
 from .render import simple_response
@@ -142,7 +142,9 @@ class HTTPProtocol(asyncio.Protocol):
         self.trusted_peer = self.config.proxy_headers and (
             self.client is None or self.client[0] in self.config.trusted_proxies
         )
-        self.scope_template = connection_template(self.server, self.client, self.scheme, self.config.root_path)
+        self.scope_template = connection_template(
+            self.server, self.client, self.scheme, self.config.root_path, offered_extensions(self.sink.capabilities)
+        )
         self.state.connection_opened(self)
         self._become_idle()
 
