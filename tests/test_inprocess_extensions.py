@@ -338,3 +338,28 @@ def test_scope_offers_trailers_and_early_hints_per_request(run):
     run(app, scenario)
     offered = {"http.response.trailers": {}, "http.response.early_hint": {}}
     assert seen == [offered, offered]
+
+
+@pytest.mark.parametrize("sent_trailers", [False, True])
+def test_app_returning_mid_stream_at_shutdown_ends_the_body_with_its_trailers(run, sent_trailers):
+    # Told http.disconnect at shutdown, an app that streams (SSE) returns: the body ends properly
+    # (as without trailers), with the trailer fields sent so far.
+    async def app(scope, receive, send):
+        await send(start())
+        await send(body(b"event", more=True))
+        if sent_trailers:
+            await send(body(b""))
+            await send(trailers([(b"x-a", b"1")], more=True))
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    async def scenario(conn):
+        conn.feed(get(TE_TRAILERS))
+        await conn.settle()
+        conn.protocol.shutdown()
+        await conn.settle()
+        [response] = conn.responses()
+        assert response.complete and response.body == b"event"
+        assert response.trailers == ([(b"x-a", b"1")] if sent_trailers else [])
+
+    run(app, scenario)

@@ -333,12 +333,23 @@ class RequestResponseCycle(RequestHead):
             raise ClientDisconnected("the client closed the connection")
         fields = validate_trailers(message.get("headers", ()))  # raises before any state changes
         self.trailer_fields += fields
-        if message.get("more_trailers", False):
-            return
-        self.sink.send_trailers(self, self.trailer_fields)
+        if not message.get("more_trailers", False):
+            self._complete_with_trailers(self.trailer_fields)
+
+    def _complete_with_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
+        self.sink.send_trailers(self, fields)
         self.response_complete = True
         self.wake()
         self.conn.on_response_complete(self)
+
+    def _end_with_trailers_so_far(self) -> None:
+        """At shutdown the app returned mid-stream (see app_finished): end the body, and the
+        response with the trailer fields it sent, if any."""
+        if self.trailer_fields is None:
+            self._send_body(b"", False)
+            if self.response_complete:  # abandoned: shorter than its content-length
+                return
+        self._complete_with_trailers(self.trailer_fields or [])
 
     def _send_early_hint(self, message: dict[str, Any]) -> None:
         """103 Early Hints with one Link field per link, ahead of the final head. Once the head
@@ -363,7 +374,10 @@ class RequestResponseCycle(RequestHead):
         if self.chunked and self.head_sent and self.conn.closing and not (self.response_complete or self.disconnected):
             # Told http.disconnect at shutdown, the app returned mid-stream (sse-starlette does):
             # end the chunked body properly rather than cut it.
-            self._send_body(b"", False)
+            if self.trailers:
+                self._end_with_trailers_so_far()
+            else:
+                self._send_body(b"", False)
         if not self.response_complete and not self.disconnected:
             if not self.response_started:
                 logger.error("ASGI app returned without starting a response.")
