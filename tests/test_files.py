@@ -129,7 +129,7 @@ def test_starlette_file_response_goes_out_with_sendfile(serve, impl, tmp_path):
                "--http", http, "--loop", loop]
     server = serve("apps.files:app", command=command)
     with httpx.Client() as client:
-        assert client.get(f"{server.url}/scope").json() == ["http.response.pathsend", "http.response.zerocopysend"]
+        assert client.get(f"{server.url}/scope").json() == ["http.response.early_hint", "http.response.pathsend", "http.response.trailers", "http.response.zerocopysend"]
         response = client.get(f"{server.url}/starlette", params={"path": str(path)})
     assert response.status_code == 200 and response.content == data
     assert response.headers["content-length"] == str(len(data))
@@ -230,7 +230,7 @@ def _tls_file_to_slow_reader(serve, impl, tmp_path, tls_files, size: int) -> Non
     pid = server.proc.pid
     with httpx.Client(verify=context) as client:
         offered = client.get(f"{server.url}/scope").json()
-        assert offered == ["http.response.pathsend", "http.response.zerocopysend", "tls"]
+        assert offered == ["http.response.early_hint", "http.response.pathsend", "http.response.trailers", "http.response.zerocopysend", "tls"]
         assert client.get(f"{server.url}/zerocopy", params={"path": str(path), "offset": 0, "count": 4096}).content \
             == markers[0]
     before = rss_kib(pid)

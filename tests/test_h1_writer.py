@@ -118,8 +118,47 @@ def test_a_body_that_is_not_bytes_is_an_invalid_response():
     assert wire.writes == []
 
 
-def test_capabilities_are_the_file_extensions_so_far():
+def test_capabilities_are_the_four_extensions():
     sink, _ = sink_and_wire()
-    assert sink.capabilities == frozenset({"pathsend", "zerocopysend"})
-    with pytest.raises(NotImplementedError):
-        sink.send_trailers(Cycle(), ())
+    assert sink.capabilities == frozenset({"trailers", "early_hint", "pathsend", "zerocopysend"})
+
+
+TE_TRAILERS = [(b"host", b"x"), (b"te", b"gzip;q=0.5, Trailers")]
+FIELDS = [(b"x-checksum", b"abc"), (b"server-timing", b"db;dur=5")]
+
+
+def test_trailer_section_ends_a_chunked_body_when_the_request_took_trailers():
+    sink, wire = sink_and_wire()
+    cycle = Cycle(headers=TE_TRAILERS)
+    sink.send_head(cycle, head(), b"ab", False)
+    sink.send_trailers(cycle, FIELDS)
+    assert wire.data().endswith(b"2\r\nab\r\n0\r\nx-checksum: abc\r\nserver-timing: db;dur=5\r\n\r\n")
+    assert wire.writes[-1][0] == "held"  # it completes the response: it may wait for the batch
+
+
+@pytest.mark.parametrize(
+    "facts, ending",
+    [
+        ({"headers": [(b"host", b"x")]}, b"2\r\nab\r\n0\r\n\r\n"),  # no TE: trailers
+        ({"headers": [(b"te", b"gzip")]}, b"2\r\nab\r\n0\r\n\r\n"),
+        ({"headers": [(b"te", b"trailersx")]}, b"2\r\nab\r\n0\r\n\r\n"),
+        ({"headers": TE_TRAILERS, "expected_length": 2}, b"\r\n\r\nab"),  # content-length: complete
+        ({"headers": TE_TRAILERS, "http10": True, "keep_alive": False}, b"\r\n\r\nab"),  # ends at close
+        ({"headers": TE_TRAILERS, "http10": True, "chunked": True}, b"2\r\nab\r\n0\r\n\r\n"),
+    ],
+)
+def test_trailers_are_dropped_where_they_cannot_go(facts, ending):
+    sink, wire = sink_and_wire()
+    cycle = Cycle(**facts)
+    sink.send_head(cycle, head(), b"ab", False)
+    sink.send_trailers(cycle, FIELDS)
+    assert wire.data().endswith(ending) and b"x-checksum" not in wire.data()
+
+
+def test_early_hints_go_out_at_once_but_never_to_http10():
+    sink, wire = sink_and_wire()
+    sink.send_informational(Cycle(), 103, [(b"link", b"</a.css>; rel=preload"), (b"link", b"</b.js>")])
+    assert wire.writes == [("now", b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n"
+                                   b"link: </b.js>\r\n\r\n")]
+    sink.send_informational(Cycle(http10=True), 103, [(b"link", b"</a.css>")])
+    assert len(wire.writes) == 1

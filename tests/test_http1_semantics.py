@@ -9,7 +9,7 @@ import pytest
 from fastserve.asgi.request import UNKNOWN_LENGTH, RequestHead
 from fastserve.asgi.scope import connection_template, http_scope
 from fastserve.http1.errors import BadRequest
-from fastserve.http1.semantics import request_head, split_target
+from fastserve.http1.semantics import accepts_trailers, request_head, split_target
 
 HOST = (b"host", b"example.com")
 CLIENT = ("10.0.0.1", 5000)
@@ -119,7 +119,7 @@ def test_the_scope_from_a_head():
         "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
         "server": ("127.0.0.1", 8000), "client": CLIENT, "scheme": "http", "method": "POST",
         "root_path": "/root", "path": "/p", "raw_path": b"/p", "query_string": b"q=1",
-        "headers": [HOST, (b"content-length", b"0")], "state": {"shared": 1},
+        "headers": [HOST, (b"content-length", b"0")], "state": {"shared": 1}, "extensions": {},
     }
     # Per request: what one app writes into them is not the next one's.
     assert scope["asgi"] is not _State.asgi_info and scope["state"] is not _State.app_state
@@ -133,3 +133,19 @@ def test_the_scope_takes_client_and_scheme_from_trusted_proxy_headers_and_offers
     scope = http_scope(h, template, _State, {"server_cert": None})
     assert (scope["client"], scope["scheme"]) == (("1.2.3.4", 0), "https")
     assert scope["extensions"] == {"tls": {"server_cert": None}}
+
+
+@pytest.mark.parametrize(
+    ("headers", "accepts"),
+    [
+        ([(b"te", b"trailers")], True),
+        ([(b"te", b"gzip;q=0.5, Trailers")], True),
+        ([(b"te", b"deflate"), (b"te", b" trailers ")], True),
+        ([], False),
+        ([(b"te", b"gzip")], False),
+        ([(b"te", b"trailersx")], False),
+        ([(b"x-te", b"trailers")], False),
+    ],
+)
+def test_te_trailers_is_read_from_the_request_headers(headers, accepts):
+    assert accepts_trailers([HOST, *headers]) is accepts

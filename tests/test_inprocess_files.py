@@ -77,7 +77,7 @@ def errors(caplog):
 
 
 # -- the scope ----------------------------------------------------------------------------------
-def test_scope_offers_both_extensions_in_a_fresh_dict_per_request(run):
+def test_scope_offers_the_extensions_in_a_fresh_dict_per_request(run):
     seen = []
 
     async def app(scope, receive, send):
@@ -88,13 +88,31 @@ def test_scope_offers_both_extensions_in_a_fresh_dict_per_request(run):
 
     async def scenario(conn):
         await conn.request(get() + get())
-        assert seen == [{"http.response.pathsend": {}, "http.response.zerocopysend": {}, "mine": {}}] * 2
+        offered = {"http.response.pathsend": {}, "http.response.zerocopysend": {}, "http.response.trailers": {},
+                   "http.response.early_hint": {}}
+        assert seen == [{**offered, "mine": {}}] * 2
         assert seen[0] is not seen[1]
 
     run(app, scenario)
 
 
 # -- pathsend -----------------------------------------------------------------------------------
+def test_pathsend_with_trailers_is_chunked_and_ended_by_the_trailers(run, path):
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
+        await send({"type": "http.response.pathsend", "path": path})
+        await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"abc")]})
+
+    async def scenario(conn):
+        request = b"GET / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n"
+        (first, second) = await conn.request(request + get())
+        assert first.chunked and first.body == CONTENT and first.trailers == [(b"x-checksum", b"abc")]
+        assert second.chunked and second.body == CONTENT and second.trailers == []  # no TE: dropped
+        assert not conn.closed
+
+    run(app, scenario)
+
+
 def test_pathsend_sends_the_file_with_its_length_and_keeps_alive(run, path):
     async def scenario(conn):
         responses = await conn.request(get() + get())

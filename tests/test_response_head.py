@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from fastserve.asgi.errors import InvalidResponse
-from fastserve.asgi.response_head import ResponseHeadCache, check_status, validate_headers
+from fastserve.asgi.response_head import (
+    ResponseHeadCache,
+    check_status,
+    validate_headers,
+    validate_links,
+    validate_trailers,
+)
 from fastserve.http1.render import HEADS, render_headers, status_line
 
 
@@ -58,3 +64,23 @@ def test_the_cache_is_bounded_and_takes_lists():
     cache.get(((b"x", b"y" * 50),))
     assert len(cache.entries) == 2
     assert cache.get([[b"x", b"1"]])[0] == b"x: 1\r\n"  # pairs as lists: valid, not cached
+
+
+def test_trailer_fields_follow_the_header_rules_less_the_fields_a_trailer_may_not_carry():
+    fields = [(b"X-Checksum", b"abc"), (b"server-timing", b"db;dur=5")]
+    assert validate_trailers(fields) == fields
+    assert validate_trailers(iter(fields)) == fields  # any iterable, read once
+    for name in (b"Content-Length", b"transfer-encoding", b"host", b"connection", b"te", b"trailer", b"set-cookie"):
+        with pytest.raises(InvalidResponse, match="may not be sent as a trailer field"):
+            validate_trailers([(name, b"1")])
+    for bad in ([(b"bad name", b"1")], [(b"x", b"a\nb")], [(b"x", "s")], [("x", b"1")], [(b"x",)], None, [None]):
+        with pytest.raises(InvalidResponse):
+            validate_trailers(bad)
+
+
+def test_early_hint_links_are_an_iterable_of_clean_bytes():
+    assert validate_links((b"</a.css>; rel=preload",)) == [b"</a.css>; rel=preload"]
+    assert validate_links([]) == []
+    for bad in (b"</a.css>", "</a.css>", ["</a.css>"], [b"</a>\r\nx: 1"], [b"\0"], None, 5):
+        with pytest.raises(InvalidResponse):
+            validate_links(bad)

@@ -42,7 +42,10 @@ class ResponseSink(Protocol):
         """A 1xx response ahead of the final one (100 Continue, 103 Early Hints)."""
 
     def send_trailers(self, cycle: Any, headers: Any) -> None:
-        """Trailer fields after the last body part."""
+        """The end of a response that announced trailers (its body went with ``end`` False):
+        all its validated trailer fields at once, maybe none. Where the wire format or the
+        client cannot take them (HTTP/1.1: no ``TE: trailers``, a content-length body), they are
+        dropped and only the end of the body is written."""
 
     async def send_file(self, cycle: Any, head: Any, fd: int, offset: int, count: int, end: bool) -> None:
         """``count`` body bytes of the open file ``fd`` from ``offset`` (zero-copy where the wire

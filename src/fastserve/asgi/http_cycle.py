@@ -15,11 +15,11 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .app_runner import CANCELLED, DISCONNECTED, failure_kind, log_failure, run_app
-from .contracts import PATHSEND, ZEROCOPYSEND
+from .contracts import EARLY_HINT, PATHSEND, ZEROCOPYSEND
 from .errors import ClientDisconnected, FileEnded, InvalidResponse
 from .flow import wake
 from .request import RequestHead
-from .response_head import check_body, check_status, not_bytes
+from .response_head import check_body, check_status, not_bytes, validate_links, validate_trailers
 
 if TYPE_CHECKING:
     from .contracts import ConnectionInfo
@@ -68,6 +68,12 @@ class RequestResponseCycle(RequestHead):
         "start_time",
         "task",
         "app_started",
+        # http.response.trailers (ASGI extension). trailers: the app announced them in
+        # http.response.start, so its last body part does not end the response, the trailers do
+        # (set with the start: nothing to set per request before it). trailer_fields: None until
+        # the body has ended, then the fields received so far.
+        "trailers",
+        "trailer_fields",
     )
 
     def begin(self, conn: ConnectionInfo, scope: dict[str, Any]) -> None:
@@ -193,6 +199,9 @@ class RequestResponseCycle(RequestHead):
             raise InvalidResponse(f"ASGI message without a type: {message!r:.100}") from None
         if not self.response_started:
             if message_type != "http.response.start":
+                if message_type == "http.response.early_hint":
+                    self._send_early_hint(message)
+                    return
                 raise InvalidResponse(f"expected ASGI message 'http.response.start', got {message_type!r:.100}")
             self._start_response(message)
             return  # the head goes out with the first body message (ASGI spec)
@@ -200,14 +209,15 @@ class RequestResponseCycle(RequestHead):
             if message_type in _FILE_MESSAGES:
                 await self._send_file_message(message_type, message)
                 return
-            raise InvalidResponse(f"expected ASGI message 'http.response.body', got {message_type!r:.100}")
+            self._send_other(message_type, message)
+            return
         if self.response_complete:
             return  # "any further messages on the channel will be ignored" (ASGI HTTP spec)
         if self.disconnected:
             raise ClientDisconnected("the client closed the connection")
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
-        if not (more_body or self.head_sent or self.no_body):
+        if not (more_body or self.head_sent or self.no_body or self.trailers):
             # The common case, kept to one branch here (measured): the whole body in one
             # message, handed to the sink with the head in one call. A body that is not sized
             # fails here; one that is not a bytes-like fails in the sink's join, so a bytes body
@@ -239,6 +249,11 @@ class RequestResponseCycle(RequestHead):
         except (KeyError, TypeError, ValueError) as exc:  # no status; headers not pairs of bytes
             raise InvalidResponse(f"invalid 'http.response.start' message: {exc!r:.100}") from None
         self.response_started = True
+        if "trailers" in message and message["trailers"]:
+            self.trailers = True
+            self.trailer_fields: list[tuple[bytes, bytes]] | None = None
+        else:
+            self.trailers = False
         self.status = status
         self.response_headers = headers
         if self.body_left:  # (requests without a body pay one test)
@@ -262,6 +277,8 @@ class RequestResponseCycle(RequestHead):
 
     def _send_body(self, body: bytes, more_body: bool) -> None:
         """Everything but the single-message fast path in send()."""
+        if self.trailers and self.trailer_fields is not None:
+            raise InvalidResponse("'http.response.body' after the body ended (the trailers were to come)")
         if type(body) is not bytes:
             check_body(body)
         overflow = False
@@ -275,6 +292,8 @@ class RequestResponseCycle(RequestHead):
                 )
                 body, overflow = body[:remaining], True
         end = overflow or not more_body
+        if self.trailers and not overflow:
+            end = False  # the trailers end this response, not its body
         if not self.head_sent:
             self.head_sent = True
             self.sink.send_head(self, self.head, body, end)
@@ -282,6 +301,11 @@ class RequestResponseCycle(RequestHead):
             self.sink.send_body(self, body, end)
         if not self.no_body:
             self.bytes_sent += len(body)
+        self._body_part_sent(overflow, more_body)
+
+    def _body_part_sent(self, overflow: bool, more_body: bool) -> None:
+        """After a body part (bytes or a file's): the response is cut, goes on, waits for its
+        trailers, or is complete."""
         if overflow:
             self._abandon()
         elif not more_body:
@@ -293,9 +317,60 @@ class RequestResponseCycle(RequestHead):
                 )
                 self._abandon()
                 return
+            if self.trailers:
+                self.trailer_fields = []  # the body has ended; http.response.trailers ends the response
+                return
             self.response_complete = True
             self.wake()
             self.conn.on_response_complete(self)
+
+    # -- ASGI extensions: trailers, early hints -------------------------------------------------
+    def _send_other(self, message_type: str, message: dict[str, Any]) -> None:
+        """A message after http.response.start other than a body: an extension's, or an error."""
+        if self.response_complete:
+            return  # "any further messages on the channel will be ignored" (ASGI HTTP spec)
+        if message_type == "http.response.trailers":
+            self._send_trailers(message)
+        elif message_type == "http.response.early_hint":
+            self._send_early_hint(message)
+        else:
+            raise InvalidResponse(f"expected ASGI message 'http.response.body', got {message_type!r:.100}")
+
+    def _send_trailers(self, message: dict[str, Any]) -> None:
+        """Trailer fields, collected until more_trailers is False; then the sink ends the response
+        with them (or drops them where the wire or the client cannot take them)."""
+        if not self.trailers:
+            raise InvalidResponse("'http.response.trailers' without 'trailers': True in 'http.response.start'")
+        if self.trailer_fields is None:
+            raise InvalidResponse("'http.response.trailers' before the body ended (more_body was not False)")
+        if self.disconnected:
+            raise ClientDisconnected("the client closed the connection")
+        fields = validate_trailers(message.get("headers", ()))  # raises before any state changes
+        self.trailer_fields += fields
+        if not message.get("more_trailers", False):
+            self._complete_with_trailers(self.trailer_fields)
+
+    def _complete_with_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
+        self.sink.send_trailers(self, fields)
+        self.response_complete = True
+        self.wake()
+        self.conn.on_response_complete(self)
+
+    def _end_with_trailers_so_far(self) -> None:
+        """At shutdown the app returned mid-stream (see app_finished): end the body, and the
+        response with the trailer fields it sent, if any."""
+        if self.trailer_fields is None:
+            self._send_body(b"", False)
+            if self.response_complete:  # abandoned: shorter than its content-length
+                return
+        self._complete_with_trailers(self.trailer_fields or [])
+
+    def _send_early_hint(self, message: dict[str, Any]) -> None:
+        """103 Early Hints with one Link field per link, ahead of the final head. Once the head
+        has gone (or the client), the hint is dropped: the ASGI spec lets the server ignore it."""
+        links = validate_links(message.get("links", ()))  # an invalid message fails even if dropped
+        if links and not (self.head_sent or self.disconnected) and EARLY_HINT in self.sink.capabilities:
+            self.sink.send_informational(self, 103, [(b"link", link) for link in links])
 
     def _abandon(self) -> None:
         """The response cannot be completed correctly: make the client see a broken response."""
@@ -377,6 +452,8 @@ class RequestResponseCycle(RequestHead):
 
     async def _send_file_part(self, fd: int, offset: int, count: int, more_body: bool) -> int:
         """As _send_body, with the bytes in a file; returns how many were sent."""
+        if self.trailers and self.trailer_fields is not None:
+            raise InvalidResponse("a file body part after the body ended (the trailers were to come)")
         overflow = False
         if self.expected_length is not None and not self.no_body:
             remaining = self.expected_length - self.bytes_sent
@@ -388,6 +465,8 @@ class RequestResponseCycle(RequestHead):
                 )
                 count, overflow = remaining, True
         end = overflow or not more_body
+        if self.trailers and not overflow:
+            end = False  # the trailers end this response, not its body
         head = None if self.head_sent else self.head
         self.head_sent = True
         try:
@@ -402,20 +481,7 @@ class RequestResponseCycle(RequestHead):
             raise
         if not self.no_body:
             self.bytes_sent += count
-        if overflow:
-            self._abandon()
-        elif not more_body:
-            if self.expected_length is not None and not self.no_body and self.bytes_sent < self.expected_length:
-                logger.error(
-                    "Response body shorter than its content-length (%d < %d); closing the connection.",
-                    self.bytes_sent,
-                    self.expected_length,
-                )
-                self._abandon()
-                return count
-            self.response_complete = True
-            self.wake()
-            self.conn.on_response_complete(self)
+        self._body_part_sent(overflow, more_body)
         return count
 
     # -- running the app ------------------------------------------------------------------------
@@ -427,7 +493,10 @@ class RequestResponseCycle(RequestHead):
         if self.chunked and self.head_sent and self.conn.closing and not (self.response_complete or self.disconnected):
             # Told http.disconnect at shutdown, the app returned mid-stream (sse-starlette does):
             # end the chunked body properly rather than cut it.
-            self._send_body(b"", False)
+            if self.trailers:
+                self._end_with_trailers_so_far()
+            else:
+                self._send_body(b"", False)
         if not self.response_complete and not self.disconnected:
             if not self.response_started:
                 logger.error("ASGI app returned without starting a response.")

@@ -84,6 +84,49 @@ def _content_length(value: bytes) -> int:
     return int(value)
 
 
+# Fields a trailer section may not carry (RFC 9110 6.5.1): they frame, route, authenticate or
+# describe the message, and a recipient needs them before the content. Refused as an app error.
+_NOT_IN_TRAILERS = frozenset(
+    (
+        b"content-length", b"transfer-encoding", b"content-encoding", b"content-type", b"content-range",
+        b"trailer", b"host", b"connection", b"keep-alive", b"proxy-connection", b"te", b"upgrade",
+        b"authorization", b"proxy-authorization", b"www-authenticate", b"proxy-authenticate",
+        b"set-cookie", b"cookie", b"cache-control", b"expires", b"age", b"date", b"location",
+        b"retry-after", b"vary", b"pragma", b"max-forwards",
+    )
+)
+
+
+def validate_trailers(headers: Any) -> list[tuple[bytes, bytes]]:
+    """An app's trailer fields ('http.response.trailers' headers) as pairs to send: names and values
+    checked as response headers are, and none of the fields a trailer may not carry."""
+    items: list[tuple[bytes, bytes]] = []
+    try:
+        for name, value in headers:
+            if lower_name(name) in _NOT_IN_TRAILERS:
+                raise InvalidResponse(f"{name!r} may not be sent as a trailer field")
+            check_value(value)
+            items.append((name, value))
+    except (TypeError, ValueError):  # not an iterable of pairs
+        raise InvalidResponse("'http.response.trailers' headers must be pairs of bytes") from None
+    return items
+
+
+def validate_links(links: Any) -> list[bytes]:
+    """The Link field values of an 'http.response.early_hint' message (an iterable of bytes)."""
+    if isinstance(links, (bytes, bytearray, str)):
+        raise InvalidResponse("'http.response.early_hint' links must be an iterable of byte strings")
+    try:
+        values = list(links)
+    except TypeError:
+        raise InvalidResponse("'http.response.early_hint' links must be an iterable of byte strings") from None
+    for value in values:
+        if not isinstance(value, bytes):
+            raise InvalidResponse("'http.response.early_hint' links must be an iterable of byte strings")
+        check_value(value)
+    return values
+
+
 def check_body(body: Any) -> None:
     if not isinstance(body, (bytes, bytearray, memoryview)):
         raise not_bytes(body)

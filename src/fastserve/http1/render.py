@@ -8,6 +8,7 @@ Pure functions and constants: nothing here touches a transport.
 from __future__ import annotations
 
 import http
+from typing import Any
 
 from ..asgi.errors import InvalidResponse
 from ..asgi.response_head import ResponseHeadCache, check_status
@@ -79,3 +80,13 @@ def simple_response(status: int, body: str, extra_headers: bytes = b"") -> bytes
 
 def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def informational(status: int, items: Any) -> bytes:
+    """A 1xx response head (103 Early Hints) with validated header pairs."""
+    return b"".join((status_line(status), render_headers(items), b"\r\n"))
+
+
+def last_chunk_with_trailers(items: list[tuple[bytes, bytes]]) -> bytes:
+    """The end of a chunked body carrying a trailer section (RFC 9112 7.1.2)."""
+    return b"".join((b"0\r\n", render_headers(items), b"\r\n"))

@@ -171,3 +171,15 @@ def split_target(target: bytes) -> tuple[bytes, bytes]:
             target = target[slash:] if slash >= 0 else b"/"
     raw_path, _, query_string = target.partition(b"?")
     return raw_path, query_string
+
+
+def accepts_trailers(headers: list) -> bool:
+    """Whether the request's TE field lists "trailers" (RFC 9110 10.1.4): only then may a chunked
+    response carry a trailer section. Read when a response has trailers to send, not while the
+    request head is parsed: requests without them pay nothing."""
+    for name, value in headers:
+        if name == b"te" and b"trailers" in [
+            token.partition(b";")[0].strip(b" \t") for token in value.lower().split(b",")
+        ]:
+            return True
+    return False

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..asgi.contracts import PATHSEND, ZEROCOPYSEND
+from ..asgi.contracts import EARLY_HINT, PATHSEND, TRAILERS, ZEROCOPYSEND
 from ..asgi.response_head import check_body, not_bytes
 from .filesend import send_file_bytes
 from .render import (
@@ -28,9 +28,12 @@ from .render import (
     FINAL_CHUNK,
     HEADS,
     chunk,
+    informational,
+    last_chunk_with_trailers,
     simple_response,
     status_line,
 )
+from .semantics import accepts_trailers
 
 # Below this size head and body are joined into one write; above it the copy costs more.
 JOIN_LIMIT = 16 * 1024
@@ -41,9 +44,10 @@ class H1Writer:
 
     __slots__ = ("out", "state", "heads")
 
-    # pathsend and zerocopysend on every HTTP/1.1 connection: zero-copy on a plain socket, read
-    # in bounded pieces over TLS (http1/filesend.py).
-    capabilities: ClassVar[frozenset[str]] = frozenset((PATHSEND, ZEROCOPYSEND))
+    # Every HTTP/1.1 connection: trailers (written to clients that sent TE: trailers), early hints
+    # (never to HTTP/1.0), pathsend and zerocopysend (zero-copy on a plain socket, read in bounded
+    # pieces over TLS: http1/filesend.py).
+    capabilities: ClassVar[frozenset[str]] = frozenset((TRAILERS, EARLY_HINT, PATHSEND, ZEROCOPYSEND))
 
     def __init__(self, out: Any, state: Any) -> None:
         self.out = out  # the connection's HeldWriter
@@ -121,12 +125,24 @@ class H1Writer:
             write(body)
 
     def send_informational(self, cycle: Any, status: int, headers: Any) -> None:
-        if status != 100 or headers:
-            raise NotImplementedError("only 100 Continue so far")  # 103 comes with early hints
-        self.out.write_now(CONTINUE_RESPONSE)  # the client waits for it to send the body
+        """100 Continue (the client waits for it to send the body) or 103 Early Hints (validated
+        pairs): before the final head, at once. Never to an HTTP/1.0 client (RFC 9110 15.2)."""
+        if status == 100 and not headers:
+            self.out.write_now(CONTINUE_RESPONSE)
+        elif not cycle.http10:
+            self.out.write_now(informational(status, headers))
 
     def send_trailers(self, cycle: Any, headers: Any) -> None:
-        raise NotImplementedError("HTTP/1.1 trailers are not offered yet (no 'trailers' capability)")
+        """The end of a response that announced trailers, its body sent (``end`` was False).
+        Only a chunked body carries a trailer section, and only to a client that sent
+        ``TE: trailers`` (RFC 9112 7.1.2, RFC 9110 6.5.1); otherwise the fields are dropped (ASGI
+        spec). A content-length body is complete already, an HTTP/1.0 one ends with the connection."""
+        if cycle.no_body or not cycle.chunked:
+            return
+        if headers and not cycle.http10 and accepts_trailers(cycle.headers):
+            self.out.write(last_chunk_with_trailers(headers))
+        else:
+            self.out.write(FINAL_CHUNK)
 
     async def send_file(self, cycle: Any, head: Any, fd: int, offset: int, count: int, end: bool) -> None:
         """``count`` bytes of ``fd`` from ``offset`` as (part of) the body, after the head when
