@@ -8,10 +8,12 @@ it decides (accept with headers, refuse, deny, frames, end, abort) is asserted a
 from __future__ import annotations
 
 import asyncio
+import logging
 from types import SimpleNamespace
 
 import pytest
 
+from fastserve.asgi.errors import ClientDisconnected
 from fastserve.asgi.flow import FlowControl
 from fastserve.config import Config
 from fastserve.server import ServerState
@@ -166,5 +168,53 @@ def test_shutdown_before_accept_is_a_503_and_abort_drops_the_carrier():
         session.abort()
         assert carrier.kinds()[-1] == "abort"
         await turns()
+
+    asyncio.run(scenario())
+
+
+# -- the app runner's failure taxonomy (asgi/app_runner.py), as the WebSocket session applies it --
+def failing_app(how):
+    async def app(scope, receive, send):
+        await receive()
+        if how == "invalid":  # a header value the server refuses to send
+            await send({"type": "websocket.accept", "headers": [(b"x-bad", b"a\r\nb")]})
+        await send({"type": "websocket.accept"})
+        if how == "crash":
+            raise ValueError("boom")
+        if how == "gone":
+            raise ClientDisconnected("went away")
+        await asyncio.sleep(3600)  # "cancelled": until the shutdown timeout aborts the session
+
+    return app
+
+
+@pytest.mark.parametrize("how, lines, calls", [
+    ("invalid", [("ERROR", "Invalid response from the ASGI app: ", False)], ["refuse"]),
+    ("crash", [("ERROR", "Exception in ASGI application", True)], ["accept", "write"]),
+    ("gone", [("DEBUG", "WebSocket app stopped after the client left: ", False)], ["accept"]),
+    ("cancelled", [], ["accept", "abort"]),
+])
+def test_one_failure_taxonomy_one_log_line(caplog, how, lines, calls):
+    caplog.set_level(logging.DEBUG, logger="fastserve.error")
+
+    async def scenario():
+        session, carrier = start_session(failing_app(how))
+        await turns()
+        if how == "cancelled":
+            assert session.task is not None
+            session.abort()
+            await turns()
+            assert session.task is None  # the cancelled app settled (one abort, not two)
+        got = [(r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records]
+        assert [(level, message[: len(want)], tb) for (level, message, tb), (_, want, _) in zip(got, lines)] == lines
+        assert len(got) == len(lines)
+        assert carrier.kinds() == calls
+        if how == "invalid":
+            assert carrier.calls[0][1] == 500
+        elif how == "crash":
+            assert carrier.frames() == [(CLOSE, True, close_payload(1011))]
+        session.lost(None)
+        await turns()
+        assert session not in session.state.connections
 
     asyncio.run(scenario())

@@ -41,7 +41,8 @@ try:
 except ImportError:  # websockets built without its C extension
     from websockets.utils import apply_mask
 
-from ..asgi.errors import ClientDisconnected, caused_by_disconnect
+from ..asgi.app_runner import CANCELLED, DISCONNECTED, failure_kind, log_failure, new_task, run_app
+from ..asgi.errors import ClientDisconnected
 from ..asgi.flow import FlowControl, wake
 from .handshake import (
     Accept,
@@ -144,6 +145,7 @@ class WebSocketSession:
         "needed",
         "decoder",
         "task",
+        "app_started",
         "connection_lost_",
         "denial",
         "ping_payload",
@@ -187,6 +189,7 @@ class WebSocketSession:
         self.needed = 0  # bytes the buffered frame needs in all, once its header is known
         self.decoder = None
         self.task: asyncio.Task | None = None
+        self.app_started = False
         self.connection_lost_ = False
         self.denial: DenialResponse | None = None
         self.ping_payload: bytes | None = None
@@ -205,8 +208,12 @@ class WebSocketSession:
         if not self._check_handshake(request):
             return
         self.inbox.append({"type": "websocket.connect"})
-        self.task = self.loop.create_task(self.run_asgi())
+        # The timer first: on Python 3.12+ the app's first step runs inside new_task() (eager
+        # start, as for HTTP), and may answer the handshake there, which cancels the timer.
         self.handshake_handle = self.loop.call_later(self.settings.handshake_timeout, self._handshake_timed_out)
+        task = new_task(run_app(self, self.app), self.loop)
+        if not task.done():
+            self.task = task
         # Counts for --limit-connections too; registered once started, since a server shutting
         # down calls shutdown() from here (a 503 to the handshake).
         self.state.connection_opened(self)
@@ -702,36 +709,9 @@ class WebSocketSession:
         self._arm_close_timer()  # the carrier has ended the exchange: a peer that does not read is dropped
         self._end_receiving(CloseCode.ABNORMAL_CLOSURE, "")
 
-    # -- running the app ------------------------------------------------------------------------
-    async def run_asgi(self) -> None:
-        try:
-            await self.app(self.scope, self.receive, self.send)
-        except ClientDisconnected as exc:
-            logger.debug("WebSocket app stopped: %s", exc)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            if (self.connection_lost_ or self.phase is CLOSED) and caused_by_disconnect(exc):
-                logger.debug("WebSocket app stopped after the client left: %r", exc)
-                return
-            logger.error("Exception in ASGI application", exc_info=exc)
-            self._app_failed(exc)
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            self._app_returned()
-        finally:
-            self.task = None
-            if self.connection_lost_:
-                self.state.connection_closed(self)
-
-    def _app_failed(self, exc: BaseException) -> None:
-        if self.phase is HANDSHAKE or self.phase is DENIAL:
-            self._refuse(*_INTERNAL_ERROR)
-        elif self.phase is OPEN:
-            self._close_by_server(CloseCode.INTERNAL_ERROR, "")
-
-    def _app_returned(self) -> None:
+    # -- running the app (asgi/app_runner.run_app calls these) --------------------------------
+    def app_finished(self) -> None:
+        """The app returned: answer what it left unanswered."""
         if self.phase is HANDSHAKE:
             logger.error("ASGI app returned without accepting or closing the WebSocket.")
             self._refuse(*_INTERNAL_ERROR)
@@ -740,6 +720,28 @@ class WebSocketSession:
             self._refuse(*_INTERNAL_ERROR)
         elif self.phase is OPEN:
             self._close_by_server(CloseCode.NORMAL_CLOSURE, "")
+        self._app_done()
+
+    def app_failed(self, exc: BaseException) -> None:
+        """The app raised: one log line (see app_runner.failure_kind), then a 500 or a 1011 close;
+        nothing to answer once the client has gone; an abort when cancelled (shutdown timed out)."""
+        kind = failure_kind(exc, self.connection_lost_ or self.phase is CLOSED)
+        log_failure(kind, exc, "websocket")
+        if kind is CANCELLED:
+            if self.phase is not CLOSED:
+                self.phase = CLOSED
+                self.carrier.abort()
+        elif kind is not DISCONNECTED:
+            if self.phase is HANDSHAKE or self.phase is DENIAL:
+                self._refuse(*_INTERNAL_ERROR)
+            elif self.phase is OPEN:
+                self._close_by_server(CloseCode.INTERNAL_ERROR, "")
+        self._app_done()
+
+    def _app_done(self) -> None:
+        self.task = None
+        if self.connection_lost_:  # the session leaves the registry once both are over
+            self.state.connection_closed(self)
 
     # -- closing --------------------------------------------------------------------------------
     def _close_by_server(self, code: int, reason: str) -> None:
@@ -852,6 +854,7 @@ class WebSocketSession:
         """Graceful shutdown timed out: cancel the app and drop the connection."""
         if self.task is not None:
             self.task.cancel()
+        self.phase = CLOSED  # aborted here: the cancelled app's app_failed() need not abort again
         self.carrier.abort()
         self.state.connection_closed(self)
 
