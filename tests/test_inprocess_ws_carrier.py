@@ -206,8 +206,8 @@ def test_one_failure_taxonomy_one_log_line(caplog, how, lines, calls):
             await turns()
             assert session.task is None  # the cancelled app settled (one abort, not two)
         got = [(r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records]
-        assert [(level, message[: len(want)], tb) for (level, message, tb), (_, want, _) in zip(got, lines)] == lines
-        assert len(got) == len(lines)
+        assert len(got) == len(lines), got
+        assert [(level, message[: len(want)], tb) for (level, message, tb), (_, want, _) in zip(got, lines, strict=True)] == lines
         assert carrier.kinds() == calls
         if how == "invalid":
             assert carrier.calls[0][1] == 500
