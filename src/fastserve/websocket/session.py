@@ -50,6 +50,7 @@ from .handshake import (
     HandshakeRecord,
     Refusal,
     build_scope,
+    check_extended_connect,
     check_handshake,
     complete_accept,
 )
@@ -128,6 +129,7 @@ class WebSocketSession:
         "client",
         "protocol",
         "accepted",
+        "accept_status",
         "phase",
         "flow",
         "inbox",
@@ -170,6 +172,7 @@ class WebSocketSession:
         # websockets' protocol, started OPEN once the app accepts: None until then.
         self.protocol: ServerProtocol = None  # type: ignore[assignment]  # (checked where it can be None)
         self.accepted: Accept | None = None  # the handshake's answer, completed when the app accepts
+        self.accept_status = 101  # what the accept is, for the access log (HTTP/2: 200)
         self.phase = HANDSHAKE
         self.flow = FlowControl(carrier)  # type: ignore[arg-type]  # only its write side is used
         self.flow.write_paused = conn.flow.write_paused
@@ -180,7 +183,7 @@ class WebSocketSession:
         self.continue_handle: asyncio.Handle | None = None  # parses the backlog on the next turn
         self.waiter: asyncio.Future | None = None
         self.disconnect: dict[str, Any] | None = None  # repeated to the app once the inbox is empty
-        self.early = bytearray()  # bytes received before the 101 went out
+        self.early = bytearray()  # bytes received before the accept went out
         self.parts: bytearray | None = None  # fragments of the message being received, joined
         self.own_fragments = False  # whether _read_frames took its first fragment (see _is_direct)
         # Framing done here, ahead of websockets' parser (see _read_frames); set at accept.
@@ -202,10 +205,20 @@ class WebSocketSession:
 
     # -- taking over the connection -------------------------------------------------------------
     def start(self, request: HandshakeRequest, leftover: bytes) -> None:
-        """Check the handshake and start the app; ``leftover``: bytes read after the request head."""
+        """HTTP/1.1: check the upgrade request and start the app; ``leftover``: bytes read after
+        the request head."""
+        self._start(check_handshake(request, self.settings.extensions), leftover)
+
+    def start_extended_connect(self, request: HandshakeRequest, protocol: str | None) -> None:
+        """HTTP/2 (RFC 8441): check the extended CONNECT (``protocol``: its ``:protocol``) and
+        start the app; the stream's DATA then comes through feed(). See carrier.py."""
+        self.accept_status = 200
+        self._start(check_extended_connect(request, protocol, self.settings.extensions), b"")
+
+    def _start(self, decision: Accept | Refusal, leftover: bytes) -> None:
         if self.flow.write_paused:
             self._pause(_WRITES_BLOCKED)
-        if not self._check_handshake(request):
+        if not self._check_handshake(decision):
             return
         self.inbox.append({"type": "websocket.connect"})
         # The timer first: on Python 3.12+ the app's first step runs inside new_task() (eager
@@ -220,9 +233,8 @@ class WebSocketSession:
         if leftover:
             self.feed(leftover)
 
-    def _check_handshake(self, request: HandshakeRequest) -> bool:
-        """Validate the handshake before the app sees it: 400 or 426 for a malformed one."""
-        decision = check_handshake(request, self.settings.extensions)
+    def _check_handshake(self, decision: Accept | Refusal) -> bool:
+        """The handshake is checked before the app sees it: 400 or 426 for a malformed one."""
         if isinstance(decision, Refusal):
             logger.info("Refused a WebSocket handshake from %s: %s", _describe(self.client), decision.exc)
             self._refuse(decision.status, decision.reason, decision.headers)
@@ -244,7 +256,7 @@ class WebSocketSession:
         protocol = self.protocol
         if protocol is None:  # not accepted (yet)
             if self.phase is HANDSHAKE:
-                # A client may not send frames before the 101, but keep what arrives for then.
+                # A client may not send frames before the accept, but keep what arrives for then.
                 self.early += data
                 if len(self.early) >= self.settings.max_queue_size:
                     self._pause(_NOT_ACCEPTED)
@@ -679,7 +691,7 @@ class WebSocketSession:
         self.accepted = None
         self.phase = OPEN
         self.direct = True
-        self._log_handshake(101)
+        self._log_handshake(self.accept_status)
         self._schedule_ping()
         if self.early:  # parsed on the next turn, as a backlog
             early, self.early = self.early, bytearray()
