@@ -43,7 +43,15 @@ except ImportError:  # websockets built without its C extension
 
 from ..asgi.app_runner import CANCELLED, DISCONNECTED, failure_kind, log_failure, new_task, run_app
 from ..asgi.errors import ClientDisconnected
-from ..asgi.flow import FlowControl, wake
+from ..asgi.flow import (
+    BACKLOG,
+    NOT_ACCEPTED,
+    PARSING,
+    QUEUE_FULL,
+    WRITES_BLOCKED,
+    FlowControl,
+    wake,
+)
 from .handshake import (
     Accept,
     DenialResponse,
@@ -79,12 +87,10 @@ _HEAD_SHORT, _HEAD_16, _HEAD_64 = struct.Struct("!BB").pack, struct.Struct("!BBH
 _NO_MASK = b"\0\0\0\0"  # a valid masking key that leaves the payload as it is
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
-# Why reading from the client is paused: bits of WebSocketSession.paused. The carrier reads again
-# only once no reason is left, so the end of one cannot undo another.
-_APP_BEHIND = 1  # the receive queue is full (--ws-max-queue messages or --ws-max-queue-size bytes)
-_WRITES_BLOCKED = 2  # the carrier's write buffer is over its high-water mark: the client is not reading
-_BACKLOG = 4  # received frames not parsed yet (see _read_frames); parsed when nothing above holds them
-_NOT_ACCEPTED = 8  # bytes sent before the app accepted reached --ws-max-queue-size
+# Why reading from the client is paused: the reasons of the session's FlowControl (asgi/flow.py:
+# QUEUE_FULL, WRITES_BLOCKED, BACKLOG, NOT_ACCEPTED, PARSING). The carrier reads again only once
+# no reason is left, so the end of one cannot undo another; a BACKLOG is parsed once it is the
+# only reason left.
 # Frames parsed per turn of the event loop; the rest waits for the next turn, so that one client
 # sending a flood of tiny frames cannot hold up everyone else.
 FRAME_BUDGET = 256
@@ -134,8 +140,6 @@ class WebSocketSession:
         "flow",
         "inbox",
         "queued_size",
-        "paused",
-        "reading",
         "continue_handle",
         "waiter",
         "disconnect",
@@ -174,12 +178,10 @@ class WebSocketSession:
         self.accepted: Accept | None = None  # the handshake's answer, completed when the app accepts
         self.accept_status = 101  # what the accept is, for the access log (HTTP/2: 200)
         self.phase = HANDSHAKE
-        self.flow = FlowControl(carrier)  # type: ignore[arg-type]  # only its write side is used
+        self.flow = FlowControl(carrier)  # type: ignore[arg-type]  # pauses and resumes reading as a transport does
         self.flow.write_paused = conn.flow.write_paused
         self.inbox: deque[dict[str, Any]] = deque()
         self.queued_size = 0  # of the messages in the inbox (see _size)
-        self.paused = 0  # why reading is paused: _APP_BEHIND, _WRITES_BLOCKED, ... bits
-        self.reading = True  # whether the carrier reads (it does from start())
         self.continue_handle: asyncio.Handle | None = None  # parses the backlog on the next turn
         self.waiter: asyncio.Future | None = None
         self.disconnect: dict[str, Any] | None = None  # repeated to the app once the inbox is empty
@@ -217,7 +219,7 @@ class WebSocketSession:
 
     def _start(self, decision: Accept | Refusal, leftover: bytes) -> None:
         if self.flow.write_paused:
-            self._pause(_WRITES_BLOCKED)
+            self._pause(WRITES_BLOCKED)
         if not self._check_handshake(decision):
             return
         self.inbox.append({"type": "websocket.connect"})
@@ -246,10 +248,10 @@ class WebSocketSession:
     def feed(self, data: bytes) -> None:
         """Bytes from the client."""
         if self.direct:
-            if self.paused:  # bytes that were on their way when reading paused: after the backlog
+            if self.flow.read_paused:  # bytes that were on their way when reading paused: after the backlog
                 self.buffered += data
                 self.needed = 0
-                self._pause(_BACKLOG)
+                self._pause(BACKLOG)
             elif self._read_frames(data):  # only bytes websockets parsed can leave it something to do
                 self._after_receive()
             return
@@ -259,7 +261,7 @@ class WebSocketSession:
                 # A client may not send frames before the accept, but keep what arrives for then.
                 self.early += data
                 if len(self.early) >= self.settings.max_queue_size:
-                    self._pause(_NOT_ACCEPTED)
+                    self._pause(NOT_ACCEPTED)
             return
         self._feed(data)
         self._after_receive()
@@ -306,53 +308,48 @@ class WebSocketSession:
     def pause_writing(self) -> None:
         self.flow.pause_writing()
         # A client that does not read what it asks for (pongs to a ping flood) is not read either.
-        self._pause(_WRITES_BLOCKED)
+        self._pause(WRITES_BLOCKED)
 
     def resume_writing(self) -> None:
         self.flow.resume_writing()
-        self._unpause(_WRITES_BLOCKED)
+        self._unpause(WRITES_BLOCKED)
 
-    # -- pausing reading ------------------------------------------------------------------------
+    # -- pausing reading (the session's FlowControl) -------------------------------------------
     def _pause(self, reason: int) -> None:
-        self.paused |= reason
-        if self.reading:
-            self.reading = False
-            if not self.connection_lost_:
-                self.carrier.pause_reading()
+        if not self.connection_lost_:  # (the carrier is not called after the end)
+            self.flow.pause_reading(reason)
 
     def _unpause(self, reason: int) -> None:
-        if self.paused & reason:
-            self.paused &= ~reason
-            self._read_again()
+        flow = self.flow
+        if flow.read_paused & reason and not self.connection_lost_:
+            flow.resume_reading(reason)
+            self._continue_backlog()
 
-    def _read_again(self) -> None:
-        """Read when nothing holds reading paused; parse a backlog first, on the next turn."""
-        paused = self.paused
-        if paused == _BACKLOG:
-            if self.continue_handle is None:
-                self.continue_handle = self.loop.call_soon(self._continue_reading)
-        elif not paused and not self.reading:
-            self.reading = True
-            if not self.connection_lost_:
-                self.carrier.resume_reading()
+    def _continue_backlog(self) -> None:
+        """A backlog that nothing else holds back is parsed on the next turn (reading stays paused
+        until then: its frames come before anything the client sends next)."""
+        if self.flow.read_paused == BACKLOG and self.continue_handle is None:
+            self.continue_handle = self.loop.call_soon(self._continue_reading)
 
     def _hold_backlog(self, data: Buffer) -> None:
         """Keep ``data`` (from a frame boundary on) for later: the frame budget is spent, the queue
         is full or writes are blocked. Reading stays paused until it is parsed."""
         self.buffered = bytearray(data)
         self.needed = 0
-        self._pause(_BACKLOG)
-        self._read_again()
+        self._pause(BACKLOG)
+        self._continue_backlog()
 
     def _continue_reading(self) -> None:
         self.continue_handle = None
-        if self.paused != _BACKLOG or self.connection_lost_:
+        flow = self.flow
+        if flow.read_paused != BACKLOG or self.connection_lost_:
             return  # still held back: continued when that ends
         data, self.buffered = bytes(self.buffered), bytearray()
-        self.paused = 0  # the carrier stays paused while this runs, see _read_again()
+        flow.pause_reading(PARSING)  # the carrier stays paused while this runs...
+        flow.resume_reading(BACKLOG)  # ...which may hold a new backlog (_hold_backlog)
         if self._read_frames(data):
             self._after_receive()
-        self._read_again()
+        self._unpause(PARSING)
 
     # -- frames from the client -----------------------------------------------------------------
     def _read_frames(self, data: bytes) -> bool:
@@ -376,6 +373,7 @@ class WebSocketSession:
             # Parsed in place: a large frame (up to --ws-max-size) is not copied once more.
             data, self.buffered = memoryview(buffered), bytearray()
         protocol = self.protocol
+        flow = self.flow
         max_size = self.settings.max_size
         end = len(data)
         pos = 0
@@ -387,7 +385,7 @@ class WebSocketSession:
                 self.direct = False
                 self._feed(data[pos:])
                 return True
-            if not budget or self.paused & (_APP_BEHIND | _WRITES_BLOCKED):
+            if not budget or flow.read_paused & (QUEUE_FULL | WRITES_BLOCKED):
                 self._hold_backlog(data[pos:])
                 return fed
             head = pos + 2
@@ -547,7 +545,7 @@ class WebSocketSession:
         inbox.append(message)
         self.queued_size += _size(message)
         if self._queue_full():  # after taking it: one message is always taken (up to --ws-max-size)
-            self._pause(_APP_BEHIND)  # until the app catches up, in receive()
+            self._pause(QUEUE_FULL)  # until the app catches up, in receive()
         waiter = self.waiter  # _wake(), inlined: this runs once per message
         if waiter is not None:
             self.waiter = None
@@ -594,8 +592,8 @@ class WebSocketSession:
                 return self.disconnect
         message = inbox.popleft()
         self.queued_size -= _size(message)
-        if self.paused & _APP_BEHIND and not self._queue_full():
-            self._unpause(_APP_BEHIND)
+        if self.flow.read_paused & QUEUE_FULL and not self._queue_full():
+            self._unpause(QUEUE_FULL)
         return message
 
     def _queue_full(self) -> bool:
@@ -663,7 +661,7 @@ class WebSocketSession:
         self.phase = CLOSED
         self._flush()
         self._arm_close_timer()
-        self._unpause(_APP_BEHIND)  # the client's close frame must be read: messages are dropped from now on
+        self._unpause(QUEUE_FULL)  # the client's close frame must be read: messages are dropped from now on
 
     def _answer_handshake(self, kind: str, message: dict[str, Any]) -> None:
         if self.handshake_handle is not None:  # answered: the timer must not keep the session alive
@@ -696,7 +694,7 @@ class WebSocketSession:
         if self.early:  # parsed on the next turn, as a backlog
             early, self.early = self.early, bytearray()
             self._hold_backlog(early)
-        self._unpause(_NOT_ACCEPTED)
+        self._unpause(NOT_ACCEPTED)
 
     def _send_denial_body(self, message: dict[str, Any]) -> None:
         denial = self.denial
@@ -763,7 +761,7 @@ class WebSocketSession:
             self.protocol.send_close(code, reason)
             self._flush()
             self._arm_close_timer()
-            self._unpause(_APP_BEHIND)  # the client's close frame must be read
+            self._unpause(QUEUE_FULL)  # the client's close frame must be read
         self._end_receiving(code, reason)
 
     def _fail(self, code: int, reason: str) -> None:
@@ -836,7 +834,8 @@ class WebSocketSession:
 
     def _pong_missing(self) -> None:
         self.pong_handle = None
-        if self.paused and not self.paused & _WRITES_BLOCKED:
+        paused = self.flow.read_paused
+        if paused and not paused & WRITES_BLOCKED:
             # Reading is paused because the app is behind, so the pong may be sitting unread (a
             # client that does not read the ping is not waited for).
             self.pong_handle = self.loop.call_later(self.settings.ping_timeout, self._pong_missing)
