@@ -358,3 +358,18 @@ def test_shutdown_closes_with_1012_and_abort_resets_the_stream():
         await turns()
 
     asyncio.run(scenario())
+
+
+def test_client_end_stream_without_a_close_frame_is_1006():
+    log = []
+
+    async def scenario():
+        session, carrier, client = await opened(accept_app(log))
+        session.feed_eof()  # END_STREAM, no close frame
+        await turns()
+        assert carrier.kinds()[-1] == "end"  # our side ends too
+        session.lost(None)
+        await turns()
+        assert log[-1]["type"] == "websocket.disconnect" and log[-1]["code"] == 1006
+
+    asyncio.run(scenario())

@@ -4,8 +4,8 @@ Over HTTP/1.1 the carrier is the upgraded TCP connection (``upgraded.UpgradedTra
 HTTP/2 it is one stream (RFC 8441). The session only ever decides *what* to answer (accept
 with these headers, refuse with this status, these frame bytes, the end); the carrier renders it.
 
-An HTTP/2 stream carrier, all it has to do (tests/test_inprocess_ws_carrier.py runs the session
-over a fake one):
+An HTTP/2 stream carrier, all it has to do (tests/test_inprocess_ws_extended_connect.py runs the
+session over a fake one that records these calls):
 
 1. The HTTP/2 side checks the request as a request (``:method CONNECT`` with ``:protocol``,
    ``:scheme``, ``:path`` and ``:authority`` present; a malformed one is its stream error, never
@@ -13,26 +13,28 @@ over a fake one):
    ``websocket.stream_handler(config, app)`` is not None (WebSockets on).
 2. It calls ``handler(conn, request, protocol, carrier)`` once: ``conn`` an ``UpgradedConnection``
    (below: the HTTP/2 connection), ``request`` a ``HandshakeRequest`` (``http_version`` "2",
-   ``scheme`` the ``:scheme``, pseudo-headers left out of ``headers``), ``protocol`` the
-   ``:protocol`` value, ``carrier`` the stream. It returns the ``WebSocketSession``; the session
-   checks the handshake (RFC 8441 5: ``sec-websocket-version: 13``, no Sec-WebSocket-Key),
-   answers refusals itself and starts the app.
+   ``scheme`` the ``:scheme``, ``headers`` as ASGI wants them: pseudo-headers left out, the
+   ``:authority`` first as ``host``), ``protocol`` the ``:protocol`` value, ``carrier`` the
+   stream. It returns the ``WebSocketSession``; the session checks the handshake (RFC 8441 5:
+   ``sec-websocket-version: 13``, no Sec-WebSocket-Key), answers refusals itself and starts the app.
 3. What the stream receives goes to the session (``SessionEndpoint`` below): DATA payloads to
-   ``feed`` (in order, as they come: the session frames them), the client's END_STREAM to
-   ``feed_eof``, and, once the stream is over (both sides ended, reset by either side, or the
-   connection gone), ``lost`` exactly once; then no more calls. ``pause_writing`` and
-   ``resume_writing`` when what ``write`` buffers passes its high-water mark and drains again
-   (the stream's send window or the connection's).
-4. It renders the session's calls (``WebSocketCarrier`` below), each at most once except
-   ``write``: ``accept`` as HEADERS ``:status 200`` with the headers given (lowercased, RFC 9113
-   8.2.1; no Sec-WebSocket-Accept, Upgrade or Connection are in them); ``deny`` and ``refuse`` as
-   a complete response (HEADERS, DATA, END_STREAM) that ends the exchange (then ``lost``: the
-   carrier may reset the stream with NO_ERROR at once, RFC 9113 8.1, or wait for the client's
-   END_STREAM; the session aborts it after CLOSE_TIMEOUT);
+   ``feed`` (in order, as they come: the session frames them); the client's END_STREAM to
+   ``feed_eof``, after which the carrier ends its side too once what is written has gone (as
+   HTTP/1.1 closes the connection at the client's EOF); once the stream is over (both sides
+   ended, reset by either side, or the connection gone) ``lost``, exactly once, the last call.
+   ``pause_writing``/``resume_writing`` when what ``write`` buffers passes its high-water mark
+   and drains again (the stream's send window or the connection's).
+4. It renders the session's calls (``WebSocketCarrier`` below): ``accept`` as HEADERS
+   ``:status 200`` with the headers given (lowercased, RFC 9113 8.2.1; there is no
+   Sec-WebSocket-Accept, Upgrade or Connection among them; other connection-specific fields an
+   app set are dropped); ``deny`` and ``refuse`` as a complete response (HEADERS, DATA,
+   END_STREAM) that ends the exchange: then ``lost``, at once after a reset with NO_ERROR
+   (RFC 9113 8.1) or at the client's END_STREAM (the session aborts after CLOSE_TIMEOUT);
    ``write`` as DATA; ``end`` as END_STREAM after what is written; ``abort`` as RST_STREAM
-   (CANCEL) and then ``lost``. ``pause_reading``/``resume_reading``: stop and restart giving
-   the client stream window (WINDOW_UPDATE) for this stream only, so that a slow session never
-   stalls the connection's other streams; ``is_closing``: the stream is ending or over.
+   (CANCEL), then ``lost``. Calls after ``end`` or ``abort`` (a second ``abort``, from a timer)
+   are ignored. ``pause_reading``/``resume_reading``: stop and restart giving the client stream
+   window (WINDOW_UPDATE) for this stream only, so that a slow session never stalls the
+   connection's other streams; ``is_closing``: the stream is ending or over.
 5. A WebSocket stream counts for ``--limit-concurrency`` and the concurrent-stream limit; the
    session registers itself with the server (``state.connection_opened``) for shutdown (1012).
 """

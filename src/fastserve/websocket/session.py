@@ -1,8 +1,9 @@
 """One WebSocket connection: the websockets sans-I/O ``ServerProtocol``, fed with bytes.
 
 The session is a plain object: its carrier (see carrier.py; over HTTP/1.1 the upgraded transport,
-upgraded.py) feeds it what the client sends (``feed``, ``feed_eof``, ``lost``) and writes what it
-decides. Bytes go into ``ServerProtocol``, frames come out as ASGI ``websocket.*`` messages, and the
+upgraded.py; over HTTP/2 a stream, RFC 8441) feeds it what the client sends (``feed``, ``feed_eof``,
+``lost``) and writes what it decides. The app runs as an HTTP app does (asgi/app_runner.py: its
+Task, one failure taxonomy). Bytes go into ``ServerProtocol``, frames come out as ASGI ``websocket.*`` messages, and the
 app's messages go back out as frames, through the carrier.
 
 Phases, as the app sees them::
@@ -10,9 +11,9 @@ Phases, as the app sees them::
     HANDSHAKE --accept--> OPEN --close / error / disconnect--> CLOSED
         |--close--> 403, exception--> 500, http.response.start--> DENIAL --last body--> CLOSED
 
-Reading from the client pauses for as long as any of a few reasons holds (the app is behind, the
-client does not read what we write, frames are waiting to be parsed, the app has not accepted
-yet), and at most FRAME_BUDGET frames are parsed per turn of the event loop: a client gets a
+Reading from the client pauses for as long as any of a few reasons holds (the reasons of its
+FlowControl: the app is behind, the client does not read what we write, frames are waiting to be
+parsed, the app has not accepted yet), and at most FRAME_BUDGET frames are parsed per turn of the event loop: a client gets a
 bounded share of memory and of the loop's time.
 
 The carrier is ended when websockets says so (SEND_EOF), or aborted by a timer when the peer does not
