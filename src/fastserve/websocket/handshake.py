@@ -16,8 +16,7 @@ from websockets.exceptions import InvalidHandshake, InvalidHeader, InvalidHeader
 from websockets.http11 import Request, Response
 
 from ..asgi.errors import InvalidResponse
-from ..asgi.response_head import lower_name
-from ..http1.render import check_header_block, header_block
+from ..asgi.response_head import check_status, check_value, lower_name
 from .websockets_compat import handshake_checker, negotiate_extensions, release
 
 if TYPE_CHECKING:
@@ -169,7 +168,7 @@ def complete_accept(
     subprotocol = message.get("subprotocol")
     for name, value in message.get("headers") or ():
         lowered = lower_name(name)
-        check_header_block(value + b"\r\n", 1)
+        check_value(value)
         if lowered == _SUBPROTOCOL:
             if subprotocol is None:  # as a header rather than the 'subprotocol' key: honour it
                 subprotocol = value.decode("latin-1")
@@ -200,21 +199,17 @@ class DenialResponse:
     __slots__ = ("status", "headers", "parts")
 
     def __init__(self, message: dict[str, Any], state: Any) -> None:
-        status = message["status"]
-        if not isinstance(status, int) or not 100 <= status <= 999:
-            raise InvalidResponse(f"invalid status code {status!r:.100}")
+        status = check_status(message["status"])
         app_headers = message.get("headers") or ()
         headers: list[tuple[bytes, bytes]] = []
-        parts: list[bytes] = []
         names = set()
         for name, value in app_headers:
             lowered = lower_name(name)
             if lowered in (b"transfer-encoding", b"connection"):
                 continue  # the connection closes after this response; framing is ours
+            check_value(value)
             names.add(lowered)
             headers.append((name, value))
-            parts += (name, b": ", value, b"\r\n")
-        header_block(parts)  # checks the values (and that they are bytes)
         defaults = state.default_header_items
         if names & {b"server", b"date"}:
             defaults = [(name, value) for name, value in defaults if name not in names]
