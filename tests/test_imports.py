@@ -218,3 +218,14 @@ def test_layers_import_only_downwards():
             continue
         wrong += [f"{module} -> {t}" for t in sorted(targets) if not _layer_allows(MAY_IMPORT[layer], t)]
     assert wrong == [], "imports against the layering:\n  " + "\n  ".join(wrong)
+
+
+def test_the_websocket_side_knows_no_wire_format_but_its_http1_carrier():
+    """The session, the handshake and the carrier contract serve an HTTP/2 stream too (RFC 8441):
+    only the HTTP/1.1 carrier (websocket/upgraded.py) renders HTTP/1.1."""
+    typing_graph = graphs()[2]
+    wrong = [f"{module} -> {target}" for module, targets in sorted(typing_graph.items())
+             if module.startswith("fastserve.websocket") and module != "fastserve.websocket.upgraded"
+             for target in sorted(targets) if target.startswith(("fastserve.http1", "fastserve.http2"))]
+    assert wrong == [], "\n  ".join(wrong)
+    assert "fastserve.http1.render" in typing_graph["fastserve.websocket.upgraded"]  # the graph is read

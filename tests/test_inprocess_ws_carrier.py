@@ -8,14 +8,16 @@ it decides (accept with headers, refuse, deny, frames, end, abort) is asserted a
 from __future__ import annotations
 
 import asyncio
+import logging
 from types import SimpleNamespace
 
 import pytest
 
+from fastserve.asgi.errors import ClientDisconnected
 from fastserve.asgi.flow import FlowControl
 from fastserve.config import Config
 from fastserve.server import ServerState
-from fastserve.websocket.session import SessionSettings, WebSocketSession
+from fastserve.websocket.session import FRAME_BUDGET, SessionSettings, WebSocketSession
 
 from .harness import CLOSE, TEXT, WS_KEY, client_frame, close_payload, server_frames, upgrade_head
 
@@ -165,6 +167,140 @@ def test_shutdown_before_accept_is_a_503_and_abort_drops_the_carrier():
         assert (b"retry-after", b"1") in carrier.calls[0][3]
         session.abort()
         assert carrier.kinds()[-1] == "abort"
+        await turns()
+
+    asyncio.run(scenario())
+
+
+# -- the app runner's failure taxonomy (asgi/app_runner.py), as the WebSocket session applies it --
+def failing_app(how):
+    async def app(scope, receive, send):
+        await receive()
+        if how == "invalid":  # a header value the server refuses to send
+            await send({"type": "websocket.accept", "headers": [(b"x-bad", b"a\r\nb")]})
+        await send({"type": "websocket.accept"})
+        if how == "crash":
+            raise ValueError("boom")
+        if how == "gone":
+            raise ClientDisconnected("went away")
+        await asyncio.sleep(3600)  # "cancelled": until the shutdown timeout aborts the session
+
+    return app
+
+
+@pytest.mark.parametrize("how, lines, calls", [
+    ("invalid", [("ERROR", "Invalid response from the ASGI app: ", False)], ["refuse"]),
+    ("crash", [("ERROR", "Exception in ASGI application", True)], ["accept", "write"]),
+    ("gone", [("DEBUG", "WebSocket app stopped after the client left: ", False)], ["accept"]),
+    ("cancelled", [], ["accept", "abort"]),
+])
+def test_one_failure_taxonomy_one_log_line(caplog, how, lines, calls):
+    caplog.set_level(logging.DEBUG, logger="fastserve.error")
+
+    async def scenario():
+        session, carrier = start_session(failing_app(how))
+        await turns()
+        if how == "cancelled":
+            assert session.task is not None
+            session.abort()
+            await turns()
+            assert session.task is None  # the cancelled app settled (one abort, not two)
+        got = [(r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records]
+        assert len(got) == len(lines), got
+        assert [(level, message[: len(want)], tb) for (level, message, tb), (_, want, _) in zip(got, lines, strict=True)] == lines
+        assert carrier.kinds() == calls
+        if how == "invalid":
+            assert carrier.calls[0][1] == 500
+        elif how == "crash":
+            assert carrier.frames() == [(CLOSE, True, close_payload(1011))]
+        session.lost(None)
+        await turns()
+        assert session not in session.state.connections
+
+    asyncio.run(scenario())
+
+
+# -- reading pauses: the session's FlowControl reasons, as the carrier sees them ----------------
+def gated_echo(gate, log):
+    """Accepts once ``gate`` is done, then echoes text, recording what it receives."""
+
+    async def app(scope, receive, send):
+        await receive()
+        await gate
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                return
+            log.append(message["text"])
+            await send({"type": "websocket.send", "text": message["text"]})
+
+    return app
+
+
+def test_a_flood_in_one_read_is_parsed_over_several_turns_in_order():
+    async def scenario():
+        gate = asyncio.get_running_loop().create_future()
+        gate.set_result(None)
+        log = []
+        session, carrier = start_session(gated_echo(gate, log), ws_max_queue=10_000)
+        await turns()
+        texts = [b"m%d" % i for i in range(3 * FRAME_BUDGET)]
+        session.feed(b"".join(client_frame(TEXT, text) for text in texts))
+        assert not carrier.reading and len(session.inbox) == FRAME_BUDGET  # the rest is a backlog
+        session.feed(client_frame(TEXT, b"late"))  # on its way as reading paused: after the backlog
+        await turns(50)
+        assert carrier.reading
+        assert log == [text.decode() for text in texts] + ["late"]
+        session.lost(None)
+        await turns()
+
+    asyncio.run(scenario())
+
+
+def test_one_reason_ending_does_not_undo_another():
+    async def scenario():
+        gate = asyncio.get_running_loop().create_future()
+        log = []
+        session, carrier = start_session(gated_echo(gate, log), ws_max_queue=2)
+        await turns()
+        session.feed(client_frame(TEXT, b"x" * 100))  # before the accept: kept
+        assert carrier.reading
+        session.pause_writing()  # the client does not read what we write
+        assert not carrier.reading
+        gate.set_result(None)  # accepted, but writes are still blocked
+        await turns()
+        assert not carrier.reading
+        session.resume_writing()
+        await turns()
+        assert carrier.reading and log == ["x" * 100]
+        session.feed(client_frame(TEXT, b"a") + client_frame(TEXT, b"b") + client_frame(TEXT, b"c"))
+        session.pause_writing()  # the app's send() waits: it falls behind, the queue fills
+        await turns()
+        assert not carrier.reading
+        session.resume_writing()  # writes flow again, and the app catches up
+        await turns()
+        assert carrier.reading and log == ["x" * 100, "a", "b", "c"]
+        session.lost(None)
+        await turns()
+
+    asyncio.run(scenario())
+
+
+def test_bytes_before_the_accept_pause_reading_at_the_queue_size():
+    async def scenario():
+        gate = asyncio.get_running_loop().create_future()
+        log = []
+        session, carrier = start_session(gated_echo(gate, log), ws_max_queue_size=100)
+        await turns()
+        session.feed(client_frame(TEXT, b"y" * 60))
+        assert carrier.reading
+        session.feed(client_frame(TEXT, b"z" * 60))
+        assert not carrier.reading  # 120 bytes held for an app that has not accepted
+        gate.set_result(None)
+        await turns()
+        assert carrier.reading and log == ["y" * 60, "z" * 60]
+        session.lost(None)
         await turns()
 
     asyncio.run(scenario())

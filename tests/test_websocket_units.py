@@ -81,7 +81,7 @@ def test_accept_renders_as_a_101():
     assert not transport.closed
 
 
-@pytest.mark.parametrize("headers", [[(b"x", b"a\r\nb")], [(b"bad name", b"v")], [("str", b"v")]])
+@pytest.mark.parametrize("headers", [[(b"x", b"a\r\nb")], [(b"bad name", b"v")], [("str", b"v")], [(b"x", "str")]])
 def test_complete_accept_refuses_malformed_headers(headers):
     decision = check_handshake(upgrade_request(), None)
     with pytest.raises(InvalidResponse):
@@ -126,6 +126,7 @@ def test_denial_response_keeps_the_apps_length_and_server():
     )
 
 
-def test_denial_response_refuses_header_injection():
+@pytest.mark.parametrize("headers", [[(b"x", b"1\r\nset-cookie: evil")], [(b"x", "str")], [(b"x", b"\0")]])
+def test_denial_response_refuses_header_injection(headers):
     with pytest.raises(InvalidResponse):
-        DenialResponse({"status": 400, "headers": [(b"x", b"1\r\nset-cookie: evil")]}, FakeState())
+        DenialResponse({"status": 400, "headers": headers}, FakeState())

@@ -9,7 +9,7 @@ The taxonomy (``failure_kind``):
   line without a traceback (the message says what), then a 500 or a close;
 - CANCELLED: the Task was cancelled (shutdown timed out): no log line; close what was started;
 - CRASHED: anything else: the traceback, then a 500 or a close.
-HTTP (the cycle) uses it today; the WebSocket session is to use it next.
+HTTP (the cycle) and WebSocket (the session) both use it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ CRASHED = "crashed"
 
 
 class AppCall(Protocol):
-    """What ``run_app`` runs an app for (an ASGI HTTP cycle; later a WebSocket session)."""
+    """What ``run_app`` runs an app for (an ASGI HTTP cycle, a WebSocket session)."""
 
     scope: dict[str, Any]
     app_started: bool
@@ -72,10 +72,17 @@ def failure_kind(exc: BaseException, disconnected: bool) -> str:
     return CRASHED
 
 
-def log_failure(kind: str, exc: BaseException) -> None:
+# The debug line for an app that stopped because its client had gone, by scope type.
+_GONE = {
+    "http": "Client disconnected while the app was sending its response: %r",
+    "websocket": "WebSocket app stopped after the client left: %r",
+}
+
+
+def log_failure(kind: str, exc: BaseException, scope_type: str = "http") -> None:
     """The one log line of an app failure (none for a cancelled app)."""
     if kind is DISCONNECTED:
-        logger.debug("Client disconnected while the app was sending its response: %r", exc)
+        logger.debug(_GONE[scope_type], exc)
     elif kind is INVALID_RESPONSE:
         logger.error("Invalid response from the ASGI app: %s", exc)
     elif kind is CRASHED:

@@ -9,6 +9,12 @@ import asyncio
 BODY = 1  # request body buffered that the app has not taken yet (the cycle)
 BACKLOG = 2  # pipelined requests, or bytes not fed to the parser yet, wait for responses ahead
 PARSER = 4  # the parser holds unparsed bytes it cannot parse before our response (h11)
+# A WebSocket session's reasons (its own FlowControl, over its carrier); it uses BACKLOG too, for
+# received frames not parsed yet (after FRAME_BUDGET frames in one turn, or while held back).
+QUEUE_FULL = 8  # messages the app has not taken reached --ws-max-queue or --ws-max-queue-size
+WRITES_BLOCKED = 16  # the client does not read what we write (pongs to a ping flood): not read either
+NOT_ACCEPTED = 32  # bytes sent before the app accepted reached --ws-max-queue-size
+PARSING = 64  # a backlog is being parsed: the carrier stays paused until that is over
 # Past this many bytes held unparsed for pipelined requests, reading pauses (the mark at which a
 # request body buffered for the app pauses reading too: cycle.BODY_HIGH_WATER).
 PIPELINE_HIGH_WATER = 64 * 1024

@@ -1,5 +1,6 @@
 """The opening handshake, as pure functions returning decisions: scope, accept or refuse, the
-accept's headers, denials.
+accept's headers, denials. Two ways in: an HTTP/1.1 upgrade (RFC 6455 4.2, ``check_handshake``)
+and an HTTP/2 extended CONNECT (RFC 8441 5, ``check_extended_connect``); the rest is shared.
 
 The HTTP parsers have already parsed the request head, so the websockets ``Request`` is built from
 those values: nothing is re-serialised or parsed twice. Nothing here touches a transport or writes
@@ -11,20 +12,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from websockets.datastructures import Headers
-from websockets.exceptions import InvalidHeader, InvalidHeaderValue
+from websockets.exceptions import InvalidHandshake, InvalidHeader, InvalidHeaderValue
 from websockets.http11 import Request, Response
 
 from ..asgi.errors import InvalidResponse
-from ..asgi.response_head import lower_name
-from ..http1.render import check_header_block, header_block
-from .websockets_compat import handshake_checker, release
+from ..asgi.response_head import check_status, check_value, lower_name
+from .websockets_compat import handshake_checker, negotiate_extensions, release
 
 if TYPE_CHECKING:
     from .carrier import HandshakeRequest, UpgradedConnection
 
 # Headers that belong to the handshake itself; an app cannot set them through websocket.accept.
 _HANDSHAKE_HEADERS = frozenset(
-    (b"upgrade", b"connection", b"sec-websocket-accept", b"sec-websocket-extensions", b"date")
+    (b"upgrade", b"connection", b"sec-websocket-accept", b"sec-websocket-extensions")
 )
 _SUBPROTOCOL = b"sec-websocket-protocol"
 
@@ -82,14 +82,19 @@ def is_version_mismatch(exc: Exception | None) -> bool:
 
 
 class Accept:
-    """The handshake is valid: the response headers websockets computed (Sec-WebSocket-Accept,
-    extensions, ...) and the extensions negotiated, for when the app accepts."""
+    """The handshake is valid: the response headers of the accept so far (over HTTP/1.1 what
+    websockets computed: Sec-WebSocket-Accept, extensions, ...; over HTTP/2 the extensions alone)
+    and the extensions negotiated, for when the app accepts."""
 
     __slots__ = ("headers", "extensions")
 
-    def __init__(self, response: Response, extensions: list[Any]) -> None:
-        self.headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers.raw_items()]
+    def __init__(self, headers: list[tuple[bytes, bytes]], extensions: list[Any]) -> None:
+        self.headers = headers
         self.extensions = extensions
+
+
+def _header_items(response: Response) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers.raw_items()]
 
 
 class Refusal:
@@ -116,10 +121,36 @@ def check_handshake(request: HandshakeRequest, extensions: Any) -> Accept | Refu
     finally:
         release(checker)
     if response is not None and response.status_code == 101:
-        return Accept(response, checker.extensions)
+        return Accept(_header_items(response), checker.extensions)
     if is_version_mismatch(exc):
         return Refusal(426, exc, [(b"sec-websocket-version", b"13"), (b"upgrade", b"websocket")])
     return Refusal(response.status_code if response is not None else 400, exc, [])
+
+
+def check_extended_connect(request: HandshakeRequest, protocol: str | None, extensions: Any) -> Accept | Refusal:
+    """RFC 8441 5: an HTTP/2 CONNECT with ``:protocol`` (``protocol``) as a WebSocket handshake.
+
+    The HTTP/2 side has checked the request itself (CONNECT, ``:scheme``, ``:path``; a malformed
+    one is its stream error). Here: ``:protocol websocket`` and ``sec-websocket-version: 13``;
+    Sec-WebSocket-Key and -Accept are not used (a key sent anyway is ignored); extensions are
+    negotiated as over HTTP/1.1. A refusal is a plain 400 (a 426 would need an Upgrade header,
+    which HTTP/2 forbids), naming the version we speak when that was the fault.
+    """
+    try:
+        headers = websockets_request(request).headers
+        if protocol != "websocket":
+            raise ValueError(f"extended CONNECT for protocol {protocol!r}, not 'websocket'")
+        versions = headers.get_all("Sec-WebSocket-Version")
+        if not versions:
+            raise InvalidHeader("Sec-WebSocket-Version")
+        if versions != ["13"]:
+            raise InvalidHeaderValue("Sec-WebSocket-Version", ", ".join(versions))
+        extension_header, accepted = negotiate_extensions(extensions, headers)
+    except (ValueError, InvalidHandshake) as error:
+        refusal_headers = [(b"sec-websocket-version", b"13")] if is_version_mismatch(error) else []
+        return Refusal(400, error, refusal_headers)
+    accept_headers = [] if extension_header is None else [(b"sec-websocket-extensions", extension_header.encode("latin-1"))]
+    return Accept(accept_headers, accepted)
 
 
 def complete_accept(
@@ -131,21 +162,23 @@ def complete_accept(
     Returns the headers and the subprotocol in use. Raises InvalidResponse for a malformed header.
     """
     headers = list(accept.headers)
+    # Set by the handshake, not by the app or the defaults: over HTTP/1.1 also websockets' Date
+    # (over HTTP/2 the Date is the server's default, or the app's).
+    taken = _HANDSHAKE_HEADERS.union(name.lower() for name, _ in headers)
     subprotocol = message.get("subprotocol")
-    app_names = set()
     for name, value in message.get("headers") or ():
         lowered = lower_name(name)
-        check_header_block(value + b"\r\n", 1)
+        check_value(value)
         if lowered == _SUBPROTOCOL:
             if subprotocol is None:  # as a header rather than the 'subprotocol' key: honour it
                 subprotocol = value.decode("latin-1")
             continue
-        if lowered in _HANDSHAKE_HEADERS:
+        if lowered in taken:
             continue
-        app_names.add(lowered)
         headers.append((name, value))
-    for name, value in default_headers:
-        if name not in app_names and name not in _HANDSHAKE_HEADERS:
+    present = {lower_name(name) for name, _ in headers}
+    for name, value in default_headers:  # the server's (Server, Date, --header), unless set already
+        if name not in present:
             headers.append((name, value))
     if subprotocol is not None:
         if not isinstance(subprotocol, str) or any(c in subprotocol for c in "\r\n\0,"):
@@ -166,21 +199,17 @@ class DenialResponse:
     __slots__ = ("status", "headers", "parts")
 
     def __init__(self, message: dict[str, Any], state: Any) -> None:
-        status = message["status"]
-        if not isinstance(status, int) or not 100 <= status <= 999:
-            raise InvalidResponse(f"invalid status code {status!r:.100}")
+        status = check_status(message["status"])
         app_headers = message.get("headers") or ()
         headers: list[tuple[bytes, bytes]] = []
-        parts: list[bytes] = []
         names = set()
         for name, value in app_headers:
             lowered = lower_name(name)
             if lowered in (b"transfer-encoding", b"connection"):
                 continue  # the connection closes after this response; framing is ours
+            check_value(value)
             names.add(lowered)
             headers.append((name, value))
-            parts += (name, b": ", value, b"\r\n")
-        header_block(parts)  # checks the values (and that they are bytes)
         defaults = state.default_header_items
         if names & {b"server", b"date"}:
             defaults = [(name, value) for name, value in defaults if name not in names]
@@ -202,7 +231,7 @@ class HandshakeRecord:
     __slots__ = ("scope", "status", "bytes_sent", "response_headers", "start_time")
 
     def __init__(self, scope: dict[str, Any], status: int, start_time: float) -> None:
-        self.scope = {**scope, "method": "GET"}
+        self.scope = {**scope, "method": "CONNECT" if scope["http_version"] == "2" else "GET"}
         self.status = status
         self.bytes_sent = 0
         self.response_headers = ()

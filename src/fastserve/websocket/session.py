@@ -1,8 +1,9 @@
 """One WebSocket connection: the websockets sans-I/O ``ServerProtocol``, fed with bytes.
 
 The session is a plain object: its carrier (see carrier.py; over HTTP/1.1 the upgraded transport,
-upgraded.py) feeds it what the client sends (``feed``, ``feed_eof``, ``lost``) and writes what it
-decides. Bytes go into ``ServerProtocol``, frames come out as ASGI ``websocket.*`` messages, and the
+upgraded.py; over HTTP/2 a stream, RFC 8441) feeds it what the client sends (``feed``, ``feed_eof``,
+``lost``) and writes what it decides. The app runs as an HTTP app does (asgi/app_runner.py: its
+Task, one failure taxonomy). Bytes go into ``ServerProtocol``, frames come out as ASGI ``websocket.*`` messages, and the
 app's messages go back out as frames, through the carrier.
 
 Phases, as the app sees them::
@@ -10,9 +11,9 @@ Phases, as the app sees them::
     HANDSHAKE --accept--> OPEN --close / error / disconnect--> CLOSED
         |--close--> 403, exception--> 500, http.response.start--> DENIAL --last body--> CLOSED
 
-Reading from the client pauses for as long as any of a few reasons holds (the app is behind, the
-client does not read what we write, frames are waiting to be parsed, the app has not accepted
-yet), and at most FRAME_BUDGET frames are parsed per turn of the event loop: a client gets a
+Reading from the client pauses for as long as any of a few reasons holds (the reasons of its
+FlowControl: the app is behind, the client does not read what we write, frames are waiting to be
+parsed, the app has not accepted yet), and at most FRAME_BUDGET frames are parsed per turn of the event loop: a client gets a
 bounded share of memory and of the loop's time.
 
 The carrier is ended when websockets says so (SEND_EOF), or aborted by a timer when the peer does not
@@ -41,14 +42,24 @@ try:
 except ImportError:  # websockets built without its C extension
     from websockets.utils import apply_mask
 
-from ..asgi.errors import ClientDisconnected, caused_by_disconnect
-from ..asgi.flow import FlowControl, wake
+from ..asgi.app_runner import CANCELLED, DISCONNECTED, failure_kind, log_failure, new_task, run_app
+from ..asgi.errors import ClientDisconnected
+from ..asgi.flow import (
+    BACKLOG,
+    NOT_ACCEPTED,
+    PARSING,
+    QUEUE_FULL,
+    WRITES_BLOCKED,
+    FlowControl,
+    wake,
+)
 from .handshake import (
     Accept,
     DenialResponse,
     HandshakeRecord,
     Refusal,
     build_scope,
+    check_extended_connect,
     check_handshake,
     complete_accept,
 )
@@ -77,12 +88,10 @@ _HEAD_SHORT, _HEAD_16, _HEAD_64 = struct.Struct("!BB").pack, struct.Struct("!BBH
 _NO_MASK = b"\0\0\0\0"  # a valid masking key that leaves the payload as it is
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
-# Why reading from the client is paused: bits of WebSocketSession.paused. The carrier reads again
-# only once no reason is left, so the end of one cannot undo another.
-_APP_BEHIND = 1  # the receive queue is full (--ws-max-queue messages or --ws-max-queue-size bytes)
-_WRITES_BLOCKED = 2  # the carrier's write buffer is over its high-water mark: the client is not reading
-_BACKLOG = 4  # received frames not parsed yet (see _read_frames); parsed when nothing above holds them
-_NOT_ACCEPTED = 8  # bytes sent before the app accepted reached --ws-max-queue-size
+# Why reading from the client is paused: the reasons of the session's FlowControl (asgi/flow.py:
+# QUEUE_FULL, WRITES_BLOCKED, BACKLOG, NOT_ACCEPTED, PARSING). The carrier reads again only once
+# no reason is left, so the end of one cannot undo another; a BACKLOG is parsed once it is the
+# only reason left.
 # Frames parsed per turn of the event loop; the rest waits for the next turn, so that one client
 # sending a flood of tiny frames cannot hold up everyone else.
 FRAME_BUDGET = 256
@@ -127,12 +136,11 @@ class WebSocketSession:
         "client",
         "protocol",
         "accepted",
+        "accept_status",
         "phase",
         "flow",
         "inbox",
         "queued_size",
-        "paused",
-        "reading",
         "continue_handle",
         "waiter",
         "disconnect",
@@ -144,6 +152,7 @@ class WebSocketSession:
         "needed",
         "decoder",
         "task",
+        "app_started",
         "connection_lost_",
         "denial",
         "ping_payload",
@@ -168,17 +177,16 @@ class WebSocketSession:
         # websockets' protocol, started OPEN once the app accepts: None until then.
         self.protocol: ServerProtocol = None  # type: ignore[assignment]  # (checked where it can be None)
         self.accepted: Accept | None = None  # the handshake's answer, completed when the app accepts
+        self.accept_status = 101  # what the accept is, for the access log (HTTP/2: 200)
         self.phase = HANDSHAKE
-        self.flow = FlowControl(carrier)  # type: ignore[arg-type]  # only its write side is used
+        self.flow = FlowControl(carrier)  # type: ignore[arg-type]  # pauses and resumes reading as a transport does
         self.flow.write_paused = conn.flow.write_paused
         self.inbox: deque[dict[str, Any]] = deque()
         self.queued_size = 0  # of the messages in the inbox (see _size)
-        self.paused = 0  # why reading is paused: _APP_BEHIND, _WRITES_BLOCKED, ... bits
-        self.reading = True  # whether the carrier reads (it does from start())
         self.continue_handle: asyncio.Handle | None = None  # parses the backlog on the next turn
         self.waiter: asyncio.Future | None = None
         self.disconnect: dict[str, Any] | None = None  # repeated to the app once the inbox is empty
-        self.early = bytearray()  # bytes received before the 101 went out
+        self.early = bytearray()  # bytes received before the accept went out
         self.parts: bytearray | None = None  # fragments of the message being received, joined
         self.own_fragments = False  # whether _read_frames took its first fragment (see _is_direct)
         # Framing done here, ahead of websockets' parser (see _read_frames); set at accept.
@@ -187,6 +195,7 @@ class WebSocketSession:
         self.needed = 0  # bytes the buffered frame needs in all, once its header is known
         self.decoder = None
         self.task: asyncio.Task | None = None
+        self.app_started = False
         self.connection_lost_ = False
         self.denial: DenialResponse | None = None
         self.ping_payload: bytes | None = None
@@ -199,23 +208,36 @@ class WebSocketSession:
 
     # -- taking over the connection -------------------------------------------------------------
     def start(self, request: HandshakeRequest, leftover: bytes) -> None:
-        """Check the handshake and start the app; ``leftover``: bytes read after the request head."""
+        """HTTP/1.1: check the upgrade request and start the app; ``leftover``: bytes read after
+        the request head."""
+        self._start(check_handshake(request, self.settings.extensions), leftover)
+
+    def start_extended_connect(self, request: HandshakeRequest, protocol: str | None) -> None:
+        """HTTP/2 (RFC 8441): check the extended CONNECT (``protocol``: its ``:protocol``) and
+        start the app; the stream's DATA then comes through feed(). See carrier.py."""
+        self.accept_status = 200
+        self._start(check_extended_connect(request, protocol, self.settings.extensions), b"")
+
+    def _start(self, decision: Accept | Refusal, leftover: bytes) -> None:
         if self.flow.write_paused:
-            self._pause(_WRITES_BLOCKED)
-        if not self._check_handshake(request):
+            self._pause(WRITES_BLOCKED)
+        if not self._check_handshake(decision):
             return
         self.inbox.append({"type": "websocket.connect"})
-        self.task = self.loop.create_task(self.run_asgi())
+        # The timer first: on Python 3.12+ the app's first step runs inside new_task() (eager
+        # start, as for HTTP), and may answer the handshake there, which cancels the timer.
         self.handshake_handle = self.loop.call_later(self.settings.handshake_timeout, self._handshake_timed_out)
+        task = new_task(run_app(self, self.app), self.loop)
+        if not task.done():
+            self.task = task
         # Counts for --limit-connections too; registered once started, since a server shutting
         # down calls shutdown() from here (a 503 to the handshake).
         self.state.connection_opened(self)
         if leftover:
             self.feed(leftover)
 
-    def _check_handshake(self, request: HandshakeRequest) -> bool:
-        """Validate the handshake before the app sees it: 400 or 426 for a malformed one."""
-        decision = check_handshake(request, self.settings.extensions)
+    def _check_handshake(self, decision: Accept | Refusal) -> bool:
+        """The handshake is checked before the app sees it: 400 or 426 for a malformed one."""
         if isinstance(decision, Refusal):
             logger.info("Refused a WebSocket handshake from %s: %s", _describe(self.client), decision.exc)
             self._refuse(decision.status, decision.reason, decision.headers)
@@ -227,20 +249,20 @@ class WebSocketSession:
     def feed(self, data: bytes) -> None:
         """Bytes from the client."""
         if self.direct:
-            if self.paused:  # bytes that were on their way when reading paused: after the backlog
+            if self.flow.read_paused:  # bytes that were on their way when reading paused: after the backlog
                 self.buffered += data
                 self.needed = 0
-                self._pause(_BACKLOG)
+                self._pause(BACKLOG)
             elif self._read_frames(data):  # only bytes websockets parsed can leave it something to do
                 self._after_receive()
             return
         protocol = self.protocol
         if protocol is None:  # not accepted (yet)
             if self.phase is HANDSHAKE:
-                # A client may not send frames before the 101, but keep what arrives for then.
+                # A client may not send frames before the accept, but keep what arrives for then.
                 self.early += data
                 if len(self.early) >= self.settings.max_queue_size:
-                    self._pause(_NOT_ACCEPTED)
+                    self._pause(NOT_ACCEPTED)
             return
         self._feed(data)
         self._after_receive()
@@ -287,53 +309,48 @@ class WebSocketSession:
     def pause_writing(self) -> None:
         self.flow.pause_writing()
         # A client that does not read what it asks for (pongs to a ping flood) is not read either.
-        self._pause(_WRITES_BLOCKED)
+        self._pause(WRITES_BLOCKED)
 
     def resume_writing(self) -> None:
         self.flow.resume_writing()
-        self._unpause(_WRITES_BLOCKED)
+        self._unpause(WRITES_BLOCKED)
 
-    # -- pausing reading ------------------------------------------------------------------------
+    # -- pausing reading (the session's FlowControl) -------------------------------------------
     def _pause(self, reason: int) -> None:
-        self.paused |= reason
-        if self.reading:
-            self.reading = False
-            if not self.connection_lost_:
-                self.carrier.pause_reading()
+        if not self.connection_lost_:  # (the carrier is not called after the end)
+            self.flow.pause_reading(reason)
 
     def _unpause(self, reason: int) -> None:
-        if self.paused & reason:
-            self.paused &= ~reason
-            self._read_again()
+        flow = self.flow
+        if flow.read_paused & reason and not self.connection_lost_:
+            flow.resume_reading(reason)
+            self._continue_backlog()
 
-    def _read_again(self) -> None:
-        """Read when nothing holds reading paused; parse a backlog first, on the next turn."""
-        paused = self.paused
-        if paused == _BACKLOG:
-            if self.continue_handle is None:
-                self.continue_handle = self.loop.call_soon(self._continue_reading)
-        elif not paused and not self.reading:
-            self.reading = True
-            if not self.connection_lost_:
-                self.carrier.resume_reading()
+    def _continue_backlog(self) -> None:
+        """A backlog that nothing else holds back is parsed on the next turn (reading stays paused
+        until then: its frames come before anything the client sends next)."""
+        if self.flow.read_paused == BACKLOG and self.continue_handle is None:
+            self.continue_handle = self.loop.call_soon(self._continue_reading)
 
     def _hold_backlog(self, data: Buffer) -> None:
         """Keep ``data`` (from a frame boundary on) for later: the frame budget is spent, the queue
         is full or writes are blocked. Reading stays paused until it is parsed."""
         self.buffered = bytearray(data)
         self.needed = 0
-        self._pause(_BACKLOG)
-        self._read_again()
+        self._pause(BACKLOG)
+        self._continue_backlog()
 
     def _continue_reading(self) -> None:
         self.continue_handle = None
-        if self.paused != _BACKLOG or self.connection_lost_:
+        flow = self.flow
+        if flow.read_paused != BACKLOG or self.connection_lost_:
             return  # still held back: continued when that ends
         data, self.buffered = bytes(self.buffered), bytearray()
-        self.paused = 0  # the carrier stays paused while this runs, see _read_again()
+        flow.pause_reading(PARSING)  # the carrier stays paused while this runs...
+        flow.resume_reading(BACKLOG)  # ...which may hold a new backlog (_hold_backlog)
         if self._read_frames(data):
             self._after_receive()
-        self._read_again()
+        self._unpause(PARSING)
 
     # -- frames from the client -----------------------------------------------------------------
     def _read_frames(self, data: bytes) -> bool:
@@ -357,6 +374,7 @@ class WebSocketSession:
             # Parsed in place: a large frame (up to --ws-max-size) is not copied once more.
             data, self.buffered = memoryview(buffered), bytearray()
         protocol = self.protocol
+        flow = self.flow
         max_size = self.settings.max_size
         end = len(data)
         pos = 0
@@ -368,7 +386,7 @@ class WebSocketSession:
                 self.direct = False
                 self._feed(data[pos:])
                 return True
-            if not budget or self.paused & (_APP_BEHIND | _WRITES_BLOCKED):
+            if not budget or flow.read_paused & (QUEUE_FULL | WRITES_BLOCKED):
                 self._hold_backlog(data[pos:])
                 return fed
             head = pos + 2
@@ -528,7 +546,7 @@ class WebSocketSession:
         inbox.append(message)
         self.queued_size += _size(message)
         if self._queue_full():  # after taking it: one message is always taken (up to --ws-max-size)
-            self._pause(_APP_BEHIND)  # until the app catches up, in receive()
+            self._pause(QUEUE_FULL)  # until the app catches up, in receive()
         waiter = self.waiter  # _wake(), inlined: this runs once per message
         if waiter is not None:
             self.waiter = None
@@ -575,8 +593,8 @@ class WebSocketSession:
                 return self.disconnect
         message = inbox.popleft()
         self.queued_size -= _size(message)
-        if self.paused & _APP_BEHIND and not self._queue_full():
-            self._unpause(_APP_BEHIND)
+        if self.flow.read_paused & QUEUE_FULL and not self._queue_full():
+            self._unpause(QUEUE_FULL)
         return message
 
     def _queue_full(self) -> bool:
@@ -644,7 +662,7 @@ class WebSocketSession:
         self.phase = CLOSED
         self._flush()
         self._arm_close_timer()
-        self._unpause(_APP_BEHIND)  # the client's close frame must be read: messages are dropped from now on
+        self._unpause(QUEUE_FULL)  # the client's close frame must be read: messages are dropped from now on
 
     def _answer_handshake(self, kind: str, message: dict[str, Any]) -> None:
         if self.handshake_handle is not None:  # answered: the timer must not keep the session alive
@@ -672,12 +690,12 @@ class WebSocketSession:
         self.accepted = None
         self.phase = OPEN
         self.direct = True
-        self._log_handshake(101)
+        self._log_handshake(self.accept_status)
         self._schedule_ping()
         if self.early:  # parsed on the next turn, as a backlog
             early, self.early = self.early, bytearray()
             self._hold_backlog(early)
-        self._unpause(_NOT_ACCEPTED)
+        self._unpause(NOT_ACCEPTED)
 
     def _send_denial_body(self, message: dict[str, Any]) -> None:
         denial = self.denial
@@ -702,36 +720,9 @@ class WebSocketSession:
         self._arm_close_timer()  # the carrier has ended the exchange: a peer that does not read is dropped
         self._end_receiving(CloseCode.ABNORMAL_CLOSURE, "")
 
-    # -- running the app ------------------------------------------------------------------------
-    async def run_asgi(self) -> None:
-        try:
-            await self.app(self.scope, self.receive, self.send)
-        except ClientDisconnected as exc:
-            logger.debug("WebSocket app stopped: %s", exc)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            if (self.connection_lost_ or self.phase is CLOSED) and caused_by_disconnect(exc):
-                logger.debug("WebSocket app stopped after the client left: %r", exc)
-                return
-            logger.error("Exception in ASGI application", exc_info=exc)
-            self._app_failed(exc)
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            self._app_returned()
-        finally:
-            self.task = None
-            if self.connection_lost_:
-                self.state.connection_closed(self)
-
-    def _app_failed(self, exc: BaseException) -> None:
-        if self.phase is HANDSHAKE or self.phase is DENIAL:
-            self._refuse(*_INTERNAL_ERROR)
-        elif self.phase is OPEN:
-            self._close_by_server(CloseCode.INTERNAL_ERROR, "")
-
-    def _app_returned(self) -> None:
+    # -- running the app (asgi/app_runner.run_app calls these) --------------------------------
+    def app_finished(self) -> None:
+        """The app returned: answer what it left unanswered."""
         if self.phase is HANDSHAKE:
             logger.error("ASGI app returned without accepting or closing the WebSocket.")
             self._refuse(*_INTERNAL_ERROR)
@@ -740,6 +731,28 @@ class WebSocketSession:
             self._refuse(*_INTERNAL_ERROR)
         elif self.phase is OPEN:
             self._close_by_server(CloseCode.NORMAL_CLOSURE, "")
+        self._app_done()
+
+    def app_failed(self, exc: BaseException) -> None:
+        """The app raised: one log line (see app_runner.failure_kind), then a 500 or a 1011 close;
+        nothing to answer once the client has gone; an abort when cancelled (shutdown timed out)."""
+        kind = failure_kind(exc, self.connection_lost_ or self.phase is CLOSED)
+        log_failure(kind, exc, "websocket")
+        if kind is CANCELLED:
+            if self.phase is not CLOSED:
+                self.phase = CLOSED
+                self.carrier.abort()
+        elif kind is not DISCONNECTED:
+            if self.phase is HANDSHAKE or self.phase is DENIAL:
+                self._refuse(*_INTERNAL_ERROR)
+            elif self.phase is OPEN:
+                self._close_by_server(CloseCode.INTERNAL_ERROR, "")
+        self._app_done()
+
+    def _app_done(self) -> None:
+        self.task = None
+        if self.connection_lost_:  # the session leaves the registry once both are over
+            self.state.connection_closed(self)
 
     # -- closing --------------------------------------------------------------------------------
     def _close_by_server(self, code: int, reason: str) -> None:
@@ -749,7 +762,7 @@ class WebSocketSession:
             self.protocol.send_close(code, reason)
             self._flush()
             self._arm_close_timer()
-            self._unpause(_APP_BEHIND)  # the client's close frame must be read
+            self._unpause(QUEUE_FULL)  # the client's close frame must be read
         self._end_receiving(code, reason)
 
     def _fail(self, code: int, reason: str) -> None:
@@ -822,7 +835,8 @@ class WebSocketSession:
 
     def _pong_missing(self) -> None:
         self.pong_handle = None
-        if self.paused and not self.paused & _WRITES_BLOCKED:
+        paused = self.flow.read_paused
+        if paused and not paused & WRITES_BLOCKED:
             # Reading is paused because the app is behind, so the pong may be sitting unread (a
             # client that does not read the ping is not waited for).
             self.pong_handle = self.loop.call_later(self.settings.ping_timeout, self._pong_missing)
@@ -852,6 +866,7 @@ class WebSocketSession:
         """Graceful shutdown timed out: cancel the app and drop the connection."""
         if self.task is not None:
             self.task.cancel()
+        self.phase = CLOSED  # aborted here: the cancelled app's app_failed() need not abort again
         self.carrier.abort()
         self.state.connection_closed(self)
 

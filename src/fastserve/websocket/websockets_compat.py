@@ -19,6 +19,18 @@ def handshake_checker(extensions: Any) -> ServerProtocol:
     return ServerProtocol(extensions=extensions)
 
 
+def negotiate_extensions(extensions: Any, headers: Any) -> tuple[str | None, list[Any]]:
+    """The Sec-WebSocket-Extensions answer and the extensions accepted for these request headers
+    (a websockets ``Headers``), without the rest of accept(): an HTTP/2 handshake (RFC 8441) has
+    no Upgrade, Connection or Sec-WebSocket-Key for it to check. Raises InvalidHandshake for a
+    malformed header. (``process_extensions`` is a public method, though not in the API docs.)"""
+    checker = handshake_checker(extensions)
+    try:
+        return checker.process_extensions(headers)
+    finally:
+        release(checker)
+
+
 def open_protocol(extensions: list[Any], max_size: int | None) -> ServerProtocol:
     """The protocol for an accepted connection, parsing frames from the first byte (public API:
     ``state=State.OPEN``). websockets records the negotiated extensions only in accept(), which
