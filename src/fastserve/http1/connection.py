@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from asyncio import Task
 from collections import deque
+from contextvars import copy_context
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from ..asgi.app_runner import new_task, run_app
+from ..asgi.app_runner import APP_TASK_NAME, INLINE_TASK, new_task, run_app
 from ..asgi.flow import BACKLOG, BODY, PARSER
 from ..asgi.http_cycle import RequestResponseCycle
 from ..asgi.scope import connection_template, http_scope
@@ -90,6 +92,7 @@ class HTTPProtocol(asyncio.Protocol):
         "linger_timer",
         "linger_seen",
         "scope_template",
+        "context",
         "writer",
         "sink",
         "backlog",
@@ -143,6 +146,7 @@ class HTTPProtocol(asyncio.Protocol):
             self.client is None or self.client[0] in self.config.trusted_proxies
         )
         self.scope_template = connection_template(self.server, self.client, self.scheme, self.config.root_path)
+        self.context = copy_context()  # what every request's Task starts from (see new_task)
         self.state.connection_opened(self)
         self._become_idle()
 
@@ -351,10 +355,17 @@ class HTTPProtocol(asyncio.Protocol):
         # first line (anyio task groups: Starlette's BaseHTTPMiddleware, FastAPI's middleware,
         # sse-starlette; asyncio.timeout). On Python 3.12+ its first step runs at once, in this
         # call (eager start): a response made without awaiting anything costs no loop round trip.
-        # The Task copies the context, so context variables never leak between requests.
-        task = new_task(run_app(cycle, self.app), self.loop)
-        if not task.done():
-            cycle.task = task
+        # The Task runs in a fresh copy of the connection's context, so context variables never
+        # leak between requests (see new_task).
+        if INLINE_TASK:
+            # new_task() inlined: a call and a done() less per request (~950 instructions, callgrind).
+            cycle.task = Task(  # type: ignore[call-arg]  # context=: 3.11+
+                run_app(cycle, self.app), loop=self.loop, name=APP_TASK_NAME, context=self.context.copy()
+            )
+        else:
+            task = new_task(run_app(cycle, self.app), self.loop, self.context)
+            if not task.done():
+                cycle.task = task
 
     def _start_pipelined(self) -> None:
         if self.active is None and self.pipeline and not self.transport.is_closing():
