@@ -16,9 +16,10 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from ..asgi.app_runner import APP_TASK_NAME, INLINE_TASK, new_task, run_app
-from ..asgi.flow import BACKLOG, BODY, PARSER
+from ..asgi.flow import BACKLOG, BODY, PARSER, FlowControl
 from ..asgi.http_cycle import RequestResponseCycle
 from ..asgi.scope import connection_template, http_scope
+from ..batching import HeldWriter
 from ..proxy import forwarded_client
 from .errors import BadRequest, StopReading, tls_on_plain_port
 from .render import simple_response
@@ -26,7 +27,6 @@ from .semantics import KNOWN_METHODS, request_head  # noqa: F401  (KNOWN_METHODS
 from .writer import H1Writer
 
 if TYPE_CHECKING:
-    from ..asgi.flow import FlowControl
     from ..asgi.request import RequestHead
     from ..config import Config
     from ..state import ServerState
@@ -131,9 +131,6 @@ class HTTPProtocol(asyncio.Protocol):
 
     # -- asyncio callbacks ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        from ..asgi.flow import FlowControl
-        from ..batching import HeldWriter
-
         self.transport = transport
         self.writer = HeldWriter(transport, self.state.write_batch)
         self.sink = H1Writer(self.writer, self.state)  # renders every response of the connection
