@@ -3,6 +3,7 @@
     python -m benchmarks.hotpath                     # both parsers, uvloop, µs per request
     python -m benchmarks.hotpath --pipeline 16       # 16 requests per read, as under load
     python -m benchmarks.hotpath --callgrind         # + instructions per request (valgrind)
+    python -m benchmarks.hotpath --close             # a new connection per request (Connection: close)
 
 No sockets and no load generator: the real ``HTTPProtocol``, parser adapter and cycle, built as
 ``server.py``'s factory builds them (real ``Config`` and ``ServerState``, no access log, as the
@@ -10,6 +11,8 @@ benchmarks run the server), answer wrk's request (``GET / HTTP/1.1`` with a Host
 raw hello-world app (benchmarks/apps/raw.py) through a transport that only counts what is written.
 One request is fed per event-loop iteration, so each pays the write batch's ``call_soon`` and
 flush (under real load one iteration serves ~50 requests: use ``--pipeline`` to see that side).
+``--close``: every request comes on a new connection with ``Connection: close``, so each also pays
+``connection_made``, the close and ``connection_lost`` (not the kernel's accept and close).
 
 µs per request: ``perf_counter`` over --requests requests, the median of --repeat runs, minus the
 harness floor (the same loop of iterations with nothing fed), measured the same way.
@@ -42,6 +45,7 @@ from fastserve.websocket import upgrade_handler
 from .apps.raw import HELLO, app
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"  # what wrk sends
+CLOSE_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nConnection: close\r\n\r\n"
 WARMUP = 2000
 
 
@@ -91,18 +95,22 @@ class CountingTransport(asyncio.Transport):
         return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
 
 
-def connection(http: str) -> tuple[HTTPProtocol, CountingTransport]:
+def connection(http: str, like: HTTPProtocol | None = None) -> tuple[HTTPProtocol, CountingTransport]:
+    """A connection as the server makes one (``like``: another one whose Config and ServerState it shares)."""
     loop = asyncio.get_running_loop()
-    config = Config(app="benchmarks.apps.raw:app", http=http, access_log=False)
-    state = ServerState(config, {}, None, upgrade_handler(config, app))
-    protocol = HTTPProtocol(config, app, state, parser_class(config.http), loop)
+    if like is None:
+        config = Config(app="benchmarks.apps.raw:app", http=http, access_log=False)
+        state = ServerState(config, {}, None, upgrade_handler(config, app))
+    else:
+        config, state = like.config, like.state
+    protocol = HTTPProtocol(config, app, state, parser_class(http), loop)
     transport = CountingTransport()
     transport.set_protocol(protocol)
     protocol.connection_made(transport)
     return protocol, transport
 
 
-async def feed(protocol: HTTPProtocol, iterations: int, data: bytes) -> None:
+async def feed_keep_alive(protocol: HTTPProtocol, iterations: int, data: bytes) -> None:
     data_received = protocol.data_received
     transport = protocol.transport
     for _ in range(iterations):
@@ -110,6 +118,27 @@ async def feed(protocol: HTTPProtocol, iterations: int, data: bytes) -> None:
             await asyncio.sleep(0)
         data_received(data)
         await asyncio.sleep(0)  # the end of the loop iteration: the write batch flushes
+
+
+async def feed_closing(protocol: HTTPProtocol, iterations: int, data: bytes) -> None:
+    """As feed_keep_alive(), with a new connection per request (``protocol`` lends its Config and
+    ServerState); the count of bytes written goes to ``protocol``'s transport."""
+    total = protocol.transport
+    http = protocol.config.http
+    if protocol.keep_alive_handle is not None:  # its own keep-alive timeout must not close it meanwhile
+        protocol.keep_alive_handle.cancel()
+    for _ in range(iterations):
+        conn, transport = connection(http, protocol)
+        conn.data_received(data)
+        for _ in range(100):  # the app's Task, then the close (a few loop iterations)
+            if transport.closed:
+                break
+            await asyncio.sleep(0)
+        else:
+            raise SystemExit("the harness is broken: a Connection: close request left its connection open")
+        conn.connection_lost(None)
+        total.written += transport.written
+        total.writes += transport.writes
 
 
 async def floor(iterations: int) -> None:
@@ -128,9 +157,10 @@ async def settle(transport: CountingTransport) -> None:
         quiet = quiet + 1 if transport.written == written else 0
 
 
-async def measure(http: str, requests: int, repeat: int, pipeline: int) -> dict:
+async def measure(http: str, requests: int, repeat: int, pipeline: int, close: bool = False) -> dict:
     protocol, transport = connection(http)
-    data = REQUEST * pipeline
+    data = CLOSE_REQUEST if close else REQUEST * pipeline
+    feed = feed_closing if close else feed_keep_alive
     iterations = max(1, requests // pipeline)
     await feed(protocol, WARMUP // pipeline or 1, data)
     runs, floors = [], []
@@ -161,9 +191,10 @@ def check_answers(transport: CountingTransport, requests: int) -> None:
 
 
 # -- callgrind ----------------------------------------------------------------------------------
-async def callgrind_body(http: str, mode: str, requests: int, pipeline: int) -> None:
+async def callgrind_body(http: str, mode: str, requests: int, pipeline: int, close: bool = False) -> None:
     protocol, transport = connection(http)
-    data = REQUEST * pipeline
+    data = CLOSE_REQUEST if close else REQUEST * pipeline
+    feed = feed_closing if close else feed_keep_alive
     await feed(protocol, WARMUP // pipeline or 1, data)
     iterations = max(1, requests // pipeline)
     if mode == "requests":
@@ -174,7 +205,7 @@ async def callgrind_body(http: str, mode: str, requests: int, pipeline: int) -> 
     check_answers(transport, (WARMUP // pipeline or 1) * pipeline + (iterations * pipeline if mode == "requests" else 0))
 
 
-def instructions(http: str, loop: str, requests: int, pipeline: int) -> float:
+def instructions(http: str, loop: str, requests: int, pipeline: int, close: bool = False) -> float:
     totals = {}
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -182,7 +213,7 @@ def instructions(http: str, loop: str, requests: int, pipeline: int) -> float:
             out = os.path.join(tmp, f"callgrind.{mode}")
             command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m",
                        "benchmarks.hotpath", "--_callgrind-body", mode, "--http", http, "--loop", loop,
-                       "--requests", str(requests), "--pipeline", str(pipeline)]
+                       "--requests", str(requests), "--pipeline", str(pipeline), *(["--close"] if close else [])]
             subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             totals[mode] = callgrind_total(out)
     return (totals["requests"] - totals["floor"]) / (max(1, requests // pipeline) * pipeline)
@@ -205,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=20000, help="requests per timed run")
     p.add_argument("--repeat", type=int, default=7, help="timed runs; the median is reported")
     p.add_argument("--pipeline", type=int, default=1, help="requests per read (1: wrk's keep-alive GET)")
+    p.add_argument("--close", action="store_true", help="a new connection per request (Connection: close)")
     p.add_argument("--callgrind", action="store_true", help="also count instructions per request (valgrind)")
     p.add_argument("--callgrind-requests", type=int, default=2000, help="requests counted under callgrind")
     p.add_argument("--_callgrind-body", dest="callgrind_body", choices=("requests", "floor"), help=argparse.SUPPRESS)
@@ -219,15 +251,17 @@ def main(argv: list[str] | None = None) -> int:
             event_loop.close()
 
     if args.callgrind_body:
-        run(callgrind_body(parsers[0], args.callgrind_body, args.requests, args.pipeline))
+        run(callgrind_body(parsers[0], args.callgrind_body, args.requests, args.pipeline, args.close))
         return 0
     shape = "keep-alive GET" if args.pipeline == 1 else f"{args.pipeline} pipelined GETs per read"
+    if args.close:
+        shape = "GET with connection close, a new connection each"
     for http in parsers:
-        result = run(measure(http, args.requests, args.repeat, args.pipeline))
+        result = run(measure(http, args.requests, args.repeat, args.pipeline, args.close))
         line = (f"{http}/{args.loop} {shape}: {result['us']:.2f} µs per request "
                 f"(median of {args.repeat} x {result['requests']}, harness floor {result['floor_us']:.2f} µs subtracted)")
         if args.callgrind:
-            count = instructions(http, args.loop, args.callgrind_requests, args.pipeline)
+            count = instructions(http, args.loop, args.callgrind_requests, args.pipeline, args.close)
             line += f"; {count / 1000:.1f}k instructions per request (callgrind, PYTHONHASHSEED=0)"
         print(line, flush=True)
     return 0

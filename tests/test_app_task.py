@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import sys
 import httpx
 import pytest
 
-from .helpers import ROOT
+from .helpers import ROOT, raw_request
 
 
 @pytest.mark.parametrize("app, body", [
@@ -36,14 +37,32 @@ def test_app_runs_inside_a_task_from_its_first_line(serve, impl, app, body):
     assert "ERROR" not in server.output
 
 
+def test_each_request_has_its_own_task_and_context(serve, impl):
+    """A context variable one request sets is not seen by the next on the same connection
+    (keep-alive, then pipelined in one write), and every request runs in a new Task."""
+    http, loop = impl
+    server = serve("apps.needs_task:context_app", "--http", http, "--loop", loop)
+    with httpx.Client() as client:
+        bodies = [client.get(server.url + f"/keep-alive-{i}").text for i in range(3)]
+    pipelined = b"".join(
+        b"GET /pipelined-%d HTTP/1.1\r\nHost: x\r\n%s\r\n" % (i, b"connection: close\r\n" if i == 3 else b"")
+        for i in range(4)
+    )
+    answer = raw_request(server.port, pipelined)
+    bodies += re.findall(rb"\r\n\r\n([a-z-]+ [a-z-]+)", answer)
+    assert [body if isinstance(body, str) else body.decode() for body in bodies] == ["unset new-task"] * 7
+    assert "ERROR" not in server.output
+
+
 _EAGER_CHECK = """
 import asyncio
+import contextvars
 from fastserve.http1.connection import new_task
 
 async def main():
     async def app():
         return asyncio.current_task()
-    task = new_task(app(), asyncio.get_running_loop())
+    task = new_task(app(), asyncio.get_running_loop(), contextvars.copy_context())
     assert task.done(), "3.12+: the first step runs at once"
     assert task.result() is task, "inside its own Task"
     print("eager ok")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextvars import copy_context
 from types import SimpleNamespace
 
 import pytest
@@ -67,7 +68,7 @@ def start_session(app, headers=None, **options):
     config = Config(app="tests.harness:unused", **options)
     state = ServerState(config, {}, None, None)
     carrier = RecordingCarrier()
-    conn = SimpleNamespace(loop=asyncio.get_running_loop(), app=app, state=state, config=config,
+    conn = SimpleNamespace(loop=asyncio.get_running_loop(), app=app, state=state, config=config, context=copy_context(),
                            server=("127.0.0.1", 8000), tls=None, flow=FlowControl(None))
     if headers is None:
         headers = [(b"host", b"x"), (b"upgrade", b"websocket"), (b"connection", b"Upgrade"),

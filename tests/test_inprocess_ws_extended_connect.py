@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextvars import copy_context
 from types import SimpleNamespace
 
 import pytest
@@ -37,7 +38,7 @@ def extended_connect(app, headers=H2_HEADERS, protocol="websocket", **options):
     config = Config(app="tests.harness:unused", **options)
     state = ServerState(config, {}, None, None)
     carrier = RecordingCarrier()
-    conn = SimpleNamespace(loop=asyncio.get_running_loop(), app=app, state=state, config=config,
+    conn = SimpleNamespace(loop=asyncio.get_running_loop(), app=app, state=state, config=config, context=copy_context(),
                            server=("127.0.0.1", 8443), tls=None, flow=FlowControl(None))
     request = upgrade_head("/chat", b"/chat", b"room=1", list(headers), "2", ("127.0.0.1", 5000), "https")
     session = stream_handler(config, app)(conn, request, protocol, carrier)

@@ -1,6 +1,7 @@
 """Apps that need asyncio.current_task() from their first line, as real apps do."""
 
 import asyncio
+import contextvars
 
 from fastapi import FastAPI
 from starlette.applications import Starlette
@@ -43,3 +44,22 @@ async def timeout_app(scope, receive, send):
         task = asyncio.current_task()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"task" if task is not None else b"none"})
+
+
+request_var = contextvars.ContextVar("request_var", default="unset")
+_seen_tasks: list = []  # every request's Task, kept alive so that no two can share an id
+
+
+async def context_app(scope, receive, send):
+    """Answers what the previous request on this process left in a context variable (it must be
+    nothing), and whether this request's Task is a new one."""
+    if scope["type"] != "http":
+        return
+    before = request_var.get()
+    request_var.set(scope["path"])
+    task = asyncio.current_task()
+    new_task = task is not None and all(task is not seen for seen in _seen_tasks)
+    _seen_tasks.append(task)
+    body = f"{before} {'new-task' if new_task else 'reused-task'}".encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+    await send({"type": "http.response.body", "body": body})

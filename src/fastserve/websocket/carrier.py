@@ -109,6 +109,7 @@ class UpgradedConnection(Protocol):
 
     loop: asyncio.AbstractEventLoop
     app: Any
+    context: Any  # contextvars.Context the app's Task starts from a copy of (never one an app ran in)
     state: Any  # the server's ServerState
     config: Any
     server: tuple[str, int] | None

@@ -162,6 +162,7 @@ class WebSocketSession:
         "start_time",
         "reported",
         "handshake_handle",
+        "context",
     )
 
     def __init__(
@@ -171,6 +172,7 @@ class WebSocketSession:
         self.loop = conn.loop
         self.app = conn.app
         self.state = conn.state
+        self.context = conn.context  # the connection's, never entered by an app: see new_task
         self.settings = settings
         self.scope = build_scope(request, conn)
         self.client = request.client
@@ -227,7 +229,7 @@ class WebSocketSession:
         # The timer first: on Python 3.12+ the app's first step runs inside new_task() (eager
         # start, as for HTTP), and may answer the handshake there, which cancels the timer.
         self.handshake_handle = self.loop.call_later(self.settings.handshake_timeout, self._handshake_timed_out)
-        task = new_task(run_app(self, self.app), self.loop)
+        task = new_task(run_app(self, self.app), self.loop, self.context)
         if not task.done():
             self.task = task
         # Counts for --limit-connections too; registered once started, since a server shutting
