@@ -81,6 +81,7 @@ _STATUS = {code: str(code).encode() for code in range(100, 600)}
 
 class H2Codec:
     max_streams_per_connection: ClassVar[int | None] = None
+    credits_on_parse: ClassVar[bool] = False
 
     def __init__(self, settings: H2Settings = _DEFAULT_SETTINGS) -> None:
         config = h2.config.H2Configuration(
@@ -125,7 +126,10 @@ class H2Codec:
         return [RequestHeaders(1, method, target, None, headers, True)]
 
     def _after_preface(self) -> None:
-        grow = self.local_settings.initial_window_size - 65_535
+        # The connection window holds every stream's full window: a stream whose app does not
+        # take its body (its credit withheld) then never stalls the others (hypercorn's bug).
+        settings = self.local_settings
+        grow = min(2**31 - 1, settings.max_concurrent_streams * settings.initial_window_size) - 65_535
         if grow > 0:  # the connection window only grows by WINDOW_UPDATE (RFC 9113 6.9.2)
             self._h2.increment_flow_control_window(grow)
         self._lift_stream_limit()
