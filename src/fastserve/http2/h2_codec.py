@@ -102,6 +102,7 @@ class H2Codec:
         # the read into events, which are dropped. (Later reads: h2 ignores such streams.)
         self._refused: set[int] = set()
         self._goaway_last: int | None = None  # last_stream_id of our graceful GOAWAY
+        self._later_requests = 0  # requests of the current read not converted yet
         self._pending = b""  # h2's output, then the graceful GOAWAY written here
 
     @classmethod
@@ -151,6 +152,9 @@ class H2Codec:
         events: list[Event] = []
         refused = self._refused
         refused.clear()
+        # h2 has opened every stream of this read already; the limit is checked as each request
+        # came (the streams opened last are the ones refused), so count those still to come.
+        self._later_requests = sum(type(event) is h2.events.RequestReceived for event in h2_events)
         for event in h2_events:
             stream_id = getattr(event, "stream_id", 0)
             if stream_id in refused:
@@ -193,7 +197,8 @@ class H2Codec:
         if self._goaway_last is not None and stream_id > self._goaway_last:
             self._refuse(stream_id, REFUSED_STREAM)
             return None  # after our GOAWAY: not a request the server will hear of
-        if self._h2.open_inbound_streams > self.local_settings.max_concurrent_streams:
+        self._later_requests -= 1
+        if self._h2.open_inbound_streams - self._later_requests > self.local_settings.max_concurrent_streams:
             return self._refuse(stream_id, REFUSED_STREAM)
         fields = _request_fields(event.headers, self.local_settings.enable_connect_protocol)
         if fields is None:
