@@ -188,11 +188,32 @@ class HTTPProtocol(asyncio.Protocol):
             self.parser.feed(data)
         except BadRequest as exc:
             if self.cycle is None:  # the first bytes of the connection (refusal path only)
+                if self._take_over_h2(data):
+                    return
                 exc = tls_on_plain_port(exc, data)
             self.refuse(exc)
             return
         if self.parser.in_head and self.head_deadline is None and not self.switched:
             self._watch_head()
+
+    def _take_over_h2(self, data: bytes) -> bool:
+        """The connection opened with the HTTP/2 preface (cleartext prior knowledge) and both
+        parsers refused it: hand the connection, with this read, to HTTP/2 when it is on. On the
+        refusal path only, so HTTP/1.1 requests pay nothing for it. (A preface split before its
+        first 16 bytes reached the parser still gets the 400 with the hint.)"""
+        takeover = self.state.h2_takeover
+        if takeover is None or not data.startswith(b"PRI * HTTP/2.0\r\n"):
+            return False
+        self.switched = True
+        self._cancel_keep_alive()
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+        self.head_deadline = None
+        self.state.connection_closed(self)
+        self.parser.close()
+        takeover(self.transport, self.server, self.client, self.scheme, data, None)
+        return True
 
     # -- pipelining: a bounded amount of work per read ------------------------------------------
     def _feed_rationed(self, data: bytes) -> None:
@@ -207,6 +228,8 @@ class HTTPProtocol(asyncio.Protocol):
         try:
             self.parser.feed(data if end == len(data) else data[:end])
         except BadRequest as exc:
+            if self.cycle is None and self._take_over_h2(data):
+                return
             self.refuse(exc)
             return
         if end != len(data):
