@@ -1,0 +1,140 @@
+"""HTTP/2 end to end: a real fastserve process, real clients (curl, httpx, nghttp, h2load), over
+cleartext prior knowledge and TLS with ALPN, on both codecs.
+
+nghttp and h2load come from the nghttp2-client package (`make system-deps`); without them their
+tests skip, saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import ssl
+import subprocess
+
+import httpx
+import pytest
+import trustme
+
+from .h2_client import PREFACE, codecs, parse_frames
+
+CODECS = ["zttp" if c.__name__ == "ZttpCodec" else "h2" for c in codecs()]
+APP = "apps.basic:app"
+CURL = shutil.which("curl")
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.skip(f"{tool} is not installed: run `make system-deps` (apt package nghttp2-client) - HTTP/2 NOT TESTED with it")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    folder = tmp_path_factory.mktemp("tls")
+    key_path, cert_path, ca_path = folder / "key.pem", folder / "cert.pem", folder / "ca.pem"
+    cert.private_key_pem.write_to_path(key_path)
+    cert.cert_chain_pems[0].write_to_path(cert_path)
+    ca.cert_pem.write_to_path(ca_path)
+    return str(key_path), str(cert_path), str(ca_path)
+
+
+def curl(*args: str) -> subprocess.CompletedProcess:
+    if CURL is None:
+        pytest.skip("curl is not installed")
+    return subprocess.run([CURL, "-sS", "--max-time", "10", *args], capture_output=True, timeout=20)
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_curl_prior_knowledge(serve, codec):
+    server = serve(APP, "--http2-codec", codec)
+    result = curl("--http2-prior-knowledge", "-w", "\\n%{http_version}", server.url + "/scope")
+    body, _, version = result.stdout.rpartition(b"\n")
+    assert version == b"2", result
+    scope = json.loads(body)
+    assert scope["http_version"] == "2"
+    assert scope["headers"][0] == ["host", f"127.0.0.1:{server.port}"]
+    posted = subprocess.run(
+        [CURL, "-sS", "--max-time", "10", "--http2-prior-knowledge", "--data-binary", "@-", server.url + "/echo"],
+        input=b"z" * 300_000, capture_output=True, timeout=20,
+    )
+    assert posted.stdout == b"z" * 300_000
+    server.wait_for_line('"POST /echo HTTP/2" 200 300000')
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_curl_over_tls_selects_h2_by_alpn(serve, codec, tls_files):
+    key, cert, ca = tls_files
+    server = serve(APP, "--http2-codec", codec, "--ssl-keyfile", key, "--ssl-certfile", cert)
+    url = f"https://127.0.0.1:{server.port}"
+    result = curl("--cacert", ca, "--http2", "-w", "\\n%{http_version}", url + "/scope")
+    body, _, version = result.stdout.rpartition(b"\n")
+    assert version == b"2", result
+    assert json.loads(body)["scheme"] == "https"
+    result = curl("--cacert", ca, "--http1.1", "-w", "\\n%{http_version}", url + "/")
+    assert result.stdout.endswith(b"\n1.1")  # ALPN http/1.1 still gets HTTP/1.1
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_httpx_http2(serve, codec, tls_files):
+    key, cert, ca = tls_files
+    server = serve(APP, "--http2-codec", codec, "--ssl-keyfile", key, "--ssl-certfile", cert)
+    with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=ca), base_url=f"https://127.0.0.1:{server.port}") as client:
+        responses = [client.get("/stream", params={"n": "20", "size": "5000"}) for _ in range(3)]
+        posted = client.post("/echo", content=b"q" * 200_000)
+    assert all(r.http_version == "HTTP/2" and r.content == b"".join(bytes([97 + i % 26]) * 5000 for i in range(20))
+               for r in responses)
+    assert posted.content == b"q" * 200_000
+
+
+def test_http2_off_keeps_alpn_at_http11(serve, tls_files):
+    key, cert, ca = tls_files
+    server = serve(APP, "--http2", "off", "--ssl-keyfile", key, "--ssl-certfile", cert)
+    result = curl("--cacert", ca, "--http2", "-w", "\\n%{http_version}", f"https://127.0.0.1:{server.port}/")
+    assert result.stdout.endswith(b"\n1.1")
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_nghttp(serve, codec):
+    nghttp = need("nghttp")
+    server = serve(APP, "--http2-codec", codec)
+    result = subprocess.run(
+        [nghttp, "-n", "-s", "-m", "20", server.url + "/big?size=100000"], capture_output=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(b"200") >= 1 or b"complete" in result.stdout
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_h2load_short_run(serve, codec):
+    h2load = need("h2load")
+    server = serve(APP, "--http2-codec", codec, "--no-access-log")
+    result = subprocess.run(
+        [h2load, "-n", "2000", "-c", "4", "-m", "10", server.url + "/"], capture_output=True, timeout=60
+    )
+    out = result.stdout.decode()
+    assert result.returncode == 0, out
+    assert "2000 succeeded, 0 failed, 0 errored" in out, out
+
+
+def test_preface_gets_http2_settings_and_bad_frames_a_goaway(serve):
+    """Prior knowledge on the raw socket: our SETTINGS come back; junk after the preface is a
+    connection error (GOAWAY), one log line, and the server serves the next client."""
+    server = serve(APP)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" + b"\xff" * 20)
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except TimeoutError:
+            pass
+    kinds = [type(frame).__name__ for frame in parse_frames(data)]
+    assert kinds[0] == "SettingsFrame" and "GoAwayFrame" in kinds, kinds
+    server.wait_for_line("HTTP/2 connection error from")
+    assert "Traceback" not in server.output
+    assert curl("--http2-prior-knowledge", server.url + "/").stdout == b"Hello, world!"
