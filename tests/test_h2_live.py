@@ -138,3 +138,32 @@ def test_preface_gets_http2_settings_and_bad_frames_a_goaway(serve):
     server.wait_for_line("HTTP/2 connection error from")
     assert "Traceback" not in server.output
     assert curl("--http2-prior-knowledge", server.url + "/").stdout == b"Hello, world!"
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+@pytest.mark.parametrize("codec", CODECS)
+def test_h2c_upgrade(serve, codec, http):
+    """`curl --http2 http://`: 101, then the request is answered as HTTP/2 stream 1 and the
+    connection stays HTTP/2. A request with a body is answered over HTTP/1.1 (the upgrade is the
+    server's to take or not, RFC 9110 7.8)."""
+    server = serve(APP, "--http2-codec", codec, "--http", http)
+    result = curl("-v", "--http2", server.url + "/scope", server.url + "/big?size=100000")
+    err = result.stderr.decode()
+    assert "101 Switching Protocols" in err and err.count("< HTTP/2 200") == 2, err
+    scope = json.loads(result.stdout[: result.stdout.index(b"}}") + 2])
+    assert scope["http_version"] == "2" and scope["headers"][0][0] == "host"
+    assert result.stdout.endswith(b"x" * 100_000)
+    server.wait_for_line('"GET /big?size=100000 HTTP/2" 200 100000')
+    posted = curl("-v", "--http2", "--data-binary", "abc", server.url + "/echo")
+    assert posted.stdout == b"abc" and "101" not in posted.stderr.decode()
+
+
+def test_h2c_upgrade_with_bad_settings_is_refused(serve):
+    server = serve(APP)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                     b"Upgrade: h2c\r\nHTTP2-Settings: !!!\r\n\r\n")
+        response = sock.recv(65536)
+    assert response.startswith(b"HTTP/1.1 400 "), response
+    assert b"HTTP2-Settings" in response
+    server.wait_for_line("Invalid HTTP2-Settings header (400)")

@@ -78,14 +78,26 @@ def alpn_protocols(config: Config) -> list[str]:
 
 def h2_takeover(config: Config, app: Any, state: ServerState, loop: asyncio.AbstractEventLoop, codec: type):
     """The ServerState.h2_takeover callable: serve a transport as HTTP/2 from now on."""
+    from .http2.codec import H2ProtocolError
     from .http2.connection import H2Connection
 
     settings = config.http2_settings()
 
     def takeover(transport: Any, server: Any, client: Any, scheme: str, data: bytes, upgrade: Any) -> Any:
+        """`upgrade`: None, or an h2c upgrade (HTTP2-Settings value, (method, target, fields),
+        the 101 response to write once the codec took the settings). Returns the connection, or
+        None when the codec refused the HTTP2-Settings value (nothing is written then)."""
         conn = H2Connection(config, app, state, codec, settings, loop)
+        events = None
+        if upgrade is not None:
+            settings_header, request, switching = upgrade
+            try:
+                events = conn.codec.initiate_upgrade(settings_header, *request)
+            except H2ProtocolError:
+                return None
+            transport.write(switching)
         transport.set_protocol(conn)
-        conn.start(transport, server, client, scheme, upgrade)
+        conn.start(transport, server, client, scheme, events)
         if not transport.is_reading():
             transport.resume_reading()  # (paused by the HTTP/1.1 side: body or backlog)
         if data:

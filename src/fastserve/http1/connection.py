@@ -20,7 +20,7 @@ from ..asgi.scope import connection_template, http_scope
 from ..proxy import forwarded_client
 from .errors import BadRequest, StopReading, tls_on_plain_port
 from .render import simple_response
-from .semantics import KNOWN_METHODS, request_head  # noqa: F401  (KNOWN_METHODS: moved there)
+from .semantics import H2C, KNOWN_METHODS, request_head  # noqa: F401  (KNOWN_METHODS: moved there)
 from .writer import H1Writer
 
 if TYPE_CHECKING:
@@ -53,6 +53,11 @@ LINGER_BYTES = 16 * 1024 * 1024
 FEED_DIRECT = 2048
 REQUESTS_PER_TURN = 32
 _RETRY_SOON = ((b"retry-after", b"1"),)  # the 503 at --limit-concurrency
+_SWITCHING_TO_H2C = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
+# Fields of an h2c upgrade request that do not carry over to its HTTP/2 stream (RFC 9113 8.2.2).
+_H2C_HOP_FIELDS = frozenset(
+    (b"connection", b"upgrade", b"http2-settings", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te")
+)
 
 
 class HTTPProtocol(asyncio.Protocol):
@@ -215,6 +220,31 @@ class HTTPProtocol(asyncio.Protocol):
         takeover(self.transport, self.server, self.client, self.scheme, data, None)
         return True
 
+    def _switch_to_h2(self, leftover: bytes) -> None:
+        """h2c: 101 Switching Protocols, then the request is HTTP/2 stream 1 (RFC 7540 3.2). An
+        HTTP2-Settings value the codec refuses is answered with 400 instead."""
+        request, self.upgrade_request = self.upgrade_request, None
+        if self.backlog is not None:
+            leftover, self.backlog = leftover + self.backlog, None
+        target = request.raw_path + (b"?" + request.query_string if request.query_string else b"")
+        fields = [(n, v) for n, v in request.headers if n not in _H2C_HOP_FIELDS]
+        settings = next(v for n, v in request.headers if n == b"http2-settings")
+        self.writer.release()  # responses to requests pipelined ahead of the upgrade
+        upgrade = (settings, (request.method.encode(), target, fields), _SWITCHING_TO_H2C)
+        if self.state.h2_takeover(self.transport, self.server, self.client, self.scheme, leftover, upgrade) is None:
+            self.refuse(BadRequest(400, "Invalid HTTP2-Settings header"))
+            return
+        self.switched = True
+        self._cancel_keep_alive()
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+        self.state.connection_closed(self)
+        self.parser.close()
+        state = self.state
+        state.total_requests += 1  # counted here, as a WebSocket session is (--limit-max-requests)
+        if state.total_requests == state.request_limit:
+            state.request_limit_reached()
+
     # -- pipelining: a bounded amount of work per read ------------------------------------------
     def _feed_rationed(self, data: bytes) -> None:
         """Feed up to REQUESTS_PER_TURN request heads; keep the rest for later (see FEED_DIRECT)."""
@@ -302,7 +332,7 @@ class HTTPProtocol(asyncio.Protocol):
             cycle.client, cycle.scheme = forwarded_client(
                 cycle.forwarded, cycle.client, cycle.scheme, self.config.trusted_proxies
             )
-        if cycle.upgrade and self.state.ws_handler is not None and method == b"GET":
+        if cycle.upgrade and self._takes_upgrade(cycle, method):
             # The adapter calls switch_protocols() once it has stopped parsing HTTP.
             self.upgrade_request = cycle  # the request head is all the handshake needs
             self.cycle = None  # its message-complete is not the previous request's
@@ -317,6 +347,25 @@ class HTTPProtocol(asyncio.Protocol):
             # Pipelined: answered in order once the responses ahead of it are complete.
             self.pipeline.append(cycle)
             self.flow.pause_reading(BACKLOG)
+
+    def _takes_upgrade(self, cycle: RequestResponseCycle, method: bytes) -> bool:
+        """Whether the upgrade asked for is made (else the request is served as HTTP/1.1, as
+        RFC 9110 7.8 allows): a WebSocket GET with WebSockets on; h2c with HTTP/2 on, for a
+        request without a body (one with a body is answered over HTTP/1.1: its body would have
+        to be read whole before the switch) that names HTTP2-Settings in Connection."""
+        if cycle.upgrade is True:
+            return self.state.ws_handler is not None and method == b"GET"
+        if cycle.upgrade != H2C or self.state.h2_takeover is None or cycle.body_left or cycle.expect_100:
+            return False
+        settings = connection = None
+        for name, value in cycle.headers:
+            if name == b"http2-settings":
+                if settings is not None:
+                    return False
+                settings = value
+            elif name == b"connection":
+                connection = value.lower()
+        return settings is not None and connection is not None and b"http2-settings" in connection
 
     def on_body(self, data: bytes) -> None:
         self.cycle.on_body(data)
@@ -340,6 +389,9 @@ class HTTPProtocol(asyncio.Protocol):
         if self.active is not None or self.pipeline:
             self.upgrade_leftover = leftover
             self.flow.pause_reading(BACKLOG)
+            return
+        if self.upgrade_request.upgrade == H2C:
+            self._switch_to_h2(leftover)
             return
         self.switched = True
         self.writer.release()  # responses to requests pipelined ahead of the upgrade

@@ -83,9 +83,10 @@ class H2Connection(asyncio.Protocol):
                    _address(transport.get_extra_info("peername")), scheme)
 
     def start(self, transport: asyncio.Transport, server: Any, client: Any, scheme: str,
-              upgrade: Any = None) -> None:
+              upgraded: list | None = None) -> None:
         """Serve `transport` (new, or handed over by the HTTP/1.1 connection: preface sniffed,
-        ALPN, or an h2c upgrade with its request as stream 1)."""
+        ALPN, or an h2c upgrade: `upgraded`, the events codec.initiate_upgrade() returned, its
+        request as stream 1)."""
         self.transport = transport
         self.writer = HeldWriter(transport, self.state.write_batch)
         self.flow = FlowControl(transport)
@@ -95,15 +96,14 @@ class H2Connection(asyncio.Protocol):
             client is None or client[0] in self.config.trusted_proxies
         )
         self.scope_template = connection_template(server, client, scheme, self.config.root_path)
-        if upgrade is None:
-            self.codec.initiate_connection()
-        else:
-            settings_header, request = upgrade
-            for event in self.codec.initiate_upgrade(settings_header, *request):
-                self._dispatch(event)
-        self.flush(False)
         self.state.connection_opened(self)
         self._become_idle()
+        if upgraded is None:
+            self.codec.initiate_connection()
+        else:
+            for event in upgraded:
+                self._dispatch(event)
+        self.flush(False)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
