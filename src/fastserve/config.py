@@ -17,6 +17,7 @@ HTTP_CHOICES = ("auto", "httptools", "h11")
 WS_CHOICES = ("auto", "websockets", "none")
 HTTP2_CHOICES = ("auto", "on", "off")
 HTTP2_CODEC_CHOICES = ("auto", "zttp", "h2")
+HTTP2_CLEARTEXT_CHOICES = ("both", "prior-knowledge", "upgrade", "off")  # gunicorn's names
 LIFESPAN_CHOICES = ("auto", "on", "off")
 INTERFACE_CHOICES = ("auto", "asgi3", "asgi2")
 LOG_FORMAT_CHOICES = ("text", "json")
@@ -159,6 +160,12 @@ class Config:
         "HTTP/2: TLS ALPN 'h2', cleartext prior knowledge and the h2c Upgrade. auto: on when an HTTP/2 codec is installed (pip install 'fastserve[http2]'); on: fail to start without one.",
         group="http2",
         choices=HTTP2_CHOICES,
+    )
+    http2_cleartext: str = option(
+        "both",
+        "HTTP/2 without TLS: 'prior-knowledge' (a connection opening with the HTTP/2 preface), 'upgrade' (an HTTP/1.1 'Upgrade: h2c' request), both, or off (TLS ALPN only).",
+        group="http2",
+        choices=HTTP2_CLEARTEXT_CHOICES,
     )
     http2_codec: str = option("auto", "HTTP/2 codec: zttp (compiled) or h2 (pure Python); auto prefers zttp when it can advertise the settings below.", group="http2", choices=HTTP2_CODEC_CHOICES)
     http2_max_concurrent_streams: int = option(128, "Streams one HTTP/2 client may have open at once (more are refused with REFUSED_STREAM).", group="http2")

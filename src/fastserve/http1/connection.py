@@ -207,7 +207,7 @@ class HTTPProtocol(asyncio.Protocol):
         refusal path only, so HTTP/1.1 requests pay nothing for it. (A preface split before its
         first 16 bytes reached the parser still gets the 400 with the hint.)"""
         takeover = self.state.h2_takeover
-        if takeover is None or not data.startswith(b"PRI * HTTP/2.0\r\n"):
+        if takeover is None or not self.state.h2_prior_knowledge or not data.startswith(b"PRI * HTTP/2.0\r\n"):
             return False
         self.switched = True
         self._cancel_keep_alive()
@@ -239,11 +239,7 @@ class HTTPProtocol(asyncio.Protocol):
         if self.head_timer is not None:
             self.head_timer.cancel()
         self.state.connection_closed(self)
-        self.parser.close()
-        state = self.state
-        state.total_requests += 1  # counted here, as a WebSocket session is (--limit-max-requests)
-        if state.total_requests == state.request_limit:
-            state.request_limit_reached()
+        self.parser.close()  # (the request is counted when stream 1's response is complete)
 
     # -- pipelining: a bounded amount of work per read ------------------------------------------
     def _feed_rationed(self, data: bytes) -> None:
@@ -355,7 +351,8 @@ class HTTPProtocol(asyncio.Protocol):
         to be read whole before the switch) that names HTTP2-Settings in Connection."""
         if cycle.upgrade is True:
             return self.state.ws_handler is not None and method == b"GET"
-        if cycle.upgrade != H2C or self.state.h2_takeover is None or cycle.body_left or cycle.expect_100:
+        state = self.state
+        if cycle.upgrade != H2C or state.h2_takeover is None or not state.h2c_upgrade or cycle.body_left or cycle.expect_100:
             return False
         settings = connection = None
         for name, value in cycle.headers:
