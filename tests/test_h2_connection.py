@@ -484,3 +484,31 @@ async def test_bad_request_is_a_stream_error(codec):
     await peer.exchange()
     assert peer.streams[1].reset == PROTOCOL_ERROR
     assert peer.streams[3].status == 200
+
+
+@in_loop
+async def test_slow_reader_stream_is_reset_after_the_window_timeout(codec):
+    """A client that opens no window for the response (slow read) does not hold the stream and
+    its app forever: after --http2-timeout-window without credit, RST_STREAM and http.disconnect."""
+    peer = H2Peer(big(200_000), codec, http2_timeout_window=0.2,
+                  client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}, auto_ack=False)
+    peer.get(1)
+    await peer.exchange()
+    assert peer.streams[1].body == b"" and peer.conn.blocked
+    await asyncio.sleep(0.3)
+    await peer.exchange()
+    assert peer.streams[1].reset == CANCEL
+    assert not peer.conn.streams and not peer.conn.blocked
+    assert peer.state.active_requests == 0
+
+
+@in_loop
+async def test_a_client_that_does_not_read_stops_being_read(codec):
+    """With our writes backed up (the socket buffer full), reading pauses: a PING flood from a
+    client that never reads cannot grow the write buffer."""
+    peer = H2Peer(hello, codec)
+    await peer.exchange()
+    peer.transport.fill_write_buffer()
+    assert not peer.transport.reading
+    peer.transport.drain_write_buffer()
+    assert peer.transport.reading

@@ -172,6 +172,7 @@ class Config:
     http2_initial_window_size: int = option(65535, "HTTP/2 receive window per stream, in bytes: the request body buffered for an app that has not read it.", group="http2")
     http2_max_frame_size: int = option(16384, "Largest HTTP/2 frame payload accepted, in bytes (16384 to 16777215).", group="http2")
     http2_max_header_list_size: int = option(65536, "Largest HTTP/2 request header list accepted (uncompressed, RFC 9113 6.5.2).", group="http2")
+    http2_timeout_window: float = option(30.0, "Reset an HTTP/2 stream whose response waited this many seconds without the client granting flow-control window (a client that never reads).", group="http2")
     http2_max_resets: int = option(200, "Stream resets one HTTP/2 client may send in 10 seconds; past it the connection ends with GOAWAY ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487).", group="http2")
 
     # -- TLS ----------------------------------------------------------------------------------
@@ -247,7 +248,7 @@ class Config:
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be positive; got {getattr(self, name)!r}")
         non_negative = ("timeout_keep_alive", "timeout_graceful_shutdown", "timeout_linger", "reload_delay", "limit_max_requests_jitter", "limit_drain_body", "shutdown_delay", "timeout_worker_healthcheck")
-        for name in ("timeout_request_header", "timeout_request_body", "timeout_ws_handshake"):
+        for name in ("timeout_request_header", "timeout_request_body", "timeout_ws_handshake", "http2_timeout_window"):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be positive; got {getattr(self, name)!r}")
         for name in non_negative:

@@ -14,7 +14,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from ..asgi.app_runner import new_task, run_app
-from ..asgi.flow import FlowControl
+from ..asgi.flow import BODY, FlowControl
 from ..asgi.http_cycle import RequestResponseCycle
 from ..asgi.scope import connection_template, http_scope
 from ..batching import HeldWriter
@@ -48,6 +48,8 @@ RESET_WINDOW = 10.0
 # At shutdown, an idle connection closes this long after its GOAWAY (the client reads it first).
 SHUTDOWN_QUIET = 0.3
 _RETRY_SOON = ((b"retry-after", b"1"),)
+# A reason reading pauses for (asgi/flow.py's bits): the client is not reading our writes.
+WRITE_BLOCKED = 8
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
@@ -124,10 +126,14 @@ class H2Connection(asyncio.Protocol):
         return False  # the client is gone: connection_lost tells every stream
 
     def pause_writing(self) -> None:
+        # The client does not read what we send: stop reading what it sends too, or a flood of
+        # PINGs, SETTINGS or requests would grow our write buffer (each one is answered).
         self.flow.pause_writing()
+        self.flow.pause_reading(WRITE_BLOCKED)
 
     def resume_writing(self) -> None:
         self.flow.resume_writing()
+        self.flow.resume_reading(WRITE_BLOCKED)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -345,13 +351,13 @@ class H2Connection(asyncio.Protocol):
 
     def pause_stream_reading(self) -> None:
         if not self.paused_streams:
-            self.transport.pause_reading()
+            self.flow.pause_reading(BODY)
         self.paused_streams += 1
 
     def resume_stream_reading(self) -> None:
         self.paused_streams -= 1
         if not self.paused_streams and not self.closed:
-            self.transport.resume_reading()
+            self.flow.resume_reading(BODY)
 
     def flush(self, end: bool) -> None:
         """Write what the codec queued: held to the end of the loop iteration when it completes a

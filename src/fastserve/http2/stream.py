@@ -58,6 +58,8 @@ class H2Stream:
         "drain_waiter",
         "send_done",
         "reading_paused",
+        "window_timer",
+        "window_progress",
     )
 
     capabilities: ClassVar[frozenset[str]] = frozenset()
@@ -79,6 +81,8 @@ class H2Stream:
         self.drain_waiter: asyncio.Future | None = None
         self.send_done = False  # END_STREAM or RST_STREAM written: nothing more goes out
         self.reading_paused = False
+        self.window_timer: asyncio.TimerHandle | None = None  # while body waits for window
+        self.window_progress = 0.0  # when the peer last granted credit we used
 
     # -- ConnectionInfo -------------------------------------------------------------------------
     @property
@@ -203,13 +207,29 @@ class H2Stream:
             if window > 0:
                 codec.send_data(self.stream_id, body[:window], False)
                 body = body[window:]
+                self.window_progress = self.loop.time()  # credit used: not a reader that stopped
         except StreamClosed:
             self.send_done = True
             self.pending.clear()
             return True
         self.pending.appendleft((body, end))
         self.conn.blocked.add(self)
+        if self.window_timer is None:
+            self.window_progress = self.loop.time()
+            self.window_timer = self.loop.call_at(self.window_progress + self.config.http2_timeout_window, self._window_check)
         return False
+
+    def _window_check(self) -> None:
+        """The response has waited for the client's window: give up once it waited
+        --http2-timeout-window without any credit (a client that never reads: slow read)."""
+        self.window_timer = None
+        if not self.pending or self.send_done:
+            return
+        deadline = self.window_progress + self.config.http2_timeout_window
+        if self.loop.time() < deadline:
+            self.window_timer = self.loop.call_at(deadline, self._window_check)
+            return
+        self.conn.stream_error(self, CANCEL, "the client's flow-control window stayed closed")
 
     def window_opened(self) -> None:
         """The peer granted credit: send what waits for it."""
@@ -219,6 +239,9 @@ class H2Stream:
             if not self._send_within_window(body, end):
                 return
         self.conn.blocked.discard(self)
+        if self.window_timer is not None:
+            self.window_timer.cancel()
+            self.window_timer = None
         waiter, self.drain_waiter = self.drain_waiter, None
         wake(waiter)
 
@@ -268,6 +291,9 @@ class H2Stream:
 
     def client_gone(self) -> None:
         """The stream is over for the client (reset, connection lost): nothing more is sent."""
+        if self.window_timer is not None:
+            self.window_timer.cancel()
+            self.window_timer = None
         self.pending.clear()
         self.conn.blocked.discard(self)
         self.send_done = True
