@@ -298,6 +298,9 @@ class H2Connection(asyncio.Protocol):
         stream.cycle.on_disconnect()
         self._maybe_forget(stream)
 
+    def describe_client(self) -> str:
+        return _describe(self.client)
+
     def abort_streams(self) -> None:
         for stream in list(self.streams.values()):
             stream.client_gone()

@@ -106,8 +106,23 @@ class H2Stream:
 
     def body_stalled(self, cycle: Any) -> None:
         """The app waited --timeout-request-body for body bytes that did not come."""
-        if cycle.more_body and not cycle.disconnected:
+        if not cycle.more_body or cycle.disconnected:
+            return
+        if cycle.head_sent:  # too late for a 408: the response is under way
             self.conn.stream_error(self, CANCEL, "Request body timeout")
+            return
+        logger.info("Answered an HTTP/2 stream from %s with 408: Request body timeout", self.conn.describe_client())
+        cycle.head_sent = True
+        cycle.status = 408
+        self.send_error(cycle, 408, "Request body timeout")
+        cycle.response_complete = True
+        self.conn.response_complete(self, cycle)
+        try:  # the rest of the body is not wanted (RFC 9113 8.1)
+            self.conn.codec.reset_stream(self.stream_id, NO_ERROR)
+        except StreamClosed:
+            pass
+        self.conn.flush(True)
+        cycle.on_disconnect()
 
     def on_response_complete(self, cycle: Any) -> None:
         self.conn.response_complete(self, cycle)
