@@ -12,6 +12,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 
 import httpx
 import pytest
@@ -167,3 +168,38 @@ def test_h2c_upgrade_with_bad_settings_is_refused(serve):
     assert response.startswith(b"HTTP/1.1 400 "), response
     assert b"HTTP2-Settings" in response
     server.wait_for_line("Invalid HTTP2-Settings header (400)")
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_graceful_shutdown_sends_goaway_and_finishes_streams(serve, codec):
+    """SIGTERM during a stream: GOAWAY(NO_ERROR, last stream 1) at once, stream 1 still answered
+    whole, then the connection closes and the server exits."""
+    import signal
+    import threading
+
+    import h2.config
+    import h2.connection
+    from hyperframe.frame import DataFrame, GoAwayFrame
+
+    server = serve(APP, "--http2-codec", codec)
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    client.initiate_connection()
+    client.send_headers(1, [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/sleep?t=1"),
+                            (b":authority", b"x")], end_stream=True)
+    received = b""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(client.data_to_send())
+        time.sleep(0.3)  # the request is in the app
+        stopper = threading.Thread(target=server.stop, args=(signal.SIGTERM,))
+        stopper.start()
+        while data := sock.recv(65536):  # (h2's client would refuse frames after a GOAWAY: raw)
+            received += data
+        stopper.join()
+    frames = parse_frames(received)
+    kinds = [type(f).__name__ for f in frames]
+    goaway = next(f for f in frames if isinstance(f, GoAwayFrame))
+    assert (goaway.error_code, goaway.last_stream_id) == (0, 1)
+    body = [f for f in frames if isinstance(f, DataFrame) and f.stream_id == 1]
+    assert b"".join(f.data for f in body) == b"slept" and "END_STREAM" in body[-1].flags
+    assert kinds.index("GoAwayFrame") < frames.index(body[-1])
+    assert server.proc.returncode == 0
