@@ -129,6 +129,8 @@ class H2Peer:
         view = memoryview(body)
         for _ in range(1000):
             size = min(len(view), self.client.local_flow_control_window(stream_id), self.client.max_outbound_frame_size)
+            if self.streams.get(stream_id, Stream()).reset is not None or self.streams.get(stream_id, Stream()).ended:
+                break  # the server ended the exchange (a refusal): stop sending, as a client does
             if size or not view:
                 self.client.send_data(stream_id, bytes(view[:size]), end_stream=end and size == len(view))
                 view = view[size:]
@@ -512,3 +514,38 @@ async def test_a_client_that_does_not_read_stops_being_read(codec):
     assert not peer.transport.reading
     peer.transport.drain_write_buffer()
     assert peer.transport.reading
+
+
+@in_loop
+async def test_health_path_body_limit_root_path_and_proxy_headers(codec):
+    """The operations options hold on HTTP/2 as on HTTP/1.1."""
+    scopes.clear()
+    peer = H2Peer(scope_app, codec, health_path="/healthz", limit_request_body=1000, root_path="/api",
+                  forwarded_allow_ips="127.0.0.1")
+    peer.get(1, request(b"/healthz"))
+    peer.get(3, request(method=b"POST", extra=[(b"content-length", b"5000")]), body=b"x" * 5000)
+    peer.get(5, request(extra=[(b"x-forwarded-for", b"203.0.113.9"), (b"x-forwarded-proto", b"https")]))
+    await peer.exchange()
+    assert (peer.streams[1].status, peer.streams[1].body) == (200, b"OK\n")
+    assert peer.streams[3].status == 413
+    assert peer.streams[5].status == 200
+    (scope,) = scopes  # the health check and the refused body never reached the app
+    assert scope["root_path"] == "/api"
+    assert scope["client"] == ("203.0.113.9", 0) and scope["scheme"] == "https"
+    peer.state.shutting_down = True
+    peer.get(7, request(b"/healthz"))
+    await peer.exchange()
+    assert peer.streams[7].status == 503
+
+
+@in_loop
+async def test_streamed_body_over_the_limit(codec):
+    peer = H2Peer(echo, codec, limit_request_body=100_000)
+    peer.client.send_headers(1, request(method=b"POST"))
+    await peer.upload(1, b"x" * 150_000)
+    await peer.exchange()
+    assert peer.streams[1].status == 413
+    assert peer.state.active_requests == 0
+    peer.get(3)  # the connection goes on
+    await peer.exchange()
+    assert peer.streams[3].status == 200

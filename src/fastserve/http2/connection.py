@@ -77,6 +77,7 @@ class H2Connection(asyncio.Protocol):
         self.paused_streams = 0  # streams over BODY_HIGH_WATER while reading is paused (zttp)
         self.idle_since: float | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
+        self.health_path = config.health_path  # answered without the app (health.py)
 
     # -- asyncio callbacks ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -211,6 +212,14 @@ class H2Connection(asyncio.Protocol):
 
     def _start(self, cycle: RequestResponseCycle) -> None:
         state = self.state
+        if self.health_path is not None and cycle.path == self.health_path:
+            self._answer_health(cycle)
+            return
+        limit = self.config.limit_request_body
+        if limit is not None and cycle.body_left > limit:  # a declared content-length over it
+            cycle.sink.refuse_body(413, "Request body too large")
+            self._maybe_forget(cycle.sink)
+            return
         if state.limit_concurrency is not None and state.active_requests >= state.limit_concurrency:
             logger.warning("Concurrency limit of %d reached; answering 503.", state.limit_concurrency)
             cycle.status = 503
@@ -236,6 +245,23 @@ class H2Connection(asyncio.Protocol):
         self.codec.send_headers(stream_id, status, fields)
         self.codec.send_data(stream_id, body, True)  # far below any initial window
 
+    def _answer_health(self, cycle: RequestResponseCycle) -> None:
+        """--health-path, answered without the app (see health.py): 200, or 503 once stopping."""
+        stream = cycle.sink
+        serving = not self.state.shutting_down
+        body = b"OK\n" if serving else b"shutting down\n"
+        cycle.status = 200 if serving else 503
+        cycle.head_sent = cycle.response_complete = True
+        cycle.bytes_sent = 0 if cycle.is_head else len(body)
+        fields = [*self.state.default_header_items, (b"content-type", b"text/plain; charset=utf-8"),
+                  (b"cache-control", b"no-store"), (b"content-length", b"%d" % len(body))]
+        stream._send_headers(cycle.status, fields, cycle.is_head)
+        if not cycle.is_head:
+            stream._send_data(body, True)
+        self.flush(True)
+        self.response_complete(stream, cycle)
+        self._maybe_forget(stream)
+
     def _on_data(self, event: Data) -> None:
         stream = self.streams.get(event.stream_id)
         if stream is None:  # a stream already over for us: credit the bytes, drop them
@@ -248,6 +274,11 @@ class H2Connection(asyncio.Protocol):
             stream.received += len(data)
             if stream.expected is not None and stream.received > stream.expected:
                 self.stream_error(stream, PROTOCOL_ERROR, "request body longer than its content-length")
+                return
+            limit = self.config.limit_request_body
+            if limit is not None and stream.received > limit and not cycle.disconnected:
+                stream.refuse_body(413, "Request body too large")
+                self._maybe_forget(stream)
                 return
             cycle.on_body(data)
         if cycle.response_complete or cycle.disconnected:

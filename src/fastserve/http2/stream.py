@@ -106,15 +106,21 @@ class H2Stream:
 
     def body_stalled(self, cycle: Any) -> None:
         """The app waited --timeout-request-body for body bytes that did not come."""
-        if not cycle.more_body or cycle.disconnected:
+        if cycle.more_body and not cycle.disconnected:
+            self.refuse_body(408, "Request body timeout")
+
+    def refuse_body(self, status: int, reason: str) -> None:
+        """The request body is refused (408 stalled, 413 too large): answer `status` if no
+        response has started, else reset; either way the app hears http.disconnect. As on
+        HTTP/1.1, with one log line."""
+        cycle = self.cycle
+        if cycle.head_sent or cycle.response_complete:  # too late for an answer: the response is under way
+            self.conn.stream_error(self, CANCEL, reason)
             return
-        if cycle.head_sent:  # too late for a 408: the response is under way
-            self.conn.stream_error(self, CANCEL, "Request body timeout")
-            return
-        logger.info("Answered an HTTP/2 stream from %s with 408: Request body timeout", self.conn.describe_client())
+        logger.info("Answered an HTTP/2 stream from %s with %d: %s", self.conn.describe_client(), status, reason)
         cycle.head_sent = True
-        cycle.status = 408
-        self.send_error(cycle, 408, "Request body timeout")
+        cycle.status = status
+        self.send_error(cycle, status, reason)
         cycle.response_complete = True
         self.conn.response_complete(self, cycle)
         try:  # the rest of the body is not wanted (RFC 9113 8.1)
