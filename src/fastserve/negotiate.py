@@ -32,6 +32,10 @@ def connection_factory(config: Config, app: Any, state: ServerState, loop: async
     codec = http2_codec(config)
     if codec is not None:
         state.h2_takeover = h2_takeover(config, app, state, loop, codec)
+        if config.metrics_bind:
+            from .metrics import enable
+
+            state.h2_request_done = enable().request_done
         if config.is_ssl:
             protocol_class = with_alpn(protocol_class, state.h2_takeover)
 

@@ -45,6 +45,7 @@ class ServerState:
         # Hands a connection to HTTP/2 (negotiate.py sets it when HTTP/2 is on): called with
         # (transport, server, client, scheme, bytes read, h2c upgrade or None).
         self.h2_takeover: Any = None
+        self.h2_request_done: Any = None  # Metrics.request_done when --metrics-bind is on (negotiate.py)
         self.h2_prior_knowledge = config.http2_cleartext in ("both", "prior-knowledge")
         self.h2c_upgrade = config.http2_cleartext in ("both", "upgrade")
         self._server_header = config.server_header

@@ -351,6 +351,9 @@ class H2Connection(asyncio.Protocol):
             state.request_limit_reached()
         if state.access_log is not None:
             state.access_log.log(stream, cycle)
+        if state.h2_request_done is not None:  # --metrics-bind
+            elapsed = perf_counter() - cycle.start_time if cycle.start_time else None
+            state.h2_request_done(cycle.status, "http/2", elapsed)
 
     def cycle_done(self, stream: H2Stream, cycle: RequestResponseCycle) -> None:
         self.state.active_requests -= 1
