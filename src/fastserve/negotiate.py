@@ -89,16 +89,19 @@ def h2_takeover(config: Config, app: Any, state: ServerState, loop: asyncio.Abst
 
     def takeover(transport: Any, server: Any, client: Any, scheme: str, data: bytes, upgrade: Any) -> Any:
         """`upgrade`: None, or an h2c upgrade (HTTP2-Settings value, (method, target, fields),
-        the 101 response to write once the codec took the settings). Returns the connection, or
-        None when the codec refused the HTTP2-Settings value (nothing is written then)."""
+        the 101 response to write once the codec took the settings, the length of the HTTP/1.1
+        body that comes first in `data` and later reads). Returns the connection, or None when
+        the codec refused the HTTP2-Settings value (nothing is written then)."""
         conn = H2Connection(config, app, state, codec, settings, loop)
         events = None
         if upgrade is not None:
-            settings_header, request, switching = upgrade
+            settings_header, request, switching, body_length = upgrade
             try:
                 events = conn.codec.initiate_upgrade(settings_header, *request)
             except H2ProtocolError:
                 return None
+            if body_length:
+                conn.expect_h1_body(events, body_length)
             transport.write(switching)
         transport.set_protocol(conn)
         conn.start(transport, server, client, scheme, events)

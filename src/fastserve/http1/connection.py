@@ -53,6 +53,9 @@ LINGER_BYTES = 16 * 1024 * 1024
 FEED_DIRECT = 2048
 REQUESTS_PER_TURN = 32
 _RETRY_SOON = ((b"retry-after", b"1"),)  # the 503 at --limit-concurrency
+# An h2c upgrade request's body is read whole before the switch up to this size (the HTTP/2
+# initial window: what stream 1 could have sent without credit); a larger one stays HTTP/1.1.
+H2C_BODY_LIMIT = 65535
 _SWITCHING_TO_H2C = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 # Fields of an h2c upgrade request that do not carry over to its HTTP/2 stream (RFC 9113 8.2.2).
 _H2C_HOP_FIELDS = frozenset(
@@ -226,13 +229,18 @@ class HTTPProtocol(asyncio.Protocol):
         request, self.upgrade_request = self.upgrade_request, None
         if self.backlog is not None:
             leftover, self.backlog = leftover + self.backlog, None
+        collected = self.cycle
+        if type(collected) is H2cBody:  # h11 parsed the body: it goes first, as it came
+            leftover = b"".join(collected.parts) + leftover
+            self.cycle = None
         target = request.raw_path + (b"?" + request.query_string if request.query_string else b"")
-        fields = [(n, v) for n, v in request.headers if n not in _H2C_HOP_FIELDS]
+        # (content-length too: zttp refuses it on a stream it sees half-closed; HTTP/2 puts it back)
+        fields = [(n, v) for n, v in request.headers if n not in _H2C_HOP_FIELDS and n != b"content-length"]
         settings = next(v for n, v in request.headers if n == b"http2-settings")
         self.writer.release()  # responses to requests pipelined ahead of the upgrade
-        upgrade = (settings, (request.method.encode(), target, fields), _SWITCHING_TO_H2C)
+        upgrade = (settings, (request.method.encode(), target, fields), _SWITCHING_TO_H2C, request.body_left)
         if self.state.h2_takeover(self.transport, self.server, self.client, self.scheme, leftover, upgrade) is None:
-            self.refuse(BadRequest(400, "Invalid HTTP2-Settings header"))
+            self.refuse(BadRequest(400, "Invalid h2c upgrade: HTTP2-Settings or a request HTTP/2 refuses"))
             return
         self.switched = True
         self._cancel_keep_alive()
@@ -331,7 +339,9 @@ class HTTPProtocol(asyncio.Protocol):
         if cycle.upgrade and self._takes_upgrade(cycle, method):
             # The adapter calls switch_protocols() once it has stopped parsing HTTP.
             self.upgrade_request = cycle  # the request head is all the handshake needs
-            self.cycle = None  # its message-complete is not the previous request's
+            # Its message-complete is not the previous request's. (An h2c request's body, which
+            # h11 parses ahead of the switch, is collected for stream 1 instead.)
+            self.cycle = H2cBody() if cycle.upgrade == H2C and cycle.body_left else None
             return
         if self.closing:
             cycle.keep_alive = False
@@ -346,13 +356,18 @@ class HTTPProtocol(asyncio.Protocol):
 
     def _takes_upgrade(self, cycle: RequestResponseCycle, method: bytes) -> bool:
         """Whether the upgrade asked for is made (else the request is served as HTTP/1.1, as
-        RFC 9110 7.8 allows): a WebSocket GET with WebSockets on; h2c with HTTP/2 on, for a
-        request without a body (one with a body is answered over HTTP/1.1: its body would have
-        to be read whole before the switch) that names HTTP2-Settings in Connection."""
+        RFC 9110 7.8 allows): a WebSocket GET with WebSockets on; h2c with HTTP/2 on, naming
+        HTTP2-Settings in Connection, with no body or a body of a declared length up to
+        H2C_BODY_LIMIT (it is read whole before the switch; a longer or chunked one, or one
+        behind pipelined requests, is answered over HTTP/1.1)."""
         if cycle.upgrade is True:
             return self.state.ws_handler is not None and method == b"GET"
         state = self.state
-        if cycle.upgrade != H2C or state.h2_takeover is None or not state.h2c_upgrade or cycle.body_left or cycle.expect_100:
+        if cycle.upgrade != H2C or state.h2_takeover is None or not state.h2c_upgrade or cycle.expect_100:
+            return False
+        if cycle.body_left and not (
+            0 < cycle.body_left <= H2C_BODY_LIMIT and self.active is None and not self.pipeline
+        ):
             return False
         settings = connection = None
         for name, value in cycle.headers:
@@ -710,6 +725,27 @@ class HTTPProtocol(asyncio.Protocol):
         if self.active is not None and self.active.task is not None:
             self.active.task.cancel()
         self.writer.abort()
+
+
+class H2cBody:
+    """Stands in for the request cycle while h11 parses the body of an h2c upgrade request (at
+    most H2C_BODY_LIMIT bytes, nothing queued ahead of it): the bytes go to HTTP/2 stream 1."""
+
+    __slots__ = ("parts", "more_body", "waiter", "body_left")
+
+    response_complete = True  # a refusal meanwhile closes the connection (see refuse())
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.more_body = True
+        self.waiter = None
+        self.body_left = 0
+
+    def on_body(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def on_disconnect(self) -> None:
+        pass
 
 
 class DiscardInput:

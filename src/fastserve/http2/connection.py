@@ -78,6 +78,7 @@ class H2Connection(asyncio.Protocol):
         self.idle_since: float | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
         self.health_path = config.health_path  # answered without the app (health.py)
+        self.h1_body_left = 0  # h2c: bytes of the upgrade request's body still to come
 
     # -- asyncio callbacks ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -136,7 +137,35 @@ class H2Connection(asyncio.Protocol):
         self.flow.resume_writing()
         self.flow.resume_reading(WRITE_BLOCKED)
 
+    def expect_h1_body(self, upgraded: list, length: int) -> None:
+        """h2c: the upgrade request had a body; it comes as HTTP/1.1 bytes ahead of the preface,
+        for stream 1 (the codec reported that stream half-closed)."""
+        for event in upgraded:
+            if type(event) is RequestHeaders and event.stream_id == 1:
+                event.end_stream = False
+                event.headers.append((b"content-length", b"%d" % length))
+        self.h1_body_left = length
+
+    def _take_h1_body(self, data: bytes) -> bytes:
+        """Stream 1's HTTP/1.1 body, ahead of the HTTP/2 bytes: the rest of `data` is returned."""
+        size = min(len(data), self.h1_body_left)
+        self.h1_body_left -= size
+        stream = self.streams.get(1)
+        if stream is not None:
+            stream.received += size
+            cycle = stream.cycle
+            if not (cycle.response_complete or cycle.disconnected):
+                cycle.on_body(data[:size])
+            if not self.h1_body_left:
+                self._body_ended(stream)
+        return data[size:]
+
     def data_received(self, data: bytes) -> None:
+        if self.h1_body_left:
+            data = self._take_h1_body(data)
+            if not data:
+                self.flush(False)
+                return
         try:
             events = self.codec.receive_data(data)
         except H2ProtocolError as exc:
