@@ -404,6 +404,27 @@ async def test_zttp_pauses_reading_for_unread_body(codec):
     peer.client.send_data(1, b"n" * 10)
     await peer.exchange()
     assert not peer.transport.reading  # bounded: BODY_HIGH_WATER buffered, reading paused
+    peer.client.reset_stream(1, CANCEL)
+    peer.transport.protocol.data_received(peer.client.data_to_send())  # (a paused transport still delivers a read in flight)
+    await settle(peer.transport)
+    assert peer.transport.reading  # the stream is over: its pause ends
+
+
+@in_loop
+async def test_answering_without_reading_the_body_ends_the_read_pause(codec):
+    async def app(scope, receive, send):
+        await hello(scope, receive, send)  # never reads the body
+
+    peer = H2Peer(app, codec)
+    peer.client.send_headers(1, request(method=b"POST"))
+    await peer.upload(1, b"n" * 65_535, end=False)
+    if codec == "zttp":
+        peer.client.send_data(1, b"n" * 10)
+    await peer.exchange()
+    assert peer.streams[1].status == 200 and peer.transport.reading
+    peer.get(3)
+    await peer.exchange()
+    assert peer.streams[3].status == 200
 
 
 @in_loop

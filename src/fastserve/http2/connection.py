@@ -100,7 +100,6 @@ class H2Connection(asyncio.Protocol):
             client is None or client[0] in self.config.trusted_proxies
         )
         self.scope_template = connection_template(server, client, scheme, self.config.root_path)
-        self.state.connection_opened(self)
         self._become_idle()
         if upgraded is None:
             self.codec.initiate_connection()
@@ -108,6 +107,9 @@ class H2Connection(asyncio.Protocol):
             for event in upgraded:
                 self._dispatch(event)
         self.flush(False)
+        # Registered after our SETTINGS are queued: during a shutdown this calls shutdown() at
+        # once, and its GOAWAY must not come before the server preface.
+        self.state.connection_opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -374,6 +376,7 @@ class H2Connection(asyncio.Protocol):
 
     # -- what the streams report ----------------------------------------------------------------
     def response_complete(self, stream: H2Stream, cycle: RequestResponseCycle) -> None:
+        stream.release_reading()  # the body left is dropped as it comes: it must not pause reading
         state = self.state
         state.total_requests += 1
         if state.total_requests == state.request_limit:
@@ -437,6 +440,8 @@ class H2Connection(asyncio.Protocol):
 
     # -- idle timeout and shutdown --------------------------------------------------------------
     def _become_idle(self) -> None:
+        if self.closed:
+            return
         self.idle_since = self.loop.time()
         if self.idle_timer is None:
             self.idle_timer = self.loop.call_at(self.idle_since + self.config.timeout_keep_alive, self._idle_check)

@@ -157,6 +157,12 @@ class H2Stream:
             self.reading_paused = False
             self.conn.resume_stream_reading()
 
+    def release_reading(self) -> None:
+        """The app will take no more body: a read pause of this stream's (zttp) ends."""
+        if self.reading_paused:
+            self.reading_paused = False
+            self.conn.resume_stream_reading()
+
     async def drain(self) -> None:
         while not self.cycle.disconnected:
             if self.pending:
@@ -315,6 +321,7 @@ class H2Stream:
         if self.window_timer is not None:
             self.window_timer.cancel()
             self.window_timer = None
+        self.release_reading()
         self.pending.clear()
         self.conn.blocked.discard(self)
         self.send_done = True
