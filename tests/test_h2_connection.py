@@ -570,3 +570,50 @@ async def test_streamed_body_over_the_limit(codec):
     peer.get(3)  # the connection goes on
     await peer.exchange()
     assert peer.streams[3].status == 200
+
+
+@in_loop
+async def test_expect_100_continue(codec):
+    peer = H2Peer(echo, codec)
+    peer.client.send_headers(1, request(method=b"POST", extra=[(b"expect", b"100-continue")]))
+    await peer.exchange()
+    assert peer.streams[1].informational == [100] and peer.streams[1].status is None
+    peer.client.send_data(1, b"body", end_stream=True)
+    await peer.exchange()
+    assert (peer.streams[1].status, peer.streams[1].body) == (200, b"body")
+
+
+def test_both_codecs_give_the_app_the_same_events_and_the_client_the_same_answers():
+    """The same frames through each codec: the app sees the same scopes and messages, the client
+    the same statuses, bodies and resets (the differential check, at the connection level)."""
+
+    def scenario(codec: str) -> tuple:
+        seen: list = []
+
+        async def app(scope, receive, send):
+            seen.append({k: scope[k] for k in ("http_version", "method", "path", "query_string", "headers")})
+            more = True
+            while more:
+                message = await receive()
+                seen.append(message)
+                more = message.get("more_body", False)
+            await send({"type": "http.response.start", "status": 201, "headers": [(b"x-a", b"1")]})
+            await send({"type": "http.response.body", "body": b"ok", "more_body": True})
+            await send({"type": "http.response.body", "body": b"!"})
+
+        async def main():
+            peer = H2Peer(app, codec)
+            peer.get(1, request(b"/x?y=1", extra=[(b"cookie", b"a"), (b"cookie", b"b")]))
+            peer.client.send_headers(3, request(b"/up", method=b"PUT", extra=[(b"content-length", b"6")]))
+            peer.client.send_data(3, b"abc")
+            peer.client.send_data(3, b"def", end_stream=True)
+            peer.get(5, [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"nope"), (b":authority", b"x")])
+            await peer.exchange()
+            return seen, {sid: (s.status, s.body, s.reset, s.header(b"x-a")) for sid, s in peer.streams.items() if sid}
+
+        return run_on("asyncio", main)
+
+    results = [scenario(codec) for codec in CODECS]
+    assert all(result == results[0] for result in results[1:])
+    _, answers = results[0]
+    assert answers[1][:2] == (201, b"ok!") and answers[3][:2] == (201, b"ok!") and answers[5][2] == PROTOCOL_ERROR

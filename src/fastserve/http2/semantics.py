@@ -57,7 +57,7 @@ def request_head(
         raise StreamError(PROTOCOL_ERROR, "invalid :path")
     if not raw_path.isascii():
         raise StreamError(PROTOCOL_ERROR, "invalid :path")
-    headers, content_length, forwarded = _fields(event.headers, trusted_peer)
+    headers, content_length, forwarded, expect_100 = _fields(event.headers, trusted_peer)
     if event.end_stream:
         if content_length:
             raise StreamError(PROTOCOL_ERROR, "content-length without a body")
@@ -75,16 +75,13 @@ def request_head(
     head.headers = headers
     head.http_version = "2"
     head.keep_alive = True
-    head.expect_100 = False
+    head.expect_100 = expect_100 and not event.end_stream
     head.is_head = method == "HEAD"
     head.body_left = body_left
     head.client = client
     head.scheme = scheme
     head.upgrade = False
     head.forwarded = forwarded
-    for name, value in headers:
-        if name == b"expect":
-            head.expect_100 = value.lower() == b"100-continue" and not event.end_stream
     return head
 
 
@@ -104,13 +101,15 @@ def _method(raw: bytes) -> str:
 
 def _fields(
     fields: list[tuple[bytes, bytes]], trusted_peer: bool
-) -> tuple[list[tuple[bytes, bytes]], int | None, dict[bytes, bytes] | None]:
-    """(the header list as the scope has it, content-length or None, trusted proxy headers)."""
+) -> tuple[list[tuple[bytes, bytes]], int | None, dict[bytes, bytes] | None, bool]:
+    """(the header list as the scope has it, content-length or None, trusted proxy headers,
+    expect: 100-continue)."""
     host: tuple[bytes, bytes] | None = None
     cookies: list[bytes] = []
     content_length: int | None = None
     forwarded: dict[bytes, bytes] | None = None
     headers: list[tuple[bytes, bytes]] = []
+    expect_100 = False
     for name, value in fields:
         if name == b"host":
             if host is not None and value != host[1]:
@@ -124,6 +123,8 @@ def _fields(
             if not value.isdigit() or (content_length is not None and int(value) != content_length):
                 raise StreamError(PROTOCOL_ERROR, "invalid content-length")
             content_length = int(value)
+        elif name == b"expect":
+            expect_100 = value.lower() == b"100-continue"
         elif trusted_peer and name in _PROXY_HEADERS:
             if forwarded is None:
                 forwarded = {}
@@ -133,4 +134,4 @@ def _fields(
         headers.append((b"cookie", b"; ".join(cookies)))
     if host is not None:
         headers.insert(0, host)
-    return headers, content_length, forwarded
+    return headers, content_length, forwarded, expect_100
