@@ -167,8 +167,8 @@ def test_zero_window_slow_read(serve, codec):
 @pytest.mark.parametrize("codec", CODECS)
 def test_preface_that_never_completes(serve, codec):
     """The preface, then half a SETTINGS frame header, then silence: closed on the keep-alive
-    timeout. (A preface cut before "SM\r\n\r\n" is not handed to HTTP/2 on httptools: llhttp
-    waits for all of it; see the report.)"""
+    timeout. (A preface cut before its last line is still HTTP/1.1's: llhttp waits for the rest
+    of it as a request head, and --timeout-request-header answers 408.)"""
     server = serve(APP, "--http2-codec", codec, "--timeout-keep-alive", "1")
     started = time.monotonic()
     _, closed = exchange(server.port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00", wait=4)
