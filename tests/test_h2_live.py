@@ -235,3 +235,14 @@ def test_h2c_upgrade_body_split_across_reads(serve, http):
     status, _, frames = data.partition(b"\r\n\r\n")
     assert status.startswith(b"HTTP/1.1 101 ")
     assert b"".join(f.data for f in parse_frames(frames) if isinstance(f, DataFrame) and f.stream_id == 1) == body
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_bodiless_responses_go_out_at_once(serve, codec):
+    """204, 304 and HEAD end the stream with the HEADERS frame, written right away (not held
+    until the client's next frame or the idle timeout)."""
+    server = serve(APP, "--http2-codec", codec)
+    for args in (["-I", server.url + "/"], [server.url + "/status?code=204"], [server.url + "/status?code=304"]):
+        started = time.monotonic()
+        result = curl("--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}", *args)
+        assert result.stdout in (b"200", b"204", b"304") and time.monotonic() - started < 2, (args, result)

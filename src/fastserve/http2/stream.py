@@ -187,6 +187,7 @@ class H2Stream:
             if cycle.is_head and cycle.expected_length is None and body and end:
                 headers.append((b"content-length", b"%d" % len(body)))
             self._send_headers(status, headers, True)
+            self.conn.flush(True)
             return
         if end and cycle.expected_length is None:
             headers.append((b"content-length", b"%d" % len(body)))
