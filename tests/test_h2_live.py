@@ -246,3 +246,21 @@ def test_bodiless_responses_go_out_at_once(serve, codec):
         started = time.monotonic()
         result = curl("--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}", *args)
         assert result.stdout in (b"200", b"204", b"304") and time.monotonic() - started < 2, (args, result)
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_h2load_uploads_and_downloads_under_small_windows(serve, codec, tmp_path):
+    """Flow control both ways under load: 100 uploads of 300 kB echoed back, 40 downloads of 1 MB
+    with the client's stream window at 64 KiB (h2load -w 16), 10 streams per connection."""
+    h2load = need("h2load")
+    server = serve(APP, "--http2-codec", codec, "--no-access-log")
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(bytes(range(256)) * 1172)  # 300,032 bytes
+    runs = (
+        [h2load, "-n", "100", "-c", "4", "-m", "10", "-d", str(upload), server.url + "/echo"],
+        [h2load, "-n", "40", "-c", "4", "-m", "10", "-w", "16", "-W", "16", server.url + "/big?size=1000000"],
+    )
+    for command, data in zip(runs, (100 * 300_032, 40 * 1_000_000), strict=True):
+        out = subprocess.run(command, capture_output=True, timeout=60, text=True).stdout
+        assert " 0 failed, 0 errored, 0 timeout" in out and f"({data}) data" in out, out
+    assert "Traceback" not in server.output
