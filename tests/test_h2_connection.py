@@ -618,3 +618,21 @@ def test_both_codecs_give_the_app_the_same_events_and_the_client_the_same_answer
     assert all(result == results[0] for result in results[1:])
     _, answers = results[0]
     assert answers[1][:2] == (201, b"ok!") and answers[3][:2] == (201, b"ok!") and answers[5][2] == PROTOCOL_ERROR
+
+
+@in_loop
+async def test_response_header_values_http2_cannot_carry(codec):
+    """Surrounding whitespace is trimmed; a control character HTTP/1.1 would pass is one error
+    line and a 500 (not a traceback)."""
+
+    async def app(scope, receive, send):
+        value = b"a\x01b" if scope["path"] == "/bad" else b" padded\t"
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"X-Value", value)]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    peer = H2Peer(app, codec)
+    peer.get(1)
+    peer.get(3, request(b"/bad"))
+    await peer.exchange()
+    assert peer.streams[1].header(b"x-value") == b"padded"
+    assert peer.streams[3].status == 500

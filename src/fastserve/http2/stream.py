@@ -15,9 +15,10 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..asgi.errors import InvalidResponse
 from ..asgi.flow import wake
 from ..asgi.response_head import ResponseHeadCache, check_body
-from .codec import CANCEL, INTERNAL_ERROR, NO_ERROR, StreamClosed
+from .codec import CANCEL, INTERNAL_ERROR, NO_ERROR, CodecUsageError, StreamClosed
 
 if TYPE_CHECKING:
     from ..asgi.http_cycle import RequestResponseCycle
@@ -32,9 +33,12 @@ _PLAIN_TEXT = (b"content-type", b"text/plain; charset=utf-8")
 
 
 def render_fields(items: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The app's validated response headers as HTTP/2 fields: names lowercase, no
-    connection-specific field (the ResponseHeadCache keeps the result per header list)."""
-    return [(name.lower(), value) for name, value in items if name.lower() not in CONNECTION_SPECIFIC]
+    """The app's validated response headers as HTTP/2 fields: names lowercase, values without
+    surrounding whitespace (RFC 9113 8.2.1; HTTP/1.1 ignores it), no connection-specific field
+    (the ResponseHeadCache keeps the result per header list)."""
+    return [
+        (name.lower(), bytes(value).strip(b" \t")) for name, value in items if name.lower() not in CONNECTION_SPECIFIC
+    ]
 
 
 HEADS = ResponseHeadCache(render_fields)
@@ -204,6 +208,8 @@ class H2Stream:
         except StreamClosed:
             self.send_done = True
             return
+        except CodecUsageError as exc:  # a value HTTP/1.1 carries and HTTP/2 does not (a control character)
+            raise InvalidResponse(f"response header not allowed in HTTP/2: {exc}") from None
         if end:
             self._ended()
 
