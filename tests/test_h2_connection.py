@@ -33,7 +33,7 @@ from fastserve.negotiate import h2_takeover
 from fastserve.server import ServerState
 
 from .h2_client import codecs
-from .harness import FakeTransport, run_on, settle
+from .harness import LOOPS, FakeTransport, run_on, settle
 
 CODECS = ["zttp" if c.__name__ == "ZttpCodec" else "h2" for c in codecs()]
 GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"example.com")]
@@ -146,11 +146,12 @@ class H2Peer:
 
 
 def in_loop(scenario):
-    """Run `async scenario(codec)` on asyncio for each codec."""
+    """Run `async scenario(codec)` for each codec, on each event loop."""
 
+    @pytest.mark.parametrize("loop", LOOPS)
     @pytest.mark.parametrize("codec", CODECS)
-    def test(codec):
-        run_on("asyncio", lambda: scenario(codec))
+    def test(codec, loop):
+        run_on(loop, lambda: scenario(codec))
 
     test.__name__ = scenario.__name__
     test.__doc__ = scenario.__doc__
