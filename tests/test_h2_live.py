@@ -75,7 +75,9 @@ def test_curl_over_tls_selects_h2_by_alpn(serve, codec, tls_files):
     result = curl("--cacert", ca, "--http2", "-w", "\\n%{http_version}", url + "/scope")
     body, _, version = result.stdout.rpartition(b"\n")
     assert version == b"2", result
-    assert json.loads(body)["scheme"] == "https"
+    scope = json.loads(body)
+    assert scope["scheme"] == "https" and scope["http_version"] == "2"
+    assert scope["extensions"]["tls"]["tls_version"] in (0x0303, 0x0304)  # the ASGI tls extension
     result = curl("--cacert", ca, "--http1.1", "-w", "\\n%{http_version}", url + "/")
     assert result.stdout.endswith(b"\n1.1")  # ALPN http/1.1 still gets HTTP/1.1
 
