@@ -55,11 +55,12 @@ def request_frames(count: int) -> list[bytes]:
 async def serve(codec: str, frames: list[bytes]) -> float:
     """Seconds to serve `frames` on one connection (past the preface)."""
     sys.path.insert(0, str(REPO))
+    from tests.harness import FakeTransport, settle
+
     from fastserve.config import Config
     from fastserve.http2 import codec_class
     from fastserve.http2.connection import H2Connection
     from fastserve.state import ServerState
-    from tests.harness import FakeTransport, settle
 
     loop = asyncio.get_running_loop()
     config = Config(app="benchmarks.h2hotpath:app", access_log=False, date_header=False)
