@@ -266,3 +266,26 @@ def test_h2load_uploads_and_downloads_under_small_windows(serve, codec, tmp_path
         out = subprocess.run(command, capture_output=True, timeout=60, text=True).stdout
         assert " 0 failed, 0 errored, 0 timeout" in out and f"({data}) data" in out, out
     assert "Traceback" not in server.output
+
+
+def test_http2_options_fail_at_start_not_per_connection(tmp_path, serve):
+    """zttp with settings it cannot advertise, or --http2 on without a codec installed: one line
+    and no start, rather than a failure at each HTTP/2 connection."""
+    import os
+    import sys
+
+    from .helpers import TESTS, raw_request, status_of
+
+    command = [sys.executable, "-m", "fastserve", APP, "--port", "0"]
+    result = subprocess.run([*command, "--http2-codec", "zttp", "--http2-max-concurrent-streams", "10"],
+                            capture_output=True, text=True, cwd=TESTS, timeout=30)
+    assert result.returncode != 0 and "--http2-codec: zttp advertises fixed HTTP/2 settings" in result.stderr
+    for name in ("zttp", "h2"):  # hide both codec libraries
+        (tmp_path / f"{name}.py").write_text("raise ImportError('hidden by the test')\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    result = subprocess.run([*command, "--http2", "on"], capture_output=True, text=True, cwd=TESTS, env=env, timeout=30)
+    assert result.returncode != 0, result.stderr
+    assert "HTTP/2 needs the" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    server = serve(APP, env=env)  # --http2 auto without a codec: HTTP/2 is off, the server runs
+    response = raw_request(server.port, PREFACE)
+    assert status_of(response) == 400 and b"HTTP/2" in response

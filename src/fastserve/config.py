@@ -236,9 +236,13 @@ class Config:
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ConfigError("ssl_keyfile", "needs --ssl-certfile too")
         try:
-            self.http2_settings()
+            settings = self.http2_settings()
         except ValueError as exc:
             raise ConfigError("http2_max_frame_size", str(exc)) from None
+        if self.http2_codec == "zttp" and self.http2 != "off" and settings != type(settings)():
+            # zttp 0.0.x advertises fixed SETTINGS (H2Settings' defaults): say so now, not at
+            # the first HTTP/2 connection.
+            raise ConfigError("http2_codec", "zttp advertises fixed HTTP/2 settings (the --http2-* defaults); use --http2-codec h2 or auto to change them")
         self.default_headers = [parse_header_option(h) for h in self.headers]
         self.trusted_proxies = TrustedProxies(self.forwarded_allow_ips)
 
