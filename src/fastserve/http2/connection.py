@@ -335,6 +335,12 @@ class H2Connection(asyncio.Protocol):
         self._maybe_forget(stream)
 
     def _on_reset(self, event: StreamReset) -> None:
+        stream = self.streams.get(event.stream_id)
+        if stream is None:
+            # Not a stream being served: the codec's own refusals (REFUSED_STREAM, reported as
+            # resets), zttp reporting again a stream already reset, or one already answered.
+            # Only the resets that abandon work count toward --http2-max-resets.
+            return
         now = self.loop.time()
         if now - self.reset_window_start > RESET_WINDOW:
             self.reset_window_start, self.resets = now, 0
@@ -349,9 +355,6 @@ class H2Connection(asyncio.Protocol):
             self.abort_streams()
             self.writer.close()
             self.closed = True
-            return
-        stream = self.streams.get(event.stream_id)
-        if stream is None:
             return
         stream.client_gone()
         if stream.unacked:
