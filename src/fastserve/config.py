@@ -173,7 +173,7 @@ class Config:
     http2_max_frame_size: int = option(16384, "Largest HTTP/2 frame payload accepted, in bytes (16384 to 16777215).", group="http2")
     http2_max_header_list_size: int = option(65536, "Largest HTTP/2 request header list accepted (uncompressed, RFC 9113 6.5.2).", group="http2")
     http2_timeout_window: float = option(30.0, "Reset an HTTP/2 stream whose response waited this many seconds without the client granting flow-control window (a client that never reads).", group="http2")
-    http2_max_resets: int = option(200, "Stream resets one HTTP/2 client may send in 10 seconds; past it the connection ends with GOAWAY ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487).", group="http2")
+    http2_max_resets: int = option(200, "Resets of streams still being served one HTTP/2 client may send in 10 seconds; past it the connection ends with GOAWAY ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487).", group="http2")
 
     # -- TLS ----------------------------------------------------------------------------------
     ssl_keyfile: str | None = option(None, "TLS private key file.", group="tls", type=str)
