@@ -20,7 +20,6 @@ from ..asgi.scope import connection_template, http_scope
 from ..batching import HeldWriter
 from ..proxy import forwarded_client
 from .codec import (
-    CANCEL,
     ENHANCE_YOUR_CALM,
     NO_ERROR,
     PROTOCOL_ERROR,
@@ -50,7 +49,6 @@ SHUTDOWN_QUIET = 0.3
 _RETRY_SOON = ((b"retry-after", b"1"),)
 # A reason reading pauses for (asgi/flow.py's bits): the client is not reading our writes.
 WRITE_BLOCKED = 8
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 class H2Connection(asyncio.Protocol):
@@ -271,10 +269,12 @@ class H2Connection(asyncio.Protocol):
     def _answer(self, stream_id: int, status: int, reason: str) -> None:
         """A plain-text answer, no app involved (the request's body, if any, is credited as it comes)."""
         body = reason.encode("latin-1")
-        fields = [*self.state.default_header_items, (b"content-type", b"text/plain; charset=utf-8"),
-                  (b"content-length", b"%d" % len(body))]
-        self.codec.send_headers(stream_id, status, fields)
-        self.codec.send_data(stream_id, body, True)  # far below any initial window
+        fields = [*self.state.default_header_items, (b"content-type", b"text/plain; charset=utf-8")]
+        if self.codec.send_window(stream_id) < len(body):  # a client that opened no window: the status alone
+            self.codec.send_headers(stream_id, status, fields, True)
+            return
+        self.codec.send_headers(stream_id, status, [*fields, (b"content-length", b"%d" % len(body))])
+        self.codec.send_data(stream_id, body, True)
 
     def _answer_health(self, cycle: RequestResponseCycle) -> None:
         """--health-path, answered without the app (see health.py): 200, or 503 once stopping."""
@@ -498,5 +498,3 @@ def _address(value: Any) -> tuple[str, int] | None:
 def _describe(client: tuple[str, int] | None) -> str:
     return f"{client[0]}:{client[1]}" if client else "a unix socket peer"
 
-
-__all__ = ["H2Connection", "PREFACE", "CANCEL"]
