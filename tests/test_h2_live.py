@@ -289,3 +289,25 @@ def test_http2_options_fail_at_start_not_per_connection(tmp_path, serve):
     server = serve(APP, env=env)  # --http2 auto without a codec: HTTP/2 is off, the server runs
     response = raw_request(server.port, PREFACE)
     assert status_of(response) == 400 and b"HTTP/2" in response
+
+
+def test_prior_knowledge_behind_the_proxy_protocol(serve):
+    """A PROXY protocol header, then the HTTP/2 preface (haproxy's h2c upstream with send-proxy):
+    the stream's scope has the client the header names."""
+    from hyperframe.frame import DataFrame
+
+    from .h2_client import GET, RawClient
+
+    server = serve(APP, "--proxy-protocol")
+    raw = RawClient()
+    request = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/scope"), *GET[3:]]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=3) as sock:
+        sock.sendall(b"PROXY TCP4 203.0.113.5 127.0.0.1 4711 80\r\n" + raw.preface() + raw.headers(1, request))
+        data = body = b""
+        while not body.endswith(b"}}"):  # the scope's JSON, whole
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+            body = b"".join(f.data for f in parse_frames(data) if isinstance(f, DataFrame) and f.stream_id == 1)
+    scope = json.loads(body)
+    assert scope["client"] == ["203.0.113.5", 4711] and scope["http_version"] == "2"
