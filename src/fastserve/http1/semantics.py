@@ -74,8 +74,8 @@ def request_head(
     connection_says = None  # keep-alive as the Connection field has it, if it does
     version_unsure = False
     expect_100 = False
-    upgrade: bool | str = False
-    connection_upgrade = chunked = False
+    upgrade: bool | str  # True (websocket), H2C or False
+    upgrade = connection_upgrade = chunked = False
     hosts = content_lengths = 0
     proxy_headers = None
     watched = _WATCHED_REQUEST_HEADERS.get
