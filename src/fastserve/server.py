@@ -20,7 +20,7 @@ from .http1 import parser_class
 from .importer import AppImportError, load_app
 from .lifespan import Lifespan
 from .logging import TRACE, AccessLog, trace_asgi
-from .negotiate import connection_factory
+from .negotiate import alpn_protocols, connection_factory, http2_codec
 
 # Moved to state.py; re-exported for existing imports (tests, benchmarks, feature layers).
 from .state import FILE_RESERVE, ServerState, connections_files_allow, open_file_limit  # noqa: F401
@@ -96,6 +96,12 @@ class Server:
         if logger.isEnabledFor(TRACE):
             app = trace_asgi(app)
         ws_handler = _ws_handler(config, app)  # before lifespan: it may refuse to start (--ws websockets)
+        try:
+            http2_codec(config)  # --http2 on, or a named codec, without the library: one line, no start
+        except ImportError as exc:
+            logger.error("%s", exc)
+            self.exit_code = EXIT_SETUP
+            return
         try:
             ssl_context = create_ssl_context(config) if config.is_ssl else None
         except TLSSetupError as exc:
@@ -501,7 +507,7 @@ def create_ssl_context(config: Config) -> ssl.SSLContext:
             context.set_ciphers(config.ssl_ciphers)
         except ssl.SSLError:
             raise TLSSetupError(f"--ssl-ciphers {config.ssl_ciphers!r} selects no cipher OpenSSL knows") from None
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols(alpn_protocols(config))
     return context
 
 
