@@ -206,6 +206,36 @@ def test_pathsend_of_a_file_that_cannot_be_opened_is_500_and_one_line(run, tmp_p
     run(app, scenario)
 
 
+def test_a_file_deleted_between_start_and_pathsend_is_500_and_one_line(run, path, caplog):
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        os.unlink(path)  # gone after the app looked at it (Starlette stats the file first)
+        await send({"type": "http.response.pathsend", "path": path})
+
+    async def scenario(conn):
+        with caplog.at_level(logging.INFO, logger="fastserve.error"):
+            [response] = await conn.request(get())
+        assert response.status == 500 and conn.closed
+        [line] = errors(caplog)
+        assert "Cannot send the file" in line.getMessage() and not line.exc_info
+
+    run(app, scenario)
+
+
+def test_zerocopysend_of_a_file_deleted_after_the_app_opened_it_sends_it_whole(run, path):
+    async def app(scope, receive, send):
+        with open(path, "rb") as file:
+            os.unlink(path)  # the open descriptor still reads it (POSIX)
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.zerocopysend", "file": file})
+
+    async def scenario(conn):
+        [response] = await conn.request(get())
+        assert response.status == 200 and response.body == CONTENT
+
+    run(app, scenario)
+
+
 @pytest.mark.parametrize("path_value", ["relative/file", b"/bytes/path", None])
 def test_pathsend_needs_an_absolute_str_path(run, caplog, path_value):
     async def app(scope, receive, send):
