@@ -9,6 +9,8 @@ from pathlib import Path
 
 import httpx
 
+from .helpers import http_get
+
 
 def _stat_fields(pid: int) -> list[str] | None:
     try:
@@ -140,7 +142,7 @@ def with_inherited_socket(argv: list[str]) -> list[str]:
 
 def get(url: str, timeout: float = 5.0, **kwargs) -> httpx.Response:
     """One request on a fresh connection, so the kernel may hand it to any worker."""
-    return httpx.get(url, headers={"connection": "close", **kwargs.pop("headers", {})}, timeout=timeout, **kwargs)
+    return http_get(url, headers={"connection": "close", **kwargs.pop("headers", {})}, timeout=timeout, **kwargs)
 
 
 def pids_serving(server, count: int, attempts: int = 60) -> set[int]:
