@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 
+from .helpers import http_get
 from .process_tree import is_running
 from .test_workers import wait_for_workers
 
@@ -25,7 +26,7 @@ def test_blocked_worker_is_replaced_while_the_other_keeps_serving(supervised):
     line = None
     while line is None and time.monotonic() - blocked_at < 20:
         # Fresh connections meanwhile: the healthy worker answers them all.
-        served_by.add(int(httpx.get(server.url + "/pid", timeout=5).text))
+        served_by.add(int(http_get(server.url + "/pid", timeout=5).text))
         time.sleep(0.1)
         line = next((x for x in server.lines if "is stuck" in x), None)
     assert line is not None, server.output
