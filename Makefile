@@ -10,6 +10,9 @@ PORT ?= 8000
 # command:package pairs the tests use (haproxy: PROXY protocol; systemd-socket-activate: socket activation)
 SYSTEM_PACKAGES := redis-server:redis-server curl:curl chromium:chromium wrk:wrk haproxy:haproxy systemd-socket-activate:systemd strace:strace nghttp:nghttp2-client h2load:nghttp2-client
 PYTEST_ARGS ?=
+# make test runs the suite in this many pytest-xdist processes, one test file per process at a time
+# (most tests wait on a server far more than they compute); PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: run test lint bench soak system-deps clean
 
@@ -19,7 +22,7 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev system-deps
 	@echo "==> Running the test suite (about 5 minutes on a 2-core machine; make test PYTEST_ARGS='tests/test_cli.py -x' for one file)"
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks

@@ -6,17 +6,29 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import httpx
+
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 IMPLS = [("httptools", "asyncio"), ("httptools", "uvloop"), ("h11", "asyncio"), ("h11", "uvloop")]
 IMPL_IDS = [f"{http}-{loop}" for http, loop in IMPLS]
 _RUNNING = re.compile(r"running on (https?)://([^ ]+):(\d+)")
+# httpx builds a TLS context (loading a CA bundle: ~50 ms of CPU) for every new client, httpx.get()
+# included, even for http:// URLs; the suite makes about a thousand one-off requests. They share one.
+_CLIENT_TLS = ssl.create_default_context()
+
+
+def http_get(url: str, **kwargs) -> httpx.Response:
+    """httpx.get: a new client, so a new connection, without building a new TLS context."""
+    kwargs.setdefault("verify", _CLIENT_TLS)
+    return httpx.get(url, **kwargs)
 
 
 class ServerProcess:

@@ -140,6 +140,9 @@ def with_inherited_socket(argv: list[str]) -> list[str]:
 
 def get(url: str, timeout: float = 5.0, **kwargs) -> httpx.Response:
     """One request on a fresh connection, so the kernel may hand it to any worker."""
+    # Deliberately httpx.get, not helpers.http_get: the max-requests tests (test_workers,
+    # test_gunicorn) pass only with the ~50 ms a new TLS context puts between requests; without it
+    # the worker that reached its limit answers the next request too (a race, reported).
     return httpx.get(url, headers={"connection": "close", **kwargs.pop("headers", {})}, timeout=timeout, **kwargs)
 
 

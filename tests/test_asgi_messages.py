@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from .apps.careless import INVALID
-from .helpers import ServerProcess, read_until_closed, status_of
+from .helpers import ServerProcess, http_get, read_until_closed, status_of
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +39,12 @@ def test_invalid_message_gets_500_or_close_and_one_log_line(careless_server, kin
     time.sleep(0.1)  # a second line, if any, would come right behind the first
     logged = [line for line in careless_server.lines[first_line:] if ' - "' not in line]  # (access log aside)
     assert len(logged) == 1, logged
-    assert httpx.get(careless_server.url + "/").text == "ok"  # everyone else is still served
+    assert http_get(careless_server.url + "/").text == "ok"  # everyone else is still served
 
 
 def test_status_that_is_not_an_int_raises_in_the_app(careless_server):
     # The app catches the error and answers properly: the cycle was left as it was.
-    r = httpx.get(careless_server.url + "/status-type")
+    r = http_get(careless_server.url + "/status-type")
     assert r.status_code == 200 and r.text == "raised InvalidResponse"
 
 
@@ -52,4 +52,4 @@ def test_scope_asgi_is_not_shared_between_requests(careless_server):
     # The app writes to scope["asgi"] and reports whether an earlier request's write shows.
     with httpx.Client() as client:  # one connection
         assert [client.get(careless_server.url + "/asgi-scope").text for _ in range(3)] == ["clean"] * 3
-    assert httpx.get(careless_server.url + "/asgi-scope").text == "clean"  # another connection
+    assert http_get(careless_server.url + "/asgi-scope").text == "clean"  # another connection

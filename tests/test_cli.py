@@ -13,7 +13,8 @@ import pytest
 from fastserve.cli import main as cli_command
 from fastserve.config import option_fields
 
-from .helpers import ROOT, TESTS, ServerProcess, raw_request, status_of
+from .conftest import free_port
+from .helpers import ROOT, TESTS, ServerProcess, http_get, raw_request, status_of
 
 
 def fastserve(*args, env=None, timeout=20):
@@ -181,10 +182,24 @@ def test_log_config_files(serve, tmp_path, kind):
 
 
 def test_log_level_debug_and_warning(serve):
-    quiet = serve("apps.basic:app", "--log-level", "warning", wait_for=None)
-    import time
-    time.sleep(1.5)
+    port = free_port()  # the 'running on' line that would tell the port is the one not to print
+    quiet = serve("apps.basic:app", "--log-level", "warning", "--port", str(port), wait_for=None)
+    wait_until_served(f"http://127.0.0.1:{port}/")  # it logs 'running on' before it serves anything
+    quiet.stop()  # and every line it wrote has been read
     assert "running on" not in quiet.output
+
+
+def wait_until_served(url: str, timeout: float = 10.0) -> None:
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            http_get(url, timeout=2).raise_for_status()
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def test_limit_concurrency_answers_503(serve):

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from .helpers import TESTS, ServerProcess
+from .helpers import TESTS, ServerProcess, http_get
 from .test_websocket_django import CHROMIUM, page_debugger_url
 
 pytest.importorskip("django")
@@ -178,7 +178,7 @@ class KeepConnecting(threading.Thread):
         while not self.stop.is_set():
             started = time.monotonic()
             try:
-                response = httpx.get(self.url + "/", timeout=10)  # a new connection each time
+                response = http_get(self.url + "/", timeout=10)  # a new connection each time
                 self.longest = max(self.longest, time.monotonic() - started)
                 self.greetings.append(response.text.split('<p id="greeting">')[1].split("<")[0])
             except Exception as exc:

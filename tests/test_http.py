@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from .helpers import raw_request, read_until_closed, status_of
+from .helpers import http_get, raw_request, read_until_closed, status_of
 
 # Behaviour that does not depend on the event loop, also checked in process on all four
 # combinations (tests/test_inprocess_http.py): end to end on two (tests/conftest.py).
@@ -17,7 +17,7 @@ TWO_IMPLS = pytest.mark.two_impls
 
 
 def get_json(server, path):
-    return httpx.get(server.url + path).json()
+    return http_get(server.url + path).json()
 
 
 def test_scope_contents(basic_server):
@@ -47,7 +47,7 @@ def test_path_is_percent_decoded_utf8_and_raw_path_kept(basic_server):
     assert scope["path"] == "/scope/€ x"  # percent-decoded, as UTF-8
     assert scope["raw_path"] == "/sc%6Fpe/%E2%82%AC%20x"  # as sent
     assert scope["query_string"] == "q=%E2%82%AC"  # never decoded
-    r = httpx.get(basic_server.url + "/p%C3%A4th")
+    r = http_get(basic_server.url + "/p%C3%A4th")
     assert r.status_code == 200 and r.text == "Hello, world!"
 
 
@@ -99,7 +99,7 @@ def test_streaming_response_to_http10_is_close_delimited(basic_server):
 
 @TWO_IMPLS
 def test_single_body_gets_content_length(basic_server):
-    r = httpx.get(basic_server.url + "/big?size=65536")
+    r = http_get(basic_server.url + "/big?size=65536")
     assert r.headers["content-length"] == "65536" and len(r.content) == 65536
     assert "transfer-encoding" not in r.headers
 
@@ -219,12 +219,12 @@ def test_expect_100_not_sent_when_app_does_not_read(basic_server):
 
 @TWO_IMPLS
 def test_app_exception_before_response_is_500(basic_server):
-    r = httpx.get(basic_server.url + "/raise-early")
+    r = http_get(basic_server.url + "/raise-early")
     assert r.status_code == 500
     assert r.text == "Internal Server Error"
     assert "boom" not in r.text  # never a traceback to the client
     basic_server.wait_for_line("boom before the response")
-    assert httpx.get(basic_server.url + "/").status_code == 200
+    assert http_get(basic_server.url + "/").status_code == 200
 
 
 @TWO_IMPLS
@@ -232,7 +232,7 @@ def test_app_exception_after_start_closes_connection(basic_server):
     response = raw_request(basic_server.port, b"GET /raise-late HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)
     assert status_of(response) == 200
     assert response.endswith(b"partial")  # truncated: fewer bytes than content-length, then closed
-    assert httpx.get(basic_server.url + "/").status_code == 200
+    assert http_get(basic_server.url + "/").status_code == 200
 
 
 @TWO_IMPLS
@@ -328,7 +328,7 @@ def test_invalid_response_header_name_refused(basic_server):
 
 @TWO_IMPLS
 def test_app_headers_kept_and_defaults_overridable(basic_server):
-    r = httpx.get(basic_server.url + "/custom-headers")
+    r = http_get(basic_server.url + "/custom-headers")
     assert r.headers.get_list("x-dup") == ["a", "b"]
     assert r.headers.get_list("server") == ["custom"]  # the app's own server header replaces ours
     assert "date" in r.headers
@@ -402,7 +402,7 @@ def test_request_body_back_pressure(basic_server):
             except BlockingIOError:
                 time.sleep(0.01)
         assert sent < 12 * 1024 * 1024, f"{sent} body bytes taken while the app read nothing"
-        assert httpx.get(basic_server.url + "/", timeout=5).status_code == 200
+        assert http_get(basic_server.url + "/", timeout=5).status_code == 200
         sock.settimeout(20)
         while sent < size:
             sent += sock.send(chunk[: size - sent])
@@ -445,7 +445,7 @@ def test_send_waits_while_client_is_not_reading(basic_server):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         sock.sendall(b"GET /firehose HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(1.0)
-        stalled_at = int(httpx.get(basic_server.url + "/firehose-progress").text)
+        stalled_at = int(http_get(basic_server.url + "/firehose-progress").text)
         # Kernel buffers hold a few MiB at most; without back-pressure all 64 MiB would be queued.
         assert stalled_at < 16 * 1024 * 1024
         received = 0

@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 
+from .helpers import http_get
 from .process_tree import is_running
 from .test_workers import wait_for_workers
 
@@ -21,11 +22,14 @@ def test_blocked_worker_is_replaced_while_the_other_keeps_serving(supervised):
     blocker = socket.create_connection(("127.0.0.1", server.port), timeout=30)
     blocker.sendall(b"GET /block?s=40 HTTP/1.1\r\nHost: x\r\n\r\n")  # time.sleep in the app
     blocked_at = time.monotonic()
+    # Let that worker take the blocker (its accept loop would take a connection arriving with it
+    # too, and that one would hang, then be reset by the kill) and block before anyone else comes.
+    time.sleep(0.3)
     served_by: set[int] = set()
     line = None
     while line is None and time.monotonic() - blocked_at < 20:
         # Fresh connections meanwhile: the healthy worker answers them all.
-        served_by.add(int(httpx.get(server.url + "/pid", timeout=5).text))
+        served_by.add(int(http_get(server.url + "/pid", timeout=5).text))
         time.sleep(0.1)
         line = next((x for x in server.lines if "is stuck" in x), None)
     assert line is not None, server.output

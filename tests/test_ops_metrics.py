@@ -7,11 +7,10 @@ import subprocess
 import sys
 import time
 
-import httpx
 import pytest
 
 from .conftest import free_port
-from .helpers import TESTS, raw_request, status_of
+from .helpers import TESTS, http_get, raw_request, status_of
 from .test_workers import wait_for_workers
 
 pytest.importorskip("prometheus_client", reason="SKIPPED LOUDLY: prometheus_client is not installed (pip install -e '.[dev]')")
@@ -22,7 +21,7 @@ pytestmark = pytest.mark.timeout(60)
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:
     """Every sample as {(name, sorted labels): value}."""
-    response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    response = http_get(f"http://127.0.0.1:{port}/metrics", timeout=10)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     samples = {}
     for family in text_string_to_metric_families(response.text):
@@ -37,9 +36,9 @@ def value(samples, name: str, **labels) -> float:
 
 def exercise(url: str, port: int) -> None:
     for _ in range(5):
-        assert httpx.get(url + "/").status_code == 200
-    assert httpx.get(url + "/missing").status_code == 404
-    assert httpx.get(url + "/raise").status_code == 500
+        assert http_get(url + "/").status_code == 200
+    assert http_get(url + "/missing").status_code == 404
+    assert http_get(url + "/raise").status_code == 500
     assert status_of(raw_request(port, b"GET / HTTP/1.1\r\n\r\n")) == 400  # no Host
     assert status_of(raw_request(port, b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n")) == 413
 
@@ -51,7 +50,7 @@ def test_single_server_metrics(serve, impl):
                    "--limit-request-body", "1000", "--health-path", "/healthz")
     assert f"Metrics on http://127.0.0.1:{metrics_port}/metrics" in server.output
     exercise(server.url, server.port)
-    assert httpx.get(server.url + "/healthz").status_code == 200
+    assert http_get(server.url + "/healthz").status_code == 200
     with socket.create_connection(("127.0.0.1", server.port)):  # one open, idle connection
         time.sleep(1.3)  # gauges are sampled once a second
         samples = scrape(metrics_port)
@@ -66,7 +65,7 @@ def test_single_server_metrics(serve, impl):
     assert value(samples, "fastserve_connections_open") >= 1
     assert value(samples, "fastserve_requests_in_flight") == 0
     assert value(samples, "process_resident_memory_bytes") > 0
-    assert httpx.get(f"http://127.0.0.1:{metrics_port}/other").status_code == 404
+    assert http_get(f"http://127.0.0.1:{metrics_port}/other").status_code == 404
     assert not any("GET /metrics" in line or "GET /other" in line for line in server.lines)  # no access line: not the app's port
 
 
@@ -94,7 +93,7 @@ def test_workers_metrics_are_summed_by_the_supervisor(supervised):
     workers = wait_for_workers(server, 2)
     pids = set()
     for _ in range(20):
-        pids.add(int(httpx.get(server.url + "/pid", headers={"connection": "close"}).text))
+        pids.add(int(http_get(server.url + "/pid", headers={"connection": "close"}).text))
     exercise(server.url, server.port)
     samples = scrape(metrics_port)
     assert value(samples, "fastserve_requests_total", status_class="2xx", protocol="http/1.1") == 25
@@ -153,8 +152,8 @@ def test_gunicorn_workers_each_serve_the_sum(supervised, tmp_path):
     wait_for_gunicorn_workers(server, 2)
     url = server.url
     for _ in range(10):
-        assert httpx.get(url + "/", headers={"connection": "close"}).status_code == 200
-    assert httpx.get(url + "/healthz").text == "OK\n"
+        assert http_get(url + "/", headers={"connection": "close"}).status_code == 200
+    assert http_get(url + "/healthz").text == "OK\n"
     # Whichever worker answers the scrape (SO_REUSEPORT), it reports every worker's requests.
     for _ in range(4):
         samples = scrape(metrics_port)

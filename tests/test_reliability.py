@@ -14,7 +14,7 @@ import httpx
 import pytest
 import websockets
 
-from .helpers import ServerProcess
+from .helpers import ServerProcess, http_get
 
 
 def rss_kib(pid: int) -> int:
@@ -84,7 +84,7 @@ def test_slowloris_does_not_starve_normal_clients(reliability_server):
 def test_flood_of_connections_releases_fds_and_memory(reliability_server):
     server = reliability_server
     pid = server.proc.pid
-    httpx.get(server.url)
+    http_get(server.url)
     fds_before, rss_before = open_fds(pid), rss_kib(pid)
 
     async def client(i):
@@ -104,14 +104,14 @@ def test_flood_of_connections_releases_fds_and_memory(reliability_server):
     asyncio.run(main())
     wait_until(lambda: open_fds(pid) <= fds_before + 2, 15, "file descriptors not released")
     assert rss_kib(pid) - rss_before < 40 * 1024, "RSS grew by more than 40 MiB"
-    assert httpx.get(server.url).status_code == 200
+    assert http_get(server.url).status_code == 200
 
 
 def run_soak(server: ServerProcess, seconds: float, websocket_sessions: int) -> dict:
     """Keep-alive requests (wrk, or httpx where wrk is missing) mixed with WebSocket sessions."""
     pid = server.proc.pid
-    httpx.get(server.url + "/")
-    tasks_before = int(httpx.get(server.url + "/tasks").text)
+    http_get(server.url + "/")
+    tasks_before = int(http_get(server.url + "/tasks").text)
     rss_before = rss_kib(pid)
     stats = {}
 
@@ -151,8 +151,8 @@ def run_soak(server: ServerProcess, seconds: float, websocket_sessions: int) -> 
         stats["requests"], stats["errors"] = count, False
         stats["websocket_sessions"] = asyncio.run(websocket_load())
     time.sleep(0.5)
-    stats["tasks_growth"] = int(httpx.get(server.url + "/tasks").text) - tasks_before
-    stats["objects"] = httpx.get(server.url + "/objects").json()
+    stats["tasks_growth"] = int(http_get(server.url + "/tasks").text) - tasks_before
+    stats["objects"] = http_get(server.url + "/objects").json()
     stats["rss_growth_kib"] = rss_kib(pid) - rss_before
     return stats
 
@@ -171,12 +171,12 @@ def test_closed_websocket_sessions_are_freed_at_once(reliability_server):
                 await ws.send("x")
                 assert await ws.recv() == "x"
 
-    httpx.get(reliability_server.url + "/gc-off")  # reference counting alone must free them
+    http_get(reliability_server.url + "/gc-off")  # reference counting alone must free them
     try:
         asyncio.run(sessions())
         time.sleep(0.3)
     finally:
-        objects = httpx.get(reliability_server.url + "/objects?collect=0").json()
+        objects = http_get(reliability_server.url + "/objects?collect=0").json()
     assert_connections_freed(objects)
 
 
@@ -184,17 +184,18 @@ def test_closed_connections_are_freed_without_the_cyclic_gc(reliability_server):
     # A connection leaves no reference cycle behind: reference counting frees it as it closes
     # (the cyclic GC would cost every new connection, as in the Connection: close benchmark).
     url = reliability_server.url
-    httpx.get(url + "/gc-off")
+    http_get(url + "/gc-off")
     try:
-        for path in ("/", "/sleep?t=0.01", "/", "/nothing"):
-            for _ in range(10):
-                assert httpx.get(url + path, headers={"connection": "close"}).status_code == 200
+        with httpx.Client(headers={"connection": "close"}) as closing:  # a new connection each time
+            for path in ("/", "/sleep?t=0.01", "/", "/nothing"):
+                for _ in range(10):
+                    assert closing.get(url + path).status_code == 200
         with httpx.Client() as client:  # keep-alive connections, closed by the client
             for _ in range(10):
                 assert client.get(url + "/").status_code == 200
         time.sleep(0.3)
     finally:
-        objects = httpx.get(url + "/objects?collect=0").json()
+        objects = http_get(url + "/objects?collect=0").json()
     assert objects["HTTPProtocol"] <= 2 and objects["RequestResponseCycle"] <= 2, objects
 
 
@@ -224,13 +225,12 @@ def test_graceful_shutdown_under_load(serve, impl):
     http, loop = impl
     server = serve("apps.reliability:app", "--http", http, "--loop", loop, "--timeout-graceful-shutdown", "10")
 
-    async def request():
-        async with httpx.AsyncClient(timeout=20) as client:
-            try:
-                response = await client.get(server.url + "/sleep?t=2")
-            except httpx.TransportError as exc:  # a clean close is acceptable, a hang is not
-                return f"closed: {type(exc).__name__}"
-            return response.status_code
+    async def request(client):
+        try:
+            response = await client.get(server.url + "/sleep?t=2")
+        except httpx.TransportError as exc:  # a clean close is acceptable, a hang is not
+            return f"closed: {type(exc).__name__}"
+        return response.status_code
 
     async def websocket():
         async with websockets.connect(server.url.replace("http", "ws") + "/ws") as ws:
@@ -242,17 +242,20 @@ def test_graceful_shutdown_under_load(serve, impl):
                 return closed.rcvd.code if closed.rcvd else None
 
     async def main():
-        baseline = int(httpx.get(server.url + "/tasks").text)
-        requests = [asyncio.create_task(request()) for _ in range(200)]
-        sockets = [asyncio.create_task(websocket()) for _ in range(100)]
-        async with httpx.AsyncClient(base_url=server.url) as client:
-            # Each sleeping request and each open WebSocket holds a task in the server.
-            while int((await client.get("/tasks")).text) < baseline + 300:
-                await asyncio.sleep(0.05)
-        started = time.monotonic()
-        server.proc.send_signal(signal.SIGTERM)
-        results = await asyncio.gather(*requests)
-        codes = await asyncio.gather(*sockets)
+        baseline = int(http_get(server.url + "/tasks").text)
+        # One client (building one costs ~50 ms of TLS set-up) whose pool opens a connection per
+        # request: 200 concurrent requests on 200 connections.
+        async with httpx.AsyncClient(timeout=20, limits=httpx.Limits(max_connections=None)) as sleepers:
+            requests = [asyncio.create_task(request(sleepers)) for _ in range(200)]
+            sockets = [asyncio.create_task(websocket()) for _ in range(100)]
+            async with httpx.AsyncClient(base_url=server.url) as client:
+                # Each sleeping request and each open WebSocket holds a task in the server.
+                while int((await client.get("/tasks")).text) < baseline + 300:
+                    await asyncio.sleep(0.05)
+            started = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            results = await asyncio.gather(*requests)
+            codes = await asyncio.gather(*sockets)
         return results, codes, started
 
     results, codes, started = asyncio.run(main())

@@ -15,6 +15,7 @@ import pytest
 
 from fastserve.supervisors.reload import ReloadFilter
 
+from .helpers import http_get
 from .process_tree import (
     exit_status,
     is_running,
@@ -57,7 +58,7 @@ def start_reloader(supervised, project: Path, *args: str):
 
 
 def version(server, timeout: float = 2.0) -> str:
-    return httpx.get(server.url + "/", headers={"connection": "close"}, timeout=timeout).text.split()[0]
+    return http_get(server.url + "/", headers={"connection": "close"}, timeout=timeout).text.split()[0]
 
 
 def wait_for_version(server, expected: str, within: float) -> float:

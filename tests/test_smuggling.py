@@ -10,10 +10,9 @@ from __future__ import annotations
 import socket
 import time
 
-import httpx
 import pytest
 
-from .helpers import read_until_closed
+from .helpers import http_get, read_until_closed
 
 H = b"Host: x\r\n"
 CLOSE = b"Connection: close\r\n"
@@ -186,7 +185,7 @@ def test_smuggling_shape(basic_server, name):
         assert b"connection: close" in responses[0][1].lower()
     if name.startswith("request hidden"):
         assert responses[0][2].endswith(HIDDEN) or name.endswith("GET body"), responses[0][2]
-    assert httpx.get(basic_server.url + "/", timeout=5).status_code == 200  # still serving
+    assert http_get(basic_server.url + "/", timeout=5).status_code == 200  # still serving
 
 
 def test_server_log_has_no_traceback(basic_server):

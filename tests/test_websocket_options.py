@@ -226,7 +226,7 @@ def test_handshake_timeout_answers_503_and_tells_the_app(serve, impl):
     async def scenario():
         started = time.monotonic()
         with pytest.raises(InvalidStatus) as info:
-            async with connect(f"ws://127.0.0.1:{server.port}/ws/slow-accept?delay=3"):
+            async with connect(f"ws://127.0.0.1:{server.port}/ws/slow-accept?delay=1.6"):
                 pass
         return info.value.response.status_code, time.monotonic() - started
 
