@@ -71,6 +71,6 @@ def http_scope(head: RequestHead, template: dict[str, Any], state: Any, tls: Any
         scope["scheme"] = head.scheme
     if tls is not None:
         scope["extensions"] = {"tls": tls, **extensions} if extensions else {"tls": tls}  # per request: apps may add to it
-    elif extensions:
-        scope["extensions"] = extensions.copy()
+    else:  # always present (frameworks look there for what they may send), never shared
+        scope["extensions"] = extensions.copy() if extensions else {}
     return scope
