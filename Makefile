@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # command:package pairs the tests use (haproxy: PROXY protocol; systemd-socket-activate: socket activation)
-SYSTEM_PACKAGES := redis-server:redis-server curl:curl chromium:chromium wrk:wrk haproxy:haproxy systemd-socket-activate:systemd strace:strace
+SYSTEM_PACKAGES := redis-server:redis-server curl:curl chromium:chromium wrk:wrk haproxy:haproxy systemd-socket-activate:systemd strace:strace nghttp:nghttp2-client h2load:nghttp2-client
 PYTEST_ARGS ?=
 
 .PHONY: run test lint bench soak system-deps clean

@@ -52,8 +52,8 @@ def ensure_venv(log=print) -> Path:
     log("installing the peers: " + ", ".join(PEER_REQUIREMENTS))
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
     subprocess.run([*pip, *PEER_REQUIREMENTS], check=True)
-    log("installing fastserve (editable) into the benchmark venv")
-    subprocess.run([*pip, "-e", str(REPO_ROOT)], check=True)
+    log("installing fastserve (editable, with its HTTP/2 codecs) into the benchmark venv")
+    subprocess.run([*pip, "-e", f"{REPO_ROOT}[http2]"], check=True)  # zttp also serves uvicorn --http zttp
     _STAMP.write_text(_wanted_stamp() + "\n")
     return VENV_PYTHON
 

@@ -44,7 +44,6 @@ BAD_REQUESTS = {
     "missing host (HTTP/1.1)": (b"GET / HTTP/1.1\r\n\r\n", 400),
     "duplicate host": (b"GET / HTTP/1.1\r\n" + H + b"Host: y\r\n\r\n", 400),
     "non-ASCII target": (b"GET /\xc3\xa4 HTTP/1.1\r\n" + H + b"\r\n", 400),
-    "HTTP/2 preface": (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400),
     "request line too long": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414),
     "request line far too long": (b"GET /" + b"a" * 200_000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414),
     "header section too large": (b"GET / HTTP/1.1\r\n" + H + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 1000) for i in range(70)) + b"\r\n", 431),
@@ -65,8 +64,10 @@ def test_bad_request_gets_clear_4xx_and_close(basic_server, name):
     assert httpx.get(basic_server.url + "/").status_code == 200  # everyone else is still served
 
 
-def test_http2_preface_has_a_hint(basic_server):
-    response = raw_request(basic_server.port, BAD_REQUESTS["HTTP/2 preface"][0])
+def test_http2_preface_has_a_hint_when_http2_is_off(serve):
+    server = serve("apps.basic:app", "--http2", "off")
+    response = raw_request(server.port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    assert status_of(response) == 400
     assert b"HTTP/2" in response.partition(b"\r\n\r\n")[2]
 
 

@@ -104,3 +104,70 @@ def test_fastapi_json_stream_upload_and_lifespan_state(fastapi_dir, impl):
             assert r.json() == {"name": "big.bin", "size": len(payload), "head": "hello"}
     finally:
         assert server.stop() == 0
+
+
+# -- over HTTP/2 (cleartext prior knowledge; TLS ALPN for the browser) ---------------------------
+def _h2_codecs() -> list[str]:
+    from .h2_client import codecs
+
+    return ["zttp" if c.__name__ == "ZttpCodec" else "h2" for c in codecs()]
+
+
+@pytest.mark.parametrize("codec", _h2_codecs())
+def test_django_over_http2(django_project, codec):
+    server = ServerProcess("newtest.asgi:application", "--http2-codec", codec, cwd=django_project, app_dir=None).start()
+    try:
+        with httpx.Client(base_url=server.url, http1=False, http2=True, follow_redirects=False) as client:
+            home = client.get("/")
+            assert home.http_version == "HTTP/2" and "The install worked successfully" in home.text
+            page = client.get("/admin/login/")
+            token = page.text.split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
+            r = client.post("/admin/login/", data={"csrfmiddlewaretoken": token, "username": "x", "password": "y"},
+                            headers={"referer": server.url + "/admin/login/"})
+            assert r.status_code == 200 and "Please enter the correct username and password" in r.text
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize("codec", _h2_codecs())
+def test_fastapi_over_http2(fastapi_dir, codec):
+    server = ServerProcess("fapp:app", "--http2-codec", codec, app_dir=fastapi_dir).start()
+    try:
+        with httpx.Client(base_url=server.url, http1=False, http2=True) as client:
+            r = client.get("/items/3?q=x")
+            assert r.http_version == "HTTP/2" and r.json() == {"item_id": 3, "q": "x"}
+            assert client.get("/state").json() == {"db": "connected"}
+            with client.stream("GET", "/stream") as r:
+                assert "transfer-encoding" not in r.headers  # HTTP/2 frames the body itself
+                assert "".join(r.iter_text()) == "0\n1\n2\n3\n4\n"
+            payload = b"hello" + b"\0" * 3_000_000
+            r = client.post("/upload", files={"file": ("big.bin", payload)})
+            assert r.json() == {"name": "big.bin", "size": len(payload), "head": "hello"}
+    finally:
+        assert server.stop() == 0
+
+
+def test_chromium_page_over_https_uses_http2(django_project, tmp_path):
+    import shutil
+
+    import trustme
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed: run `make system-deps` - HTTP/2 from a browser NOT TESTED")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_pem.write_to_path(tmp_path / "key.pem")
+    cert.cert_chain_pems[0].write_to_path(tmp_path / "cert.pem")
+    server = ServerProcess("newtest.asgi:application", "--ssl-keyfile", str(tmp_path / "key.pem"),
+                           "--ssl-certfile", str(tmp_path / "cert.pem"), cwd=django_project, app_dir=None).start()
+    try:
+        result = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--ignore-certificate-errors",
+             f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", f"https://127.0.0.1:{server.port}/"],
+            capture_output=True, timeout=60,
+        )
+        assert b"The install worked successfully" in result.stdout, result.stderr[-2000:]
+        server.wait_for_line('"GET / HTTP/2" 200')
+    finally:
+        assert server.stop() == 0

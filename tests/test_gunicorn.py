@@ -263,3 +263,37 @@ def test_sighup_replaces_workers_and_sigint_runs_worker_int(gunicorn):
         assert f"hook worker_int {pid}" in server.output
         assert not is_running(pid)
     wait_for(lambda: not session_members(server.proc.pid), 5, message="no process left")
+
+
+def test_gunicorn_http2_settings(gunicorn):
+    """Gunicorn's http_protocols / http2_cleartext decide HTTP/2: h2 named with prior knowledge
+    serves curl --http2-prior-knowledge; the Upgrade stays off (answered over HTTP/1.1)."""
+    import shutil
+    import subprocess
+
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    server = gunicorn("--http-protocols", "h2,h1", "--http2-cleartext", "prior-knowledge",
+                      "--access-logfile", "-", "--access-logformat", "ACCESS %(r)s %(s)s")
+    result = subprocess.run([curl, "-sS", "--max-time", "10", "--http2-prior-knowledge", server.url + "/pid"],
+                            capture_output=True, timeout=20)
+    assert result.returncode == 0, result.stderr
+    server.wait_for_line("ACCESS GET /pid HTTP/2 200")
+    result = subprocess.run([curl, "-sS", "-v", "--max-time", "10", "--http2", server.url + "/pid"],
+                            capture_output=True, timeout=20)
+    assert b"101" not in result.stderr and b"< HTTP/1.1 200" in result.stderr
+
+
+def test_gunicorn_default_protocols_keep_http2_off():
+    from gunicorn.config import Config as GunicornConfig
+
+    from fastserve.workers import config_from_gunicorn
+
+    cfg = GunicornConfig()
+    assert config_from_gunicorn(cfg, "app:app", 0).http2 == "off"
+    cfg.set("http_protocols", "h2,h1")
+    cfg.set("http2_max_concurrent_streams", 50)
+    config = config_from_gunicorn(cfg, "app:app", 0)
+    assert (config.http2, config.http2_cleartext, config.http2_max_concurrent_streams) == ("on", "off", 50)
+    assert config.http2_initial_window_size == 65535  # gunicorn's default: fastserve's own applies

@@ -282,7 +282,10 @@ def test_padding_counts_against_the_window(codec):
 
 
 def test_dropped_body_still_returns_connection_credit(codec):
-    p = pair(codec)
+    # One stream, so h2's connection window is one stream's (it credits back at half of it).
+    p = Pair(codec(H2Settings(max_concurrent_streams=1)) if codec is H2Codec else codec())
+    p.handshake()
+    window = p.client.outbound_flow_control_window
     p.client.send_headers(1, [(b":method", b"POST"), *GET[1:]])
     for _ in range(3):
         p.client.send_data(1, b"a" * 15000)
@@ -291,7 +294,7 @@ def test_dropped_body_still_returns_connection_credit(codec):
     assert p.to_server() == [StreamReset(1, CANCEL)]
     p.server.acknowledge_received_data(1, 45000)  # the body nobody will read
     p.to_client()
-    assert p.client.outbound_flow_control_window == 65535
+    assert p.client.outbound_flow_control_window == window
 
 
 def test_client_resets_a_stream(codec):
@@ -615,7 +618,8 @@ def test_h2_codec_advertises_and_enforces_other_settings(codec):
     assert p.client.remote_settings.max_concurrent_streams == 2
     assert p.client.remote_settings.initial_window_size == 200_000
     assert p.client.remote_settings.enable_connect_protocol == 0
-    assert p.client.outbound_flow_control_window == 200_000  # the connection window grew too
+    # The connection window grew too: room for every stream's window (max_concurrent_streams x).
+    assert p.client.outbound_flow_control_window == 2 * 200_000
     p = Pair(codec(settings), validate=False)
     p.client.initiate_connection()
     p.server.initiate_connection()  # the client does not read our SETTINGS: it oversteps them

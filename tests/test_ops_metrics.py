@@ -169,3 +169,13 @@ def test_metrics_address_in_use_is_one_line_and_status_1():
     assert result.returncode == 1
     assert f"Could not bind the metrics address 127.0.0.1:{port} (--metrics-bind): Address already in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_http2_requests_are_counted(serve):
+    metrics_port = free_port()
+    server = serve("apps.ops:app", "--metrics-bind", f"127.0.0.1:{metrics_port}")
+    with httpx.Client(http1=False, http2=True) as client:
+        for _ in range(3):
+            assert client.get(server.url + "/").http_version == "HTTP/2"
+    samples = scrape(metrics_port)
+    assert value(samples, "fastserve_requests_total", status_class="2xx", protocol="http/2") == 3

@@ -307,12 +307,15 @@ def test_proxy_headers_from_a_trusted_proxy_make_wss(ws_server):
     assert scope["client"][0] == "203.0.113.7"
 
 
-def test_h2c_upgrade_request_is_served_as_http_with_its_body(ws_server):
+def test_h2c_upgrade_request_is_served_as_http_with_its_body(serve, module_impl):
+    """With the h2c upgrade off (with it on: tests/test_h2_live.py)."""
     from .helpers import raw_request
 
+    http, loop = module_impl
+    server = serve("apps.ws:app", "--http", http, "--loop", loop, "--http2-cleartext", "prior-knowledge")
     request = (b"POST /h2c HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
                b"HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nContent-Length: 4\r\n\r\nbody")
-    response = raw_request(ws_server.port, request + b"GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    response = raw_request(server.port, request + b"GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert response.count(b"HTTP/1.1 200 ") == 2, response
     assert b"http:body" in response
 

@@ -28,6 +28,7 @@ GROUP_TITLES = {
     "impl": "Implementation",
     "http": "HTTP",
     "ws": "WebSocket",
+    "http2": "HTTP/2",
     "tls": "TLS",
 }
 

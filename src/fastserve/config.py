@@ -15,6 +15,9 @@ from typing import Any
 LOOP_CHOICES = ("auto", "asyncio", "uvloop")
 HTTP_CHOICES = ("auto", "httptools", "h11")
 WS_CHOICES = ("auto", "websockets", "none")
+HTTP2_CHOICES = ("auto", "on", "off")
+HTTP2_CODEC_CHOICES = ("auto", "zttp", "h2")
+HTTP2_CLEARTEXT_CHOICES = ("both", "prior-knowledge", "upgrade", "off")  # gunicorn's names
 LIFESPAN_CHOICES = ("auto", "on", "off")
 INTERFACE_CHOICES = ("auto", "asgi3", "asgi2")
 LOG_FORMAT_CHOICES = ("text", "json")
@@ -151,6 +154,27 @@ class Config:
     ws_per_message_deflate: bool = option(True, "Offer permessage-deflate compression.", group="ws")
     timeout_ws_handshake: float = option(10.0, "Answer 503 when the app has not accepted or refused a WebSocket within this many seconds.", group="ws")
 
+    # -- HTTP/2 -------------------------------------------------------------------------------
+    http2: str = option(
+        "auto",
+        "HTTP/2: TLS ALPN 'h2', cleartext prior knowledge and the h2c Upgrade. auto: on when an HTTP/2 codec is installed (pip install 'fastserve[http2]'); on: fail to start without one.",
+        group="http2",
+        choices=HTTP2_CHOICES,
+    )
+    http2_cleartext: str = option(
+        "both",
+        "HTTP/2 without TLS: 'prior-knowledge' (a connection opening with the HTTP/2 preface), 'upgrade' (an HTTP/1.1 'Upgrade: h2c' request), both, or off (TLS ALPN only).",
+        group="http2",
+        choices=HTTP2_CLEARTEXT_CHOICES,
+    )
+    http2_codec: str = option("auto", "HTTP/2 codec: zttp (compiled) or h2 (pure Python); auto prefers zttp when it can advertise the settings below.", group="http2", choices=HTTP2_CODEC_CHOICES)
+    http2_max_concurrent_streams: int = option(128, "Streams one HTTP/2 client may have open at once (more are refused with REFUSED_STREAM).", group="http2")
+    http2_initial_window_size: int = option(65535, "HTTP/2 receive window per stream, in bytes: the request body buffered for an app that has not read it.", group="http2")
+    http2_max_frame_size: int = option(16384, "Largest HTTP/2 frame payload accepted, in bytes (16384 to 16777215).", group="http2")
+    http2_max_header_list_size: int = option(65536, "Largest HTTP/2 request header list accepted (uncompressed, RFC 9113 6.5.2).", group="http2")
+    http2_timeout_window: float = option(30.0, "Reset an HTTP/2 stream whose response waited this many seconds without the client granting flow-control window (a client that never reads).", group="http2")
+    http2_max_resets: int = option(200, "Stream resets one HTTP/2 client may send in 10 seconds; past it the connection ends with GOAWAY ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487).", group="http2")
+
     # -- TLS ----------------------------------------------------------------------------------
     ssl_keyfile: str | None = option(None, "TLS private key file.", group="tls", type=str)
     ssl_certfile: str | None = option(None, "TLS certificate file.", group="tls", type=str)
@@ -211,16 +235,20 @@ class Config:
             raise ConfigError("proxy_protocol", "cannot be used with --ssl-certfile (the header comes before the TLS handshake); let the proxy terminate TLS")
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ConfigError("ssl_keyfile", "needs --ssl-certfile too")
+        try:
+            self.http2_settings()
+        except ValueError as exc:
+            raise ConfigError("http2_max_frame_size", str(exc)) from None
         self.default_headers = [parse_header_option(h) for h in self.headers]
         self.trusted_proxies = TrustedProxies(self.forwarded_allow_ips)
 
     def _check_ranges(self) -> None:
-        positive = ("limit_request_line", "limit_request_headers_size", "limit_request_fields", "backlog", "ws_max_size", "ws_max_queue", "ws_max_queue_size")
+        positive = ("limit_request_line", "limit_request_headers_size", "limit_request_fields", "backlog", "ws_max_size", "ws_max_queue", "ws_max_queue_size", "http2_max_resets")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be positive; got {getattr(self, name)!r}")
         non_negative = ("timeout_keep_alive", "timeout_graceful_shutdown", "timeout_linger", "reload_delay", "limit_max_requests_jitter", "limit_drain_body", "shutdown_delay", "timeout_worker_healthcheck")
-        for name in ("timeout_request_header", "timeout_request_body", "timeout_ws_handshake"):
+        for name in ("timeout_request_header", "timeout_request_body", "timeout_ws_handshake", "http2_timeout_window"):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be positive; got {getattr(self, name)!r}")
         for name in non_negative:
@@ -232,6 +260,17 @@ class Config:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(name, f"must be at least 1; got {value!r}")
+
+    def http2_settings(self) -> Any:
+        """The SETTINGS an HTTP/2 connection advertises (an http2.codec.H2Settings; ValueError)."""
+        from .http2.codec import H2Settings
+
+        return H2Settings(
+            max_concurrent_streams=self.http2_max_concurrent_streams,
+            initial_window_size=self.http2_initial_window_size,
+            max_frame_size=self.http2_max_frame_size,
+            max_header_list_size=self.http2_max_header_list_size,
+        )
 
     @property
     def is_ssl(self) -> bool:

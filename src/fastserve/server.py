@@ -20,7 +20,7 @@ from .http1 import parser_class
 from .importer import AppImportError, load_app
 from .lifespan import Lifespan
 from .logging import TRACE, AccessLog, trace_asgi
-from .negotiate import connection_factory
+from .negotiate import alpn_protocols, connection_factory
 
 # Moved to state.py; re-exported for existing imports (tests, benchmarks, feature layers).
 from .state import FILE_RESERVE, ServerState, connections_files_allow, open_file_limit  # noqa: F401
@@ -501,7 +501,7 @@ def create_ssl_context(config: Config) -> ssl.SSLContext:
             context.set_ciphers(config.ssl_ciphers)
         except ssl.SSLError:
             raise TLSSetupError(f"--ssl-ciphers {config.ssl_ciphers!r} selects no cipher OpenSSL knows") from None
-    context.set_alpn_protocols(["http/1.1"])
+    context.set_alpn_protocols(alpn_protocols(config))
     return context
 
 

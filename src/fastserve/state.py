@@ -42,6 +42,12 @@ class ServerState:
         self.tls: Any = None  # TLSInfo when serving TLS: source of the ASGI "tls" scope extension
         self.access_log = access_log
         self.ws_handler = ws_handler
+        # Hands a connection to HTTP/2 (negotiate.py sets it when HTTP/2 is on): called with
+        # (transport, server, client, scheme, bytes read, h2c upgrade or None).
+        self.h2_takeover: Any = None
+        self.h2_request_done: Any = None  # Metrics.request_done when --metrics-bind is on (negotiate.py)
+        self.h2_prior_knowledge = config.http2_cleartext in ("both", "prior-knowledge")
+        self.h2c_upgrade = config.http2_cleartext in ("both", "upgrade")
         self._server_header = config.server_header
         self._date_header = config.date_header
         self._extra_headers = config.default_headers

@@ -43,6 +43,10 @@ Gunicorn settings that apply
   SIGTTOU go to the arbiter, which rolls over / adds / removes workers. Hooks ``post_worker_init``, ``worker_int``, ``worker_abort``,
   ``worker_exit``, ``child_exit``, ``pre_fork``, ``post_fork``, ``when_ready`` and the rest of the
   arbiter hooks run as usual. ``SCRIPT_NAME`` in the environment becomes the ASGI ``root_path``.
+- ``http_protocols``, ``http2_cleartext``, ``http2_max_concurrent_streams``,
+  ``http2_initial_window_size``, ``http2_max_frame_size``, ``http2_max_header_list_size``
+  (gunicorn 24+): HTTP/2 is on only when ``http_protocols`` names h2 (gunicorn's default "h1"
+  turns it off); the limits are taken when set to other than gunicorn's defaults.
 - ``reload``: Gunicorn's reloader stops the worker when a module changes and the arbiter starts a
   fresh one (``fastserve --reload`` remains the better development tool: it survives syntax errors).
 
@@ -56,7 +60,7 @@ Gunicorn settings that cannot apply
   only (from trusted peers), not from arbitrary headers such as ``X-Forwarded-SSL``.
 - ``ssl_context`` hook, ``ssl_version``, ``do_handshake_on_connect``, ``suppress_ragged_eofs``:
   fastserve builds its TLS context from the files and options above.
-- ``http_protocols`` (HTTP/2), ``sendfile``, ``strip_header_spaces``,
+- ``sendfile``, ``strip_header_spaces``,
   ``permit_obsolete_folding``, ``permit_unconventional_http_method``/``_version``,
   ``tmp_upload_dir``: not used by this worker.
 """
@@ -220,6 +224,7 @@ def config_from_gunicorn(cfg: Any, app: Any, max_requests: int, **overrides: Any
         "limit_max_requests": max_requests if cfg.max_requests > 0 else None,
         "proxy_protocol": _proxy_protocol_on(getattr(cfg, "proxy_protocol", False)),
     }
+    settings.update(_http2_settings(cfg))
     if cfg.is_ssl:
         settings.update(
             ssl_certfile=cfg.certfile,
@@ -233,6 +238,34 @@ def config_from_gunicorn(cfg: Any, app: Any, max_requests: int, **overrides: Any
         # graceful_timeout is the whole budget: a --shutdown-delay (CONFIG_KWARGS) comes out of it.
         settings["timeout_graceful_shutdown"] = max(0.0, settings["timeout_graceful_shutdown"] - settings.get("shutdown_delay", 0.0))
     return Config(**settings)
+
+
+# Gunicorn's HTTP/2 settings (gunicorn 24+) -> fastserve's. The limits are taken only when set to
+# something other than gunicorn's defaults: those fit gunicorn's own HTTP/2 code, and one of them
+# (100 streams) would make --http2-codec auto leave zttp (fixed at 128) for the ~20x slower h2.
+_GUNICORN_HTTP2_LIMITS = {
+    "http2_max_concurrent_streams": 100,
+    "http2_initial_window_size": 65535,
+    "http2_max_frame_size": 16384,
+    "http2_max_header_list_size": 65536,
+}
+
+
+def _http2_settings(cfg: Any) -> dict[str, Any]:
+    """HTTP/2 as gunicorn's settings say: `http_protocols` without h2 (its default, "h1") turns
+    it off; with h2 it must work (--http2 on); `http2_cleartext` maps one to one. Older gunicorns
+    have none of these: fastserve's own defaults apply."""
+    protocols = getattr(cfg, "http_protocols", None)
+    if protocols is None:
+        return {}
+    if "h2" not in protocols:
+        return {"http2": "off"}
+    settings: dict[str, Any] = {"http2": "on", "http2_cleartext": getattr(cfg, "http2_cleartext", "off")}
+    for name, gunicorn_default in _GUNICORN_HTTP2_LIMITS.items():
+        value = getattr(cfg, name, gunicorn_default)
+        if value != gunicorn_default:
+            settings[name] = value
+    return settings
 
 
 def _proxy_protocol_on(value: Any) -> bool:

@@ -28,7 +28,8 @@ class RequestHead:
     is_head: a HEAD request (a response body is never sent);
     body_left: request body bytes to come (0: none; UNKNOWN_LENGTH: until the end is framed);
     client, scheme: the peer and scheme (the connection's, or what trusted proxy headers say);
-    upgrade: the client asks to switch to WebSocket (HTTP/1.1 Upgrade; later RFC 8441's CONNECT);
+    upgrade: the client asks to switch to WebSocket (True; HTTP/1.1 Upgrade; later RFC 8441's
+        CONNECT) or to HTTP/2 ("h2c", HTTP/1.1 Upgrade), or not (False);
     forwarded: proxy headers from a trusted peer, by name (None without any), for http/proxy.py.
     """
 
@@ -60,7 +61,7 @@ class RequestHead:
     body_left: int
     client: tuple[str, int] | None
     scheme: str
-    upgrade: bool
+    upgrade: bool | str
     forwarded: dict[bytes, bytes] | None
 
     def __repr__(self) -> str:

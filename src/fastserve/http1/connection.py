@@ -20,7 +20,7 @@ from ..asgi.scope import connection_template, http_scope, offered_extensions
 from ..proxy import forwarded_client
 from .errors import BadRequest, StopReading, tls_on_plain_port
 from .render import simple_response
-from .semantics import KNOWN_METHODS, request_head  # noqa: F401  (KNOWN_METHODS: moved there)
+from .semantics import H2C, KNOWN_METHODS, request_head  # noqa: F401  (KNOWN_METHODS: moved there)
 from .writer import H1Writer
 
 if TYPE_CHECKING:
@@ -53,6 +53,14 @@ LINGER_BYTES = 16 * 1024 * 1024
 FEED_DIRECT = 2048
 REQUESTS_PER_TURN = 32
 _RETRY_SOON = ((b"retry-after", b"1"),)  # the 503 at --limit-concurrency
+# An h2c upgrade request's body is read whole before the switch up to this size (the HTTP/2
+# initial window: what stream 1 could have sent without credit); a larger one stays HTTP/1.1.
+H2C_BODY_LIMIT = 65535
+_SWITCHING_TO_H2C = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
+# Fields of an h2c upgrade request that do not carry over to its HTTP/2 stream (RFC 9113 8.2.2).
+_H2C_HOP_FIELDS = frozenset(
+    (b"connection", b"upgrade", b"http2-settings", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te")
+)
 
 
 class HTTPProtocol(asyncio.Protocol):
@@ -190,11 +198,58 @@ class HTTPProtocol(asyncio.Protocol):
             self.parser.feed(data)
         except BadRequest as exc:
             if self.cycle is None:  # the first bytes of the connection (refusal path only)
+                if self._take_over_h2(data):
+                    return
                 exc = tls_on_plain_port(exc, data)
             self.refuse(exc)
             return
         if self.parser.in_head and self.head_deadline is None and not self.switched:
             self._watch_head()
+
+    def _take_over_h2(self, data: bytes) -> bool:
+        """The connection opened with the HTTP/2 preface (cleartext prior knowledge) and both
+        parsers refused it: hand the connection, with this read, to HTTP/2 when it is on. On the
+        refusal path only, so HTTP/1.1 requests pay nothing for it. (A preface split before its
+        first 16 bytes reached the parser still gets the 400 with the hint.)"""
+        takeover = self.state.h2_takeover
+        if takeover is None or not self.state.h2_prior_knowledge or not data.startswith(b"PRI * HTTP/2.0\r\n"):
+            return False
+        self.switched = True
+        self._cancel_keep_alive()
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+        self.head_deadline = None
+        self.state.connection_closed(self)
+        self.parser.close()
+        takeover(self.transport, self.server, self.client, self.scheme, data, None)
+        return True
+
+    def _switch_to_h2(self, leftover: bytes) -> None:
+        """h2c: 101 Switching Protocols, then the request is HTTP/2 stream 1 (RFC 7540 3.2). An
+        HTTP2-Settings value the codec refuses is answered with 400 instead."""
+        request, self.upgrade_request = self.upgrade_request, None
+        if self.backlog is not None:
+            leftover, self.backlog = leftover + self.backlog, None
+        collected = self.cycle
+        if type(collected) is H2cBody:  # h11 parsed the body: it goes first, as it came
+            leftover = b"".join(collected.parts) + leftover
+            self.cycle = None
+        target = request.raw_path + (b"?" + request.query_string if request.query_string else b"")
+        # (content-length too: zttp refuses it on a stream it sees half-closed; HTTP/2 puts it back)
+        fields = [(n, v) for n, v in request.headers if n not in _H2C_HOP_FIELDS and n != b"content-length"]
+        settings = next(v for n, v in request.headers if n == b"http2-settings")
+        self.writer.release()  # responses to requests pipelined ahead of the upgrade
+        upgrade = (settings, (request.method.encode(), target, fields), _SWITCHING_TO_H2C, request.body_left)
+        if self.state.h2_takeover(self.transport, self.server, self.client, self.scheme, leftover, upgrade) is None:
+            self.refuse(BadRequest(400, "Invalid h2c upgrade: HTTP2-Settings or a request HTTP/2 refuses"))
+            return
+        self.switched = True
+        self._cancel_keep_alive()
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+        self.state.connection_closed(self)
+        self.parser.close()  # (the request is counted when stream 1's response is complete)
 
     # -- pipelining: a bounded amount of work per read ------------------------------------------
     def _feed_rationed(self, data: bytes) -> None:
@@ -209,6 +264,8 @@ class HTTPProtocol(asyncio.Protocol):
         try:
             self.parser.feed(data if end == len(data) else data[:end])
         except BadRequest as exc:
+            if self.cycle is None and self._take_over_h2(data):
+                return
             self.refuse(exc)
             return
         if end != len(data):
@@ -281,10 +338,12 @@ class HTTPProtocol(asyncio.Protocol):
             cycle.client, cycle.scheme = forwarded_client(
                 cycle.forwarded, cycle.client, cycle.scheme, self.config.trusted_proxies
             )
-        if cycle.upgrade and self.state.ws_handler is not None and method == b"GET":
+        if cycle.upgrade and self._takes_upgrade(cycle, method):
             # The adapter calls switch_protocols() once it has stopped parsing HTTP.
             self.upgrade_request = cycle  # the request head is all the handshake needs
-            self.cycle = None  # its message-complete is not the previous request's
+            # Its message-complete is not the previous request's. (An h2c request's body, which
+            # h11 parses ahead of the switch, is collected for stream 1 instead.)
+            self.cycle = H2cBody() if cycle.upgrade == H2C and cycle.body_left else None
             return
         if self.closing:
             cycle.keep_alive = False
@@ -296,6 +355,31 @@ class HTTPProtocol(asyncio.Protocol):
             # Pipelined: answered in order once the responses ahead of it are complete.
             self.pipeline.append(cycle)
             self.flow.pause_reading(BACKLOG)
+
+    def _takes_upgrade(self, cycle: RequestResponseCycle, method: bytes) -> bool:
+        """Whether the upgrade asked for is made (else the request is served as HTTP/1.1, as
+        RFC 9110 7.8 allows): a WebSocket GET with WebSockets on; h2c with HTTP/2 on, naming
+        HTTP2-Settings in Connection, with no body or a body of a declared length up to
+        H2C_BODY_LIMIT (it is read whole before the switch; a longer or chunked one, or one
+        behind pipelined requests, is answered over HTTP/1.1)."""
+        if cycle.upgrade is True:
+            return self.state.ws_handler is not None and method == b"GET"
+        state = self.state
+        if cycle.upgrade != H2C or state.h2_takeover is None or not state.h2c_upgrade or cycle.expect_100:
+            return False
+        if cycle.body_left and not (
+            0 < cycle.body_left <= H2C_BODY_LIMIT and self.active is None and not self.pipeline
+        ):
+            return False
+        settings = connection = None
+        for name, value in cycle.headers:
+            if name == b"http2-settings":
+                if settings is not None:
+                    return False
+                settings = value
+            elif name == b"connection":
+                connection = value.lower()
+        return settings is not None and connection is not None and b"http2-settings" in connection
 
     def on_body(self, data: bytes) -> None:
         self.cycle.on_body(data)
@@ -319,6 +403,9 @@ class HTTPProtocol(asyncio.Protocol):
         if self.active is not None or self.pipeline:
             self.upgrade_leftover = leftover
             self.flow.pause_reading(BACKLOG)
+            return
+        if self.upgrade_request.upgrade == H2C:
+            self._switch_to_h2(leftover)
             return
         self.switched = True
         self.writer.release()  # responses to requests pipelined ahead of the upgrade
@@ -640,6 +727,27 @@ class HTTPProtocol(asyncio.Protocol):
         if self.active is not None and self.active.task is not None:
             self.active.task.cancel()
         self.writer.abort()
+
+
+class H2cBody:
+    """Stands in for the request cycle while h11 parses the body of an h2c upgrade request (at
+    most H2C_BODY_LIMIT bytes, nothing queued ahead of it): the bytes go to HTTP/2 stream 1."""
+
+    __slots__ = ("parts", "more_body", "waiter", "body_left")
+
+    response_complete = True  # a refusal meanwhile closes the connection (see refuse())
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.more_body = True
+        self.waiter = None
+        self.body_left = 0
+
+    def on_body(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def on_disconnect(self) -> None:
+        pass
 
 
 class DiscardInput:

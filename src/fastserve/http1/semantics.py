@@ -41,6 +41,9 @@ _WATCHED_REQUEST_HEADERS = {
     b"forwarded": _PROXY,
 }
 _SUPPORTED_VERSIONS = frozenset(("1.1", "1.0"))
+# RequestHead.upgrade for "Upgrade: h2c" (True stands for websocket: the common upgrade).
+H2C = "h2c"
+_UPGRADE_TOKENS: dict[bytes, bool | str] = {b"websocket": True, b"h2c": H2C}
 Head = TypeVar("Head", bound=RequestHead)
 
 
@@ -71,7 +74,8 @@ def request_head(
     connection_says = None  # keep-alive as the Connection field has it, if it does
     version_unsure = False
     expect_100 = False
-    upgrade = connection_upgrade = chunked = False
+    upgrade: bool | str = False
+    connection_upgrade = chunked = False
     hosts = content_lengths = 0
     proxy_headers = None
     watched = _WATCHED_REQUEST_HEADERS.get
@@ -107,7 +111,7 @@ def request_head(
         elif kind == _EXPECT:
             expect_100 = value.lower() == b"100-continue"
         elif kind == _UPGRADE:
-            upgrade = value.lower() == b"websocket"
+            upgrade = _UPGRADE_TOKENS.get(value.lower(), False)
         elif kind == _PROXY_CONNECTION:
             version_unsure = True
         elif trusted_peer:
@@ -154,7 +158,7 @@ def request_head(
     head.body_left = body_left
     head.client = client
     head.scheme = scheme
-    head.upgrade = upgrade and connection_upgrade
+    head.upgrade = connection_upgrade and upgrade  # False, True (websocket) or H2C
     head.forwarded = proxy_headers
     return head
 

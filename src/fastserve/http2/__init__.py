@@ -1,6 +1,6 @@
-"""HTTP/2: the codec layer (codec.py, the contract; zttp_codec.py and h2_codec.py, its adapters).
-
-The connection and stream glue that will drive a codec come later; nothing here does I/O.
+"""HTTP/2: the codec layer (codec.py, the contract; zttp_codec.py and h2_codec.py, its adapters),
+the request rules (semantics.py), one stream as the ASGI cycle's connection and sink (stream.py)
+and the connection that drives a codec (connection.py, the only module here that does I/O).
 """
 
 from __future__ import annotations

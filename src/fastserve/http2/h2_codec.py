@@ -81,6 +81,7 @@ _STATUS = {code: str(code).encode() for code in range(100, 600)}
 
 class H2Codec:
     max_streams_per_connection: ClassVar[int | None] = None
+    credits_on_parse: ClassVar[bool] = False
 
     def __init__(self, settings: H2Settings = _DEFAULT_SETTINGS) -> None:
         config = h2.config.H2Configuration(
@@ -101,6 +102,7 @@ class H2Codec:
         # the read into events, which are dropped. (Later reads: h2 ignores such streams.)
         self._refused: set[int] = set()
         self._goaway_last: int | None = None  # last_stream_id of our graceful GOAWAY
+        self._later_requests = 0  # requests of the current read not converted yet
         self._pending = b""  # h2's output, then the graceful GOAWAY written here
 
     @classmethod
@@ -125,7 +127,10 @@ class H2Codec:
         return [RequestHeaders(1, method, target, None, headers, True)]
 
     def _after_preface(self) -> None:
-        grow = self.local_settings.initial_window_size - 65_535
+        # The connection window holds every stream's full window: a stream whose app does not
+        # take its body (its credit withheld) then never stalls the others (hypercorn's bug).
+        settings = self.local_settings
+        grow = min(2**31 - 1, settings.max_concurrent_streams * settings.initial_window_size) - 65_535
         if grow > 0:  # the connection window only grows by WINDOW_UPDATE (RFC 9113 6.9.2)
             self._h2.increment_flow_control_window(grow)
         self._lift_stream_limit()
@@ -147,6 +152,9 @@ class H2Codec:
         events: list[Event] = []
         refused = self._refused
         refused.clear()
+        # h2 has opened every stream of this read already; the limit is checked as each request
+        # came (the streams opened last are the ones refused), so count those still to come.
+        self._later_requests = sum(type(event) is h2.events.RequestReceived for event in h2_events)
         for event in h2_events:
             stream_id = getattr(event, "stream_id", 0)
             if stream_id in refused:
@@ -189,7 +197,8 @@ class H2Codec:
         if self._goaway_last is not None and stream_id > self._goaway_last:
             self._refuse(stream_id, REFUSED_STREAM)
             return None  # after our GOAWAY: not a request the server will hear of
-        if self._h2.open_inbound_streams > self.local_settings.max_concurrent_streams:
+        self._later_requests -= 1
+        if self._h2.open_inbound_streams - self._later_requests > self.local_settings.max_concurrent_streams:
             return self._refuse(stream_id, REFUSED_STREAM)
         fields = _request_fields(event.headers, self.local_settings.enable_connect_protocol)
         if fields is None:

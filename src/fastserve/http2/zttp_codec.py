@@ -70,6 +70,7 @@ class ZttpCodec:
     __slots__ = ("_conn", "_stream", "_pending", "_max_outbound_frame_size", "_goaway_last", "local_settings")
 
     max_streams_per_connection: ClassVar[int | None] = 4096  # see the module docstring; pinned by a test
+    credits_on_parse: ClassVar[bool] = True  # see the module docstring
 
     def __init__(self, settings: H2Settings = _FIXED_SETTINGS) -> None:
         if not self.supports(settings):

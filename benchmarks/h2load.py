@@ -1,0 +1,120 @@
+"""HTTP/2 hello world under h2load: fastserve (zttp and h2 codecs) against the peers, over h2c.
+
+    python -m benchmarks.h2load                      # 3 interleaved rounds, 20,000 requests each
+    python -m benchmarks.h2load --rounds 5 --requests 50000 --servers fastserve,granian
+
+Each server runs from the benchmark venv (benchmarks/peers_env.py; created on first use) with one
+worker and the plain ASGI app (benchmarks/apps/raw.py, GET / -> 13 bytes), access logs off. The
+client is h2load (apt package nghttp2-client) with cleartext prior knowledge, `-c 64 -m 10` by
+default (64 connections, 10 streams in flight on each), as the HTTP/2 issue asks. Rounds are
+interleaved (every server once per round, in turn) so that load from elsewhere on the machine
+spreads over all of them; the figure is the median of the rounds' req/s, with every round shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .peers_env import BENCH_DIR, ensure_venv
+
+APP = "benchmarks.apps.raw:app"
+
+
+def _server_argv(name: str, bin_dir: Path, port: int) -> list[str]:
+    python = str(bin_dir / "python")
+    fastserve = [python, "-m", "fastserve", APP, "--port", str(port), "--no-access-log", "--log-level", "warning"]
+    commands = {
+        "fastserve": [*fastserve, "--http2-codec", "zttp"],
+        "fastserve-h2": [*fastserve, "--http2-codec", "h2"],
+        "granian": [str(bin_dir / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
+                    "--workers", "1", "--runtime-threads", "1", "--loop", "uvloop", "--http", "2",
+                    "--no-access-log", "--log-level", "warning", APP],
+        "hypercorn": [str(bin_dir / "hypercorn"), APP, "--bind", f"127.0.0.1:{port}", "--workers", "1",
+                      "-k", "uvloop", "--log-level", "warning"],
+        "uvicorn": [str(bin_dir / "uvicorn"), APP, "--port", str(port), "--http", "zttp", "--http2",
+                    "--no-access-log", "--log-level", "warning"],
+    }
+    return commands[name]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not listen in time")
+
+
+def run_once(name: str, bin_dir: Path, h2load: str, args: argparse.Namespace) -> tuple[float, str]:
+    """(req/s, h2load's status line) for one server, started fresh."""
+    port = _free_port()
+    proc = subprocess.Popen(_server_argv(name, bin_dir, port), cwd=BENCH_DIR.parent,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_listening(port, proc)
+        subprocess.run([h2load, "-n", "2000", "-c", "8", "-m", "10", f"http://127.0.0.1:{port}/"],
+                       capture_output=True, timeout=60)  # warm-up
+        result = subprocess.run(
+            [h2load, "-n", str(args.requests), "-c", str(args.clients), "-m", str(args.streams),
+             f"http://127.0.0.1:{port}/"],
+            capture_output=True, timeout=300, text=True,
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", result.stdout)
+    status = next((line.strip() for line in result.stdout.splitlines() if line.startswith("requests:")), "?")
+    return (float(rate.group(1)) if rate else 0.0), status
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--servers", default="fastserve,fastserve-h2,granian,hypercorn,uvicorn")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--streams", type=int, default=10)
+    args = parser.parse_args(argv)
+    h2load = shutil.which("h2load")
+    if h2load is None:
+        sys.exit("h2load is not installed: apt-get install nghttp2-client (make system-deps)")
+    bin_dir = ensure_venv().parent
+    servers = args.servers.split(",")
+    results: dict[str, list[float]] = {name: [] for name in servers}
+    for round_number in range(args.rounds):
+        for name in servers:
+            try:
+                rate, status = run_once(name, bin_dir, h2load, args)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                rate, status = 0.0, f"failed: {exc}"[:200]
+            results[name].append(rate)
+            print(f"round {round_number + 1} {name:13} {rate:10.0f} req/s   {status}", flush=True)
+    print(f"\nh2load -n {args.requests} -c {args.clients} -m {args.streams}, h2c prior knowledge, median of {args.rounds}:")
+    for name, rates in results.items():
+        print(f"  {name:13} {statistics.median(rates):10.0f} req/s   rounds: {', '.join(f'{r:.0f}' for r in rates)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,336 @@
+"""H2Stream: one HTTP/2 stream as the ASGI cycle sees its connection (asgi/contracts.py).
+
+It is the cycle's ConnectionInfo, its ResponseSink and its FlowInfo at once (one object per
+request besides the cycle): the response goes out as HEADERS and DATA frames through the
+connection's codec, DATA only as far as the peer's stream and connection windows allow (the rest
+waits here, and the app's send() waits with it, as on HTTP/1.1 while the socket buffer is full);
+request body credit goes back to the peer only as the app takes the body, so a stream whose app
+does not read stalls only itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..asgi.errors import InvalidResponse
+from ..asgi.flow import wake
+from ..asgi.response_head import ResponseHeadCache, check_body
+from .codec import CANCEL, INTERNAL_ERROR, NO_ERROR, CodecUsageError, StreamClosed
+
+if TYPE_CHECKING:
+    from ..asgi.http_cycle import RequestResponseCycle
+
+logger = logging.getLogger("fastserve.error")
+
+# Response fields HTTP/2 forbids (RFC 9113 8.2.2): dropped from what the app sends.
+CONNECTION_SPECIFIC = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te")
+)
+_PLAIN_TEXT = (b"content-type", b"text/plain; charset=utf-8")
+
+
+def render_fields(items: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The app's validated response headers as HTTP/2 fields: names lowercase, values without
+    surrounding whitespace (RFC 9113 8.2.1; HTTP/1.1 ignores it), no connection-specific field
+    (the ResponseHeadCache keeps the result per header list)."""
+    return [
+        (name.lower(), bytes(value).strip(b" \t")) for name, value in items if name.lower() not in CONNECTION_SPECIFIC
+    ]
+
+
+HEADS = ResponseHeadCache(render_fields)
+
+
+class H2Stream:
+    """See the module docstring. `pending`: body parts (bytes, ends the body) that wait for window."""
+
+    __slots__ = (
+        "conn",
+        "stream_id",
+        "cycle",
+        "loop",
+        "config",
+        "state",
+        "unacked",
+        "received",
+        "expected",
+        "discarded",
+        "pending",
+        "drain_waiter",
+        "send_done",
+        "reading_paused",
+        "window_timer",
+        "window_progress",
+    )
+
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    heads: ClassVar[ResponseHeadCache] = HEADS
+
+    def __init__(self, conn: Any, stream_id: int, cycle: RequestResponseCycle) -> None:
+        # conn: the H2Connection (not imported: it imports this module)
+        self.conn = conn
+        self.stream_id = stream_id
+        self.cycle = cycle
+        self.loop = conn.loop
+        self.config = conn.config
+        self.state = conn.state
+        self.unacked = 0  # flow-controlled request bytes received and not yet credited back
+        self.received = 0  # request body bytes received
+        self.expected = cycle.body_left if cycle.body_left >= 0 else None  # the content-length
+        self.discarded = 0
+        self.pending: deque[tuple[bytes, bool]] = deque()
+        self.drain_waiter: asyncio.Future | None = None
+        self.send_done = False  # END_STREAM or RST_STREAM written: nothing more goes out
+        self.reading_paused = False
+        self.window_timer: asyncio.TimerHandle | None = None  # while body waits for window
+        self.window_progress = 0.0  # when the peer last granted credit we used
+
+    # -- ConnectionInfo -------------------------------------------------------------------------
+    @property
+    def sink(self) -> H2Stream:
+        return self
+
+    @property
+    def flow(self) -> H2Stream:
+        return self
+
+    @property
+    def closing(self) -> bool:
+        return self.conn.closing
+
+    def discard_body(self, size: int) -> None:
+        """Body bytes after the response: credited (on_data) and dropped, up to --limit-drain-body;
+        past it the stream is reset (RFC 9113 8.1: NO_ERROR, the response is complete)."""
+        self.discarded += size
+        if self.discarded > self.config.limit_drain_body and not self.send_done:
+            self.reset(NO_ERROR)
+
+    def body_stalled(self, cycle: Any) -> None:
+        """The app waited --timeout-request-body for body bytes that did not come."""
+        if cycle.more_body and not cycle.disconnected:
+            self.refuse_body(408, "Request body timeout")
+
+    def refuse_body(self, status: int, reason: str) -> None:
+        """The request body is refused (408 stalled, 413 too large): answer `status` if no
+        response has started, else reset; either way the app hears http.disconnect. As on
+        HTTP/1.1, with one log line."""
+        cycle = self.cycle
+        if cycle.head_sent or cycle.response_complete:  # too late for an answer: the response is under way
+            self.conn.stream_error(self, CANCEL, reason)
+            return
+        logger.info("Answered an HTTP/2 stream from %s with %d: %s", self.conn.describe_client(), status, reason)
+        cycle.head_sent = True
+        cycle.status = status
+        self.send_error(cycle, status, reason)
+        cycle.response_complete = True
+        self.conn.response_complete(self, cycle)
+        try:  # the rest of the body is not wanted (RFC 9113 8.1)
+            self.conn.codec.reset_stream(self.stream_id, NO_ERROR)
+        except StreamClosed:
+            pass
+        self.conn.flush(True)
+        cycle.on_disconnect()
+
+    def on_response_complete(self, cycle: Any) -> None:
+        self.conn.response_complete(self, cycle)
+
+    def on_cycle_done(self, cycle: Any) -> None:
+        self.conn.cycle_done(self, cycle)
+
+    # -- FlowInfo -------------------------------------------------------------------------------
+    @property
+    def write_paused(self) -> bool:
+        return bool(self.pending) or self.conn.flow.write_paused
+
+    def pause_reading(self, reason: int = 0) -> None:
+        """The app has not taken BODY_HIGH_WATER bytes of body. With a codec that credits the
+        window itself (zttp) the connection stops reading; otherwise withheld credit does it."""
+        if self.conn.credits_on_parse and not self.reading_paused:
+            self.reading_paused = True
+            self.conn.pause_stream_reading()
+
+    def resume_reading(self, reason: int = 0) -> None:
+        """The app took the body (or waits for more): credit the peer for what it took."""
+        if self.unacked:
+            unacked, self.unacked = self.unacked, 0
+            self.conn.acknowledge(self.stream_id, unacked)
+        if self.reading_paused:
+            self.reading_paused = False
+            self.conn.resume_stream_reading()
+
+    def release_reading(self) -> None:
+        """The app will take no more body: a read pause of this stream's (zttp) ends."""
+        if self.reading_paused:
+            self.reading_paused = False
+            self.conn.resume_stream_reading()
+
+    async def drain(self) -> None:
+        while not self.cycle.disconnected:
+            if self.pending:
+                self.drain_waiter = self.loop.create_future()
+                await self.drain_waiter
+            elif self.conn.flow.write_paused:
+                await self.conn.flow.drain()
+            else:
+                return
+
+    # -- ResponseSink ---------------------------------------------------------------------------
+    def send_head(self, cycle: Any, head: Any, body: bytes, end: bool) -> None:
+        status, fields, sets_defaults = head
+        defaults = self.state.default_header_items
+        if sets_defaults:
+            names = {bytes(name).lower() for name, _ in cycle.response_headers}
+            defaults = [(n, v) for n, v in defaults if n not in names]
+        headers = [*defaults, *fields]
+        if type(body) is not bytes:
+            check_body(body)
+        if cycle.no_body:
+            if cycle.is_head and cycle.expected_length is None and body and end:
+                headers.append((b"content-length", b"%d" % len(body)))
+            self._send_headers(status, headers, True)
+            self.conn.flush(True)
+            return
+        if end and cycle.expected_length is None:
+            headers.append((b"content-length", b"%d" % len(body)))
+        self._send_headers(status, headers, end and not body)
+        if body:
+            self._send_data(body, end)
+        self.conn.flush(end)
+
+    def _send_headers(self, status: int, headers: list, end: bool) -> None:
+        if self.send_done:
+            return
+        try:
+            self.conn.codec.send_headers(self.stream_id, status, headers, end)
+        except StreamClosed:
+            self.send_done = True
+            return
+        except CodecUsageError as exc:  # a value HTTP/1.1 carries and HTTP/2 does not (a control character)
+            raise InvalidResponse(f"response header not allowed in HTTP/2: {exc}") from None
+        if end:
+            self._ended()
+
+    def send_body(self, cycle: Any, body: bytes, end: bool) -> None:
+        if cycle.no_body or self.send_done:
+            return
+        if body or end:
+            self._send_data(body, end)
+            self.conn.flush(end)
+
+    def _send_data(self, body: bytes, end: bool) -> None:
+        if self.pending:
+            self.pending.append((body, end))
+            return
+        self._send_within_window(body, end)
+
+    def _send_within_window(self, body: bytes, end: bool) -> bool:
+        """Send what the windows allow; queue the rest. True when all of it went out."""
+        if self.send_done:
+            return True
+        codec = self.conn.codec
+        window = codec.send_window(self.stream_id)
+        try:
+            if len(body) <= window:
+                codec.send_data(self.stream_id, body, end)
+                if end:
+                    self._ended()
+                return True
+            if window > 0:
+                codec.send_data(self.stream_id, body[:window], False)
+                body = body[window:]
+                self.window_progress = self.loop.time()  # credit used: not a reader that stopped
+        except StreamClosed:
+            self.send_done = True
+            self.pending.clear()
+            return True
+        self.pending.appendleft((body, end))
+        self.conn.blocked.add(self)
+        if self.window_timer is None:
+            self.window_progress = self.loop.time()
+            self.window_timer = self.loop.call_at(self.window_progress + self.config.http2_timeout_window, self._window_check)
+        return False
+
+    def _window_check(self) -> None:
+        """The response has waited for the client's window: give up once it waited
+        --http2-timeout-window without any credit (a client that never reads: slow read)."""
+        self.window_timer = None
+        if not self.pending or self.send_done:
+            return
+        deadline = self.window_progress + self.config.http2_timeout_window
+        if self.loop.time() < deadline:
+            self.window_timer = self.loop.call_at(deadline, self._window_check)
+            return
+        self.conn.stream_error(self, CANCEL, "the client's flow-control window stayed closed")
+
+    def window_opened(self) -> None:
+        """The peer granted credit: send what waits for it."""
+        pending = self.pending
+        while pending:
+            body, end = pending.popleft()
+            if not self._send_within_window(body, end):
+                return
+        self.conn.blocked.discard(self)
+        if self.window_timer is not None:
+            self.window_timer.cancel()
+            self.window_timer = None
+        waiter, self.drain_waiter = self.drain_waiter, None
+        wake(waiter)
+
+    def _ended(self) -> None:
+        self.send_done = True
+        self.conn.stream_sent(self)
+
+    def send_informational(self, cycle: Any, status: int, headers: Any) -> None:
+        if self.send_done:
+            return
+        try:
+            self.conn.codec.send_informational(self.stream_id, status, list(headers))
+        except StreamClosed:
+            return
+        self.conn.flush(False)
+
+    def send_trailers(self, cycle: Any, headers: Any) -> None:
+        raise NotImplementedError("HTTP/2 trailers are not offered yet (no 'trailers' capability)")
+
+    def send_file(self, cycle: Any, fd: int, offset: int, count: int | None, end: bool) -> None:
+        raise NotImplementedError("pathsend is not offered yet (no 'pathsend' capability)")
+
+    def send_error(self, cycle: Any, status: int, reason: str, headers: Any = ()) -> None:
+        """A complete plain-text response the server makes itself (500, 503, 408)."""
+        body = reason.encode("latin-1")
+        fields = [*self.state.default_header_items, _PLAIN_TEXT, (b"content-length", b"%d" % len(body))]
+        fields.extend(headers)
+        self._send_headers(status, fields, False)
+        self._send_data(body, True)
+        self.conn.flush(True)
+
+    def abort(self, cycle: Any) -> None:
+        """The response cannot be completed: the client sees the stream reset."""
+        self.reset(INTERNAL_ERROR)
+
+    def reset(self, error_code: int) -> None:
+        self.pending.clear()
+        self.conn.blocked.discard(self)
+        if not self.send_done:
+            try:
+                self.conn.codec.reset_stream(self.stream_id, error_code)
+            except StreamClosed:
+                pass
+            self._ended()
+            self.conn.flush(False)
+        self.client_gone()
+
+    def client_gone(self) -> None:
+        """The stream is over for the client (reset, connection lost): nothing more is sent."""
+        if self.window_timer is not None:
+            self.window_timer.cancel()
+            self.window_timer = None
+        self.release_reading()
+        self.pending.clear()
+        self.conn.blocked.discard(self)
+        self.send_done = True
+        waiter, self.drain_waiter = self.drain_waiter, None
+        wake(waiter)
