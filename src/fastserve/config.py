@@ -270,6 +270,7 @@ class Config:
             initial_window_size=self.http2_initial_window_size,
             max_frame_size=self.http2_max_frame_size,
             max_header_list_size=self.http2_max_header_list_size,
+            enable_connect_protocol=self.ws != "none",  # RFC 8441: only while WebSockets are on
         )
 
     @property
