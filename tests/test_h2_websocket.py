@@ -330,6 +330,22 @@ async def test_large_message_waits_for_the_clients_window(codec):
     assert [(op, len(data)) for op, _, data in frames] == [(Opcode.BINARY, 300_000), (Opcode.TEXT, 4)]
 
 
+@in_loop
+async def test_a_message_larger_than_the_window_starts_going_out_at_once(codec):
+    """The part of an echo the client's window takes is written at once, not when the client
+    next sends something (it may be waiting for exactly that part)."""
+    window = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 8_192}
+    peer = H2Peer(echo, codec, client_settings=window)
+    ws = WebSocketOnStream(peer, 1)
+    ws.open()
+    await peer.exchange()
+    ws.send("send_binary", b"z" * 12_000)
+    peer.send()  # one flight, then only reading: no client frame that would make the server flush
+    await settle(peer.transport)
+    peer.read()
+    assert len(ws.stream.body) == 8_192
+
+
 async def _slow_stream_does_not_stall_another(codec):
     """A WebSocket whose app never reads has its stream window closed; another WebSocket on the
     same connection still echoes (per-stream credit: the h2 codec)."""

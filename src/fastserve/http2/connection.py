@@ -428,6 +428,10 @@ class H2Connection(asyncio.Protocol):
         self.websockets[stream_id] = websocket
         self.idle_since = None
         self.accepted += 1
+        cap = self.codec.max_streams_per_connection
+        if cap is not None and self.accepted >= cap and not self.closing:
+            self.closing = True  # as for requests (_on_request): end gracefully before the codec does
+            self.codec.close_connection(NO_ERROR, stream_id)
         websocket.session = self.ws_handler(self, request, event.protocol.decode("latin-1"), websocket)
         if event.end_stream:
             websocket.on_end()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from ..asgi.request import RequestHead
 from .codec import CANCEL, NO_ERROR, PROTOCOL_ERROR, Data, RequestHeaders, StreamClosed
@@ -47,8 +48,6 @@ def websocket_request(event: RequestHeaders, client: Any, scheme: str, trusted_p
     headers, _, forwarded, _ = _fields(event.headers, trusted_peer)
     path = raw_path.decode("ascii")
     if "%" in path:
-        from urllib.parse import unquote
-
         path = unquote(path)
     head = RequestHead()
     head.method = "CONNECT"
@@ -232,8 +231,9 @@ class H2WebSocketStream:
             return
         if self.pending:
             self._queue(body, end)
-        elif self._send_within_window(body, end):
-            self.conn.flush(False)
+            return
+        self._send_within_window(body, end)
+        self.conn.flush(False)  # what the window took, even if the rest waits
 
     def _queue(self, body: bytes, end: bool, first: bool = False) -> None:
         if first:
