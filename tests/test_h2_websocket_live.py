@@ -7,6 +7,7 @@ Channels consumer over HTTP/2, and headless Chromium opening wss:// on its HTTP/
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import ssl
@@ -16,6 +17,7 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
+import trustme
 from hyperframe.frame import DataFrame, Frame, GoAwayFrame
 from websockets.client import ClientProtocol
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
@@ -312,3 +314,35 @@ def test_channels_consumer_over_http2():
         server.wait_for_line('"CONNECT /ws/index/ HTTP/2" 200')
     finally:
         server.stop()
+
+
+def test_chromium_opens_the_seed_websocket_over_http2(tmp_path, tls_files):
+    """Headless Chromium loads the seed page over https (ALPN h2); its wss:// WebSocket goes over
+    that HTTP/2 connection (RFC 8441): the access log shows the extended CONNECT as HTTP/2."""
+    from .test_websocket_django import CHROMIUM, read_page, run
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"SKIPPED LOUDLY: chromium not found at {CHROMIUM}; install Debian's chromium package "
+                    "(apt-get install chromium, or `make system-deps` as root) to run the browser test")
+    key, cert = tls_files
+    server = ServerProcess("chatproject.asgi:application", "--ssl-keyfile", key, "--ssl-certfile", cert,
+                           app_dir=TESTS / "apps", env={"REDIS_URL": ""}).start()
+    try:
+        url = f"https://localhost:{server.port}/"
+        status, echo = run(read_page(url, tmp_path, "--ignore-certificate-errors"))
+        assert (status, echo) == ("echoed", NON_ASCII), server.output
+        server.wait_for_line('"GET / HTTP/2" 200')
+        server.wait_for_line('"CONNECT /ws/index/ HTTP/2" 200')
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    folder = tmp_path_factory.mktemp("tls")
+    key_path, cert_path = folder / "key.pem", folder / "cert.pem"
+    issued.private_key_pem.write_to_path(key_path)
+    issued.cert_chain_pems[0].write_to_path(cert_path)
+    return str(key_path), str(cert_path)
