@@ -428,6 +428,76 @@ async def test_idle_timeout_spares_a_connection_with_an_open_websocket(codec):
     assert ws.frames() == [(Opcode.TEXT, True, b"awake")]
 
 
+async def never_answers(scope, receive, send):
+    await receive()
+    await asyncio.sleep(3600)
+
+
+@in_loop
+async def test_handshake_timeout_is_a_503_on_the_stream(codec):
+    peer = H2Peer(never_answers, codec, timeout_ws_handshake=0.05)
+    WebSocketOnStream(peer, 1).open()
+    await peer.exchange()
+    await asyncio.sleep(0.1)
+    await peer.exchange()
+    stream = peer.streams[1]
+    assert (stream.status, stream.ended) == (503, True)
+    assert not peer.conn.websockets and peer.state.active_requests == 0
+
+
+@in_loop
+async def test_client_ending_or_sending_around_a_refusal(codec):
+    """END_STREAM before any answer: the stream is reset (CANCEL) and forgotten; DATA after a
+    refusal is credited and dropped; the connection serves on."""
+    peer = H2Peer(sluggish, codec)
+    peer.client.send_headers(1, connect_headers(path=b"/slow"), end_stream=True)
+    peer.client.send_headers(3, connect_headers(protocol=b"foo"), end_stream=False)
+    await peer.exchange()
+    assert peer.streams[1].reset == CANCEL
+    assert peer.streams[3].status == 400 and peer.streams[3].ended
+    assert peer.streams[3].reset in (None, NO_ERROR)
+    for _ in range(8):  # raw: h2's client sends nothing on a stream reset (DATA frames need no HPACK)
+        peer.transport.feed(RawClient.data(3, b"z" * 8_000))
+    await peer.exchange()
+    assert not peer.conn.websockets and peer.goaway is None and peer.state.active_requests == 0
+    ws = WebSocketOnStream(peer, 5)
+    ws.open()
+    await peer.exchange()
+    ws.send("send_text", b"next")
+    await peer.exchange()
+    assert ws.frames() == [(Opcode.TEXT, True, b"next")]
+
+
+async def _zttp_slow_websocket_pauses_the_connection_boundedly(codec):
+    """zttp credits DATA as it parses: a WebSocket whose app is behind pauses reading for the
+    whole connection (bounded memory); it resumes once the app catches up."""
+    gate = asyncio.Event()
+
+    async def late_reader(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        await gate.wait()
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    peer = H2Peer(late_reader, codec, ws_max_queue=2)
+    ws = WebSocketOnStream(peer, 1)
+    ws.open()
+    await peer.exchange()
+    for _ in range(10):
+        ws.send("send_binary", b"y" * 1000)
+    await peer.exchange()
+    assert not peer.transport.reading  # paused: the app has not taken its queue
+    gate.set()
+    await peer.exchange()
+    assert peer.transport.reading
+
+
+test_zttp_slow_websocket_pauses_the_connection_boundedly = in_loop(
+    _zttp_slow_websocket_pauses_the_connection_boundedly, [c for c in CODECS if c == "zttp"]
+)
+
+
 def test_logging_is_one_line_for_a_bad_extended_connect(caplog):
     caplog.set_level(logging.INFO, logger="fastserve.error")
 
