@@ -48,13 +48,14 @@ class Stream:
 class H2Client:
     """A blocking HTTP/2 client over one socket; `pump` reads until a condition holds."""
 
-    def __init__(self, port: int, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, port: int, tls: ssl.SSLContext | None = None, validate: bool = True) -> None:
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         if tls is not None:
             sock = tls.wrap_socket(sock, server_hostname="127.0.0.1")
             assert sock.selected_alpn_protocol() == "h2"
         self.sock = sock
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, header_encoding=None, validate_outbound_headers=validate, normalize_outbound_headers=validate))
         self.conn.initiate_connection()
         self.streams: dict[int, Stream] = {}
         self.goaway: h2.events.ConnectionTerminated | None = None
@@ -232,10 +233,68 @@ def test_scope_app_close_and_denial(serve, codec):
     client.pump(lambda: denied.stream.ended)
     assert (denied.stream.status, denied.stream.body) == (403, b"no entry")
     assert denied.stream.headers[b"www-authenticate"] == b"Bearer"
+    headed = WebSocket(client, "/ws/headers?pick=b", extra=[("sec-websocket-protocol", "a, b")])
+    assert headed.stream.headers[b"x-ws-extra"] == b"yes" and headed.stream.headers[b"set-cookie"] == b"ws=1; Path=/"
+    assert headed.frames() == [(Opcode.TEXT, b"accepted")]
+    chosen = WebSocket(client, "/ws/subprotocol?pick=b", extra=[("sec-websocket-protocol", "a, b")])
+    assert chosen.stream.headers[b"sec-websocket-protocol"] == b"b"
+    assert chosen.frames() == [(Opcode.TEXT, b'["a", "b"]')]
     refused = WebSocket(client, "/ws/echo", extra=[("sec-websocket-version", "8")])
     client.pump(lambda: refused.stream.ended)
     assert refused.stream.status == 400
     assert client.goaway is None
+    client.close()
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_malformed_extended_connects_are_stream_errors(serve, codec):
+    """No :scheme, no :path, :protocol on a GET, a plain CONNECT: RST_STREAM PROTOCOL_ERROR; a
+    :protocol other than websocket: 400. One log line each, no traceback; the connection serves on."""
+    server = start(serve, codec)
+    client = H2Client(server.port, validate=False)
+    base = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"), (":path", "/ws/echo"),
+            (":authority", "127.0.0.1"), ("sec-websocket-version", "13")]
+    bad = {
+        1: [f for f in base if f[0] != ":scheme"],
+        3: [f for f in base if f[0] != ":path"],
+        5: [(":method", "GET"), *base[1:]],
+        7: [(":method", "CONNECT"), (":authority", "127.0.0.1:443")],
+        9: [f if f[0] != ":protocol" else (":protocol", "chat") for f in base],
+    }
+    for stream_id, headers in bad.items():
+        client.conn.send_headers(stream_id, headers, end_stream=False)
+    client.flush()
+    client.pump(lambda: all(s in client.streams and (client.streams[s].reset is not None or client.streams[s].ended)
+                            for s in bad))
+    assert [client.streams[s].reset for s in (1, 3, 5, 7)] == [1, 1, 1, 1]  # PROTOCOL_ERROR
+    assert client.streams[9].status == 400
+    ws = WebSocket(client, "/ws/echo")
+    ws.send("send_text", b"fine")
+    assert ws.frames() == [(Opcode.TEXT, b"fine")]
+    assert client.goaway is None
+    client.close()
+    server.wait_for_line("not 'websocket'")
+    assert "Traceback" not in server.output
+
+
+def test_a_slow_websocket_does_not_stall_the_others_on_its_connection(serve):
+    """h2 codec (per-stream credit): a WebSocket whose app sleeps has its window run dry; another
+    WebSocket on the same connection echoes at once meanwhile."""
+    server = start(serve, "h2", "--ws-max-queue", "2", "--timeout-graceful-shutdown", "1")
+    client = H2Client(server.port)
+    slow = WebSocket(client, "/ws/slow-reader?delay=5&n=1000")
+    fast = WebSocket(client, "/ws/echo")
+    conn = client.conn
+    sent = 0
+    while conn.local_flow_control_window(slow.stream_id) >= 1010 and sent < 1000:
+        slow.send("send_binary", b"s" * 1000)
+        sent += 1
+    started = time.monotonic()
+    fast.send("send_text", b"not stalled")
+    assert fast.frames() == [(Opcode.TEXT, b"not stalled")]
+    assert time.monotonic() - started < 3  # long before the slow app wakes up (5 s)
+    assert slow.stream.body == b""  # (its reply comes after it wakes)
+    assert conn.local_flow_control_window(slow.stream_id) < 1010  # its credit was withheld
     client.close()
 
 

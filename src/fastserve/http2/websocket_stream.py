@@ -169,7 +169,8 @@ class H2WebSocketStream:
             return
         self.client_ended = True
         if not self.head_sent and not self.responding:
-            # Given up before any answer: nothing can reach the client any more.
+            # The client gave up before the handshake was answered (END_STREAM is the WebSocket's
+            # FIN): there is no WebSocket to close, so the stream is reset.
             self.abort()
             return
         self.session.feed_eof()
