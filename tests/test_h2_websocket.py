@@ -498,6 +498,44 @@ test_zttp_slow_websocket_pauses_the_connection_boundedly = in_loop(
 )
 
 
+@in_loop
+async def test_a_client_that_pings_but_never_grants_window_stays_bounded(codec):
+    """Pings from a client whose window is closed: the pongs wait (bounded), the session stops
+    reading (the stream's credit withheld, or zttp's connection paused), nothing grows unbounded."""
+    window = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}
+    peer = H2Peer(echo, codec, client_settings=window, auto_ack=False)
+    ws = WebSocketOnStream(peer, 1)
+    ws.open()
+    await peer.exchange()
+    payload = b"p" * 125
+    for _ in range(2000):  # 2000 pongs of 127 bytes would be 254 kB
+        if peer.client.local_flow_control_window(1) < 200 or not peer.transport.reading:
+            break
+        ws.send("send_ping", payload)
+        await peer.exchange(1)
+    websocket = peer.conn.websockets[1]
+    assert websocket.writes_paused and websocket.pending_size < 64 * 1024 + 2 * len(payload)
+    assert peer.client.local_flow_control_window(1) < 200 or not peer.transport.reading
+
+
+@in_loop
+async def test_many_websockets_then_the_connection_drops(codec):
+    """100 WebSockets on one connection; the transport is lost: every session hears it once, the
+    registry and the counters are back to zero."""
+    received.clear()
+    peer = H2Peer(echo, codec)
+    sockets = [WebSocketOnStream(peer, 1 + 2 * i) for i in range(100)]
+    for ws in sockets:
+        ws.open()
+    await peer.exchange()
+    assert len(peer.conn.websockets) == 100 and peer.state.active_requests == 100
+    peer.transport.abort()
+    await peer.exchange()
+    assert not peer.conn.websockets and peer.state.active_requests == 0
+    assert not peer.state.connections
+    assert [m["code"] for m in received] == [1006] * 100
+
+
 def test_logging_is_one_line_for_a_bad_extended_connect(caplog):
     caplog.set_level(logging.INFO, logger="fastserve.error")
 
