@@ -86,6 +86,7 @@ class H2WebSocketStream:
         "reading_paused",
         "holds_connection",
         "writes_paused",
+        "credits_on_parse",
     )
 
     def __init__(self, conn: Any, stream_id: int) -> None:
@@ -104,6 +105,7 @@ class H2WebSocketStream:
         self.reading_paused = False
         self.holds_connection = False  # zttp: the connection's reading is paused for this stream
         self.writes_paused = False
+        self.credits_on_parse = conn.credits_on_parse  # zttp: nothing to credit per DATA frame
 
     # -- the WebSocketCarrier contract ----------------------------------------------------------
     def accept(self, headers: list[tuple[bytes, bytes]]) -> None:
@@ -158,8 +160,11 @@ class H2WebSocketStream:
             return
         if event.data:
             self.session.feed(event.data)
-        if not self.reading_paused:
-            self._credit()
+        if not self.reading_paused and self.unacked and not self.credits_on_parse:
+            # Credit at once; the WINDOW_UPDATE goes out with whatever this read's answers are
+            # (the connection flushes once at the end of data_received).
+            self.conn.codec.acknowledge_received_data(self.stream_id, self.unacked)
+            self.unacked = 0
         if event.end_stream:
             self.on_end()
 
