@@ -375,6 +375,22 @@ def test_channels_consumer_over_http2():
         server.stop()
 
 
+@pytest.mark.parametrize("codec", CODECS)
+def test_over_tls_the_scope_says_wss_and_carries_the_tls_extension(serve, codec, tls_files):
+    key, cert = tls_files
+    server = start(serve, codec, "--ssl-keyfile", key, "--ssl-certfile", cert)
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # (the test CA is not needed here)
+    context.set_alpn_protocols(["h2"])
+    client = H2Client(server.port, tls=context)
+    ws = WebSocket(client, "/ws/scope", scheme="https")
+    [(_, data), _] = ws.frames(2)
+    scope = json.loads(data)
+    assert (scope["scheme"], scope["http_version"]) == ("wss", "2")
+    assert scope["extensions"]["tls"]["tls_version"] in (0x0303, 0x0304)
+    client.close()
+
+
 def test_chromium_opens_the_seed_websocket_over_http2(tmp_path, tls_files):
     """Headless Chromium loads the seed page over https (ALPN h2); its wss:// WebSocket goes over
     that HTTP/2 connection (RFC 8441): the access log shows the extended CONNECT as HTTP/2."""
