@@ -247,6 +247,33 @@ def test_scope_app_close_and_denial(serve, codec):
 
 
 @pytest.mark.parametrize("codec", CODECS)
+def test_app_outcomes_as_on_http11(serve, codec):
+    """The app's ways to end, as the HTTP/1.1 WebSocket tests see them: close before accept (403),
+    raise before accept (500), raise after (1011), return while open (1000), close with a code."""
+    server = start(serve, codec)
+    client = H2Client(server.port)
+    rejected = WebSocket(client, "/ws/reject")
+    raised = WebSocket(client, "/ws/raise-before")
+    client.pump(lambda: rejected.stream.ended and raised.stream.ended)
+    assert (rejected.stream.status, raised.stream.status) == (403, 500)
+    crashed = WebSocket(client, "/ws/raise-after")
+    crashed.send("send_text", b"boom")
+    [(opcode, payload)] = crashed.frames()
+    assert opcode == Opcode.CLOSE and Close.parse(payload).code == CloseCode.INTERNAL_ERROR
+    returned = WebSocket(client, "/ws/return")
+    frames = returned.frames(2)
+    assert frames[0] == (Opcode.TEXT, b"bye") and Close.parse(frames[1][1]).code == CloseCode.NORMAL_CLOSURE
+    closed = WebSocket(client, "/ws/close?code=4001&reason=later")
+    [(opcode, payload)] = closed.frames()
+    assert Close.parse(payload) == Close(4001, "later")
+    for ws in (crashed, returned, closed):
+        ws.end()
+    client.pump(lambda: all(ws.stream.ended for ws in (crashed, returned, closed)))
+    client.close()
+    server.wait_for_line("boom after accept")
+
+
+@pytest.mark.parametrize("codec", CODECS)
 def test_malformed_extended_connects_are_stream_errors(serve, codec):
     """No :scheme, no :path, :protocol on a GET, a plain CONNECT: RST_STREAM PROTOCOL_ERROR; a
     :protocol other than websocket: 400. One log line each, no traceback; the connection serves on."""
