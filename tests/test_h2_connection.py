@@ -638,18 +638,3 @@ async def test_response_header_values_http2_cannot_carry(codec):
     await peer.exchange()
     assert peer.streams[1].header(b"x-value") == b"padded"
     assert peer.streams[3].status == 500
-
-
-@in_loop
-async def test_extended_connect_is_answered_501(codec):
-    """WebSockets over HTTP/2 are not served yet: the extended CONNECT gets a 501 (zttp
-    advertises the setting and cannot be told not to), also to a client that opened no window."""
-    connect = [(b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"http"), (b":path", b"/ws"),
-               (b":authority", b"x"), (b"sec-websocket-version", b"13")]
-    for window in (65535, 0):
-        peer = H2Peer(hello, codec, client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
-        await peer.exchange()
-        peer.client.send_headers(1, connect)
-        await peer.exchange()
-        assert peer.streams[1].status == 501 and peer.streams[1].ended, window
-        assert peer.streams[1].body == (b"WebSockets over HTTP/2 (RFC 8441) are not served yet" if window else b"")

@@ -136,13 +136,13 @@ def test_browser_runs_the_seed_page_and_shows_the_echo(tmp_path):
     assert 'GET /ws/index/ HTTP/1.1" 101' in server.output
 
 
-async def read_page(url: str, tmp_path) -> tuple[str, str]:
+async def read_page(url: str, tmp_path, *flags: str) -> tuple[str, str]:
     """Headless Chromium opens the page; the DevTools protocol polls the elements its script fills."""
     profile = tmp_path / "chromium-profile"
     browser = subprocess.Popen(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-default-apps",
-         f"--user-data-dir={profile}", "--remote-debugging-port=0", url],
+         f"--user-data-dir={profile}", "--remote-debugging-port=0", *flags, url],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:

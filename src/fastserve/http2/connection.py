@@ -36,6 +36,7 @@ from .codec import (
 )
 from .semantics import StreamError, request_head
 from .stream import H2Stream
+from .websocket_stream import H2WebSocketStream, websocket_request
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -50,6 +51,8 @@ SHUTDOWN_QUIET = 0.3
 _RETRY_SOON = ((b"retry-after", b"1"),)
 # A reason reading pauses for (asgi/flow.py's bits): the client is not reading our writes.
 WRITE_BLOCKED = 8
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_UNKNOWN = object()  # H2Connection.ws_handler before the first extended CONNECT
 
 
 class H2Connection(asyncio.Protocol):
@@ -64,7 +67,7 @@ class H2Connection(asyncio.Protocol):
         self.codec = codec_class(settings)
         self.credits_on_parse = getattr(codec_class, "credits_on_parse", False)
         self.streams: dict[int, H2Stream] = {}
-        self.blocked: set[H2Stream] = set()  # streams with body waiting for window
+        self.blocked: set[H2Stream | H2WebSocketStream] = set()  # streams with body waiting for window
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.writer: HeldWriter = None  # type: ignore[assignment]
         self.flow: FlowControl = None  # type: ignore[assignment]
@@ -78,6 +81,8 @@ class H2Connection(asyncio.Protocol):
         self.idle_timer: asyncio.TimerHandle | None = None
         self.health_path = config.health_path  # answered without the app (health.py)
         self.h1_body_left = 0  # h2c: bytes of the upgrade request's body still to come
+        self.websockets: dict[int, H2WebSocketStream] = {}  # extended CONNECT streams (RFC 8441)
+        self.ws_handler: Any = _UNKNOWN  # websocket.stream_handler, looked up at the first one
 
     # -- asyncio callbacks ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -120,6 +125,8 @@ class H2Connection(asyncio.Protocol):
         for stream in list(self.streams.values()):
             stream.client_gone()
             stream.cycle.on_disconnect()
+        for websocket in list(self.websockets.values()):
+            websocket.connection_lost(exc)
         self.blocked.clear()
         if self.flow is not None:
             self.flow.connection_lost()
@@ -209,6 +216,9 @@ class H2Connection(asyncio.Protocol):
 
     # -- requests -------------------------------------------------------------------------------
     def _on_request(self, event: RequestHeaders) -> None:
+        if event.protocol is not None and self._websocket_handler() is not None:
+            self._on_extended_connect(event)
+            return
         try:
             cycle = request_head(event, self.client, self.scheme, self.trusted_peer, RequestResponseCycle)
         except StreamError as exc:
@@ -222,7 +232,7 @@ class H2Connection(asyncio.Protocol):
             cycle.client, cycle.scheme = forwarded_client(
                 cycle.forwarded, cycle.client, cycle.scheme, self.config.trusted_proxies
             )
-        if len(self.streams) >= self.codec.local_settings.max_concurrent_streams:
+        if len(self.streams) + len(self.websockets) >= self.codec.local_settings.max_concurrent_streams:
             # Streams the client reset whose apps still run count too (the codec forgot them):
             # resetting cannot buy a client more concurrent apps than the limit (CVE-2023-44487).
             self.codec.reset_stream(event.stream_id, REFUSED_STREAM)
@@ -297,7 +307,12 @@ class H2Connection(asyncio.Protocol):
 
     def _on_data(self, event: Data) -> None:
         stream = self.streams.get(event.stream_id)
-        if stream is None:  # a stream already over for us: credit the bytes, drop them
+        if stream is None:
+            websocket = self.websockets.get(event.stream_id)
+            if websocket is not None:
+                websocket.on_data(event)
+                return
+            # a stream already over for us: credit the bytes, drop them
             self.acknowledge(event.stream_id, event.flow_controlled_length)
             return
         stream.unacked += event.flow_controlled_length
@@ -338,7 +353,8 @@ class H2Connection(asyncio.Protocol):
 
     def _on_reset(self, event: StreamReset) -> None:
         stream = self.streams.get(event.stream_id)
-        if stream is None:
+        websocket = self.websockets.get(event.stream_id) if stream is None else None
+        if stream is None and websocket is None:
             # Not a stream being served: the codec's own refusals (REFUSED_STREAM, reported as
             # resets), zttp reporting again a stream already reset, or one already answered.
             # Only the resets that abandon work count toward --http2-max-resets.
@@ -357,6 +373,9 @@ class H2Connection(asyncio.Protocol):
             self.abort_streams()
             self.writer.close()
             self.closed = True
+            return
+        if websocket is not None:
+            websocket.on_reset()
             return
         stream.client_gone()
         if stream.unacked:
@@ -378,6 +397,63 @@ class H2Connection(asyncio.Protocol):
                 task.cancel()
                 if not cycle.app_started:  # cancelled before its first step: run_app never runs
                     self.cycle_done(stream, cycle)
+
+    # -- WebSockets over HTTP/2 (RFC 8441) --------------------------------------------------------
+    def _websocket_handler(self) -> Any:
+        """websocket.stream_handler, or None when WebSockets are off (an extended CONNECT is then
+        answered 501 by semantics.request_head)."""
+        handler = self.ws_handler
+        if handler is _UNKNOWN:
+            from ..websocket import stream_handler
+
+            handler = self.ws_handler = stream_handler(self.config, self.app)
+        return handler
+
+    def _on_extended_connect(self, event: RequestHeaders) -> None:
+        """An extended CONNECT: a WebSocket session on this stream (http2/websocket_stream.py)."""
+        stream_id = event.stream_id
+        try:
+            request = websocket_request(event, self.client, self.scheme, self.trusted_peer)
+        except StreamError as exc:
+            logger.info("Refused an HTTP/2 WebSocket from %s: %s", _describe(self.client), exc.reason)
+            self.codec.reset_stream(stream_id, exc.error_code)
+            return
+        if request.forwarded is not None:
+            request.client, request.scheme = forwarded_client(
+                request.forwarded, request.client, request.scheme, self.config.trusted_proxies
+            )
+        if len(self.streams) + len(self.websockets) >= self.codec.local_settings.max_concurrent_streams:
+            self.codec.reset_stream(stream_id, REFUSED_STREAM)
+            return
+        state = self.state
+        if state.limit_concurrency is not None and state.active_requests >= state.limit_concurrency:
+            logger.warning("Concurrency limit of %d reached; answering 503.", state.limit_concurrency)
+            self._answer(stream_id, 503, "Service Unavailable")
+            return
+        state.active_requests += 1
+        websocket = H2WebSocketStream(self, stream_id)
+        self.websockets[stream_id] = websocket
+        self.idle_since = None
+        self.accepted += 1
+        cap = self.codec.max_streams_per_connection
+        if cap is not None and self.accepted >= cap and not self.closing:
+            self.closing = True  # as for requests (_on_request): end gracefully before the codec does
+            self.codec.close_connection(NO_ERROR, stream_id)
+        websocket.session = self.ws_handler(self, request, event.protocol.decode("latin-1"), websocket)
+        if event.end_stream:
+            websocket.on_end()
+
+    def websocket_over(self, websocket: H2WebSocketStream) -> None:
+        """A WebSocket stream is over (both ends, reset, or the connection gone)."""
+        if self.websockets.pop(websocket.stream_id, None) is None:
+            return
+        self.state.active_requests -= 1
+        self.blocked.discard(websocket)
+        if not self.streams and not self.websockets and not self.closed:
+            if self.closing:
+                self.loop.call_soon(self._close_if_done)
+            else:
+                self._become_idle()
 
     # -- what the streams report ----------------------------------------------------------------
     def response_complete(self, stream: H2Stream, cycle: RequestResponseCycle) -> None:
@@ -413,7 +489,7 @@ class H2Connection(asyncio.Protocol):
         if stream.unacked and not self.closed:
             unacked, stream.unacked = stream.unacked, 0
             self.acknowledge(stream.stream_id, unacked)
-        if not self.streams:
+        if not self.streams and not self.websockets:
             if self.closing:
                 self.loop.call_soon(self._close_if_done)
             else:
@@ -453,7 +529,7 @@ class H2Connection(asyncio.Protocol):
 
     def _idle_check(self) -> None:
         self.idle_timer = None
-        if self.idle_since is None or self.streams or self.closed:
+        if self.idle_since is None or self.streams or self.websockets or self.closed:
             return  # busy: armed again once the last stream is over
         deadline = self.idle_since + self.config.timeout_keep_alive
         if self.loop.time() < deadline:
@@ -476,11 +552,11 @@ class H2Connection(asyncio.Protocol):
             cycle = stream.cycle
             if cycle.head_sent and not cycle.more_body:
                 cycle.wake()  # a streaming response's app waiting in receive() hears http.disconnect
-        if not self.streams:
+        if not self.streams and not self.websockets:
             self.loop.call_later(SHUTDOWN_QUIET, self._close_if_done)
 
     def _close_if_done(self) -> None:
-        if not self.streams and not self.closed:
+        if not self.streams and not self.websockets and not self.closed:
             self.writer.close()
             self.closed = True
 

@@ -44,9 +44,9 @@ def request_head(
 ) -> Head:
     """The request head of one stream, or StreamError (RST_STREAM PROTOCOL_ERROR)."""
     if event.protocol is not None:
-        # zttp advertises SETTINGS_ENABLE_CONNECT_PROTOCOL and cannot be told otherwise: a client
-        # that tries gets a clear answer rather than a reset.
-        raise StreamError(PROTOCOL_ERROR, "WebSockets over HTTP/2 (RFC 8441) are not served yet", 501)
+        # Here only with WebSockets off (else the connection serves it: websocket_stream.py). zttp
+        # advertises SETTINGS_ENABLE_CONNECT_PROTOCOL all the same: a clear answer, not a reset.
+        raise StreamError(PROTOCOL_ERROR, "WebSockets are off on this server", 501)
     method = _method(event.method)
     target = event.target
     if target[:1] == b"/":

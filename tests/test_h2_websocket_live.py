@@ -1,0 +1,450 @@
+"""WebSockets over HTTP/2 (RFC 8441) end to end: a real fastserve process, an `h2` library client
+on a real socket (cleartext prior knowledge, or TLS with ALPN h2) doing extended CONNECTs, with
+websockets' sans-I/O ClientProtocol framing on each stream; both codecs. Also the seed documents'
+Channels consumer over HTTP/2, and headless Chromium opening wss:// on its HTTP/2 connection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import time
+
+import h2.config
+import h2.connection
+import h2.events
+import pytest
+import trustme
+from hyperframe.frame import DataFrame, Frame, GoAwayFrame
+from websockets.client import ClientProtocol
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from websockets.frames import Close, CloseCode, Opcode
+from websockets.headers import parse_extension
+from websockets.protocol import State
+from websockets.uri import parse_uri
+
+from fastserve.http2.codec import NO_ERROR
+
+from .h2_client import RawClient, codecs
+from .helpers import TESTS, ServerProcess
+
+CODECS = ["zttp" if c.__name__ == "ZttpCodec" else "h2" for c in codecs()]
+APP = "apps.ws:app"
+NON_ASCII = "你好! héllo ✓ 🚀"
+
+
+class Stream:
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.headers: dict[bytes, bytes] = {}
+        self.body = b""
+        self.ended = False
+        self.reset: int | None = None
+
+
+class H2Client:
+    """A blocking HTTP/2 client over one socket; `pump` reads until a condition holds."""
+
+    def __init__(self, port: int, tls: ssl.SSLContext | None = None, validate: bool = True) -> None:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if tls is not None:
+            sock = tls.wrap_socket(sock, server_hostname="127.0.0.1")
+            assert sock.selected_alpn_protocol() == "h2"
+        self.sock = sock
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, header_encoding=None, validate_outbound_headers=validate, normalize_outbound_headers=validate))
+        self.conn.initiate_connection()
+        self.streams: dict[int, Stream] = {}
+        self.goaway: h2.events.ConnectionTerminated | None = None
+        self.flush()
+        self.pump(lambda: self.conn.remote_settings.enable_connect_protocol is not None and self.settings_seen)
+
+    settings_seen = False
+
+    def flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def pump(self, done, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                raise AssertionError("timed out waiting for the server")
+            data = self.sock.recv(65536)
+            if not data:
+                raise AssertionError("the server closed the connection")
+            for event in self.conn.receive_data(data):
+                self._on(event)
+            self.flush()
+
+    def _on(self, event) -> None:
+        if isinstance(event, h2.events.RemoteSettingsChanged):
+            self.settings_seen = True
+            return
+        if isinstance(event, h2.events.ConnectionTerminated):
+            self.goaway = event
+            return
+        stream_id = getattr(event, "stream_id", None)
+        if not stream_id:
+            return
+        stream = self.streams.setdefault(stream_id, Stream())
+        if isinstance(event, h2.events.ResponseReceived):
+            stream.headers = dict(event.headers)
+            stream.status = int(stream.headers[b":status"])
+        elif isinstance(event, h2.events.DataReceived):
+            stream.body += event.data
+            self.conn.acknowledge_received_data(event.flow_controlled_length, stream_id)
+        elif isinstance(event, h2.events.StreamEnded):
+            stream.ended = True
+        elif isinstance(event, h2.events.StreamReset):
+            stream.reset = event.error_code
+
+    def get(self, path: str) -> Stream:
+        stream_id = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(stream_id, [(":method", "GET"), (":scheme", "http"), (":path", path),
+                                           (":authority", "127.0.0.1")], end_stream=True)
+        self.flush()
+        self.pump(lambda: stream_id in self.streams and self.streams[stream_id].ended)
+        return self.streams[stream_id]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class WebSocket:
+    """One WebSocket on a stream of an H2Client."""
+
+    def __init__(self, client: H2Client, path: str, extra=(), scheme: str = "http", deflate: bool = False) -> None:
+        self.client = client
+        self.stream_id = client.conn.get_next_available_stream_id()
+        self.protocol = ClientProtocol(parse_uri("ws://127.0.0.1/"), state=State.OPEN, max_size=None)
+        headers = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", scheme), (":path", path),
+                   (":authority", "127.0.0.1"), ("sec-websocket-version", "13"), *extra]
+        if deflate:
+            headers.append(("sec-websocket-extensions", "permessage-deflate; client_max_window_bits"))
+        client.conn.send_headers(self.stream_id, headers, end_stream=False)
+        client.flush()
+        client.pump(lambda: self.stream.status is not None or self.stream.reset is not None)
+        self.read = 0
+        value = self.stream.headers.get(b"sec-websocket-extensions")
+        if deflate and value:
+            [(_, params)] = parse_extension(value.decode())
+            self.protocol.extensions = [ClientPerMessageDeflateFactory(client_max_window_bits=True)
+                                        .process_response_params(params, [])]
+
+    @property
+    def stream(self) -> Stream:
+        return self.client.streams.setdefault(self.stream_id, Stream())
+
+    def send(self, method: str, *args) -> None:
+        getattr(self.protocol, method)(*args)
+        self.flush()
+
+    def flush(self) -> None:
+        for data in self.protocol.data_to_send():
+            if data:
+                self._send_data(data)
+            else:
+                self.client.conn.end_stream(self.stream_id)
+        self.client.flush()
+
+    def _send_data(self, data: bytes) -> None:
+        """As the windows allow, waiting for the server's WINDOW_UPDATEs."""
+        conn = self.client.conn
+        while data:
+            self.client.pump(lambda: conn.local_flow_control_window(self.stream_id) > 0)
+            size = min(len(data), conn.local_flow_control_window(self.stream_id), conn.max_outbound_frame_size)
+            conn.send_data(self.stream_id, data[:size])
+            self.client.flush()
+            data = data[size:]
+
+    def _take(self) -> list:
+        body = self.stream.body
+        self.protocol.receive_data(body[self.read:])
+        self.read = len(body)
+        return self.protocol.events_received()
+
+    def frames(self, count: int = 1) -> list[tuple]:
+        """The next `count` frames from the server (the client's own answers are sent)."""
+        got: list = []
+
+        def enough() -> bool:
+            got.extend(self._take())
+            return len(got) >= count
+
+        self.client.pump(enough)
+        self.flush()
+        return [(f.opcode, f.data) for f in got]
+
+    def end(self) -> None:
+        self.client.conn.end_stream(self.stream_id)
+        self.client.flush()
+
+
+def start(serve, codec: str, *args: str, app: str = APP):
+    return serve(app, "--http2-codec", codec, *args)
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_echo_ping_and_close_next_to_a_plain_request(serve, codec):
+    server = start(serve, codec)
+    client = H2Client(server.port)
+    assert client.conn.remote_settings.enable_connect_protocol == 1
+    ws = WebSocket(client, "/ws/echo")
+    assert ws.stream.status == 200 and b"sec-websocket-accept" not in ws.stream.headers
+    other = WebSocket(client, "/ws/echo")  # two WebSockets and a request on one connection
+    ws.send("send_text", NON_ASCII.encode())
+    other.send("send_binary", b"\x00" * 100_000)  # more than a stream window's worth: credit returns
+    ws.send("send_text", b"frag", False)
+    ws.send("send_continuation", b"ment", True)
+    ws.send("send_ping", b"p1")
+    got = ws.frames(3)  # (the pong may overtake the app's echoes)
+    assert sorted(got) == sorted([(Opcode.TEXT, NON_ASCII.encode()), (Opcode.TEXT, b"fragment"), (Opcode.PONG, b"p1")])
+    assert [frame for frame in got if frame[0] == Opcode.TEXT][0][1] == NON_ASCII.encode()
+    assert other.frames() == [(Opcode.BINARY, b"\x00" * 100_000)]
+    assert client.get("/events").status == 200
+    ws.send("send_close", CloseCode.NORMAL_CLOSURE, "done")
+    [(opcode, payload)] = ws.frames()
+    assert opcode == Opcode.CLOSE and Close.parse(payload).code == CloseCode.NORMAL_CLOSURE
+    client.pump(lambda: ws.stream.ended)  # the server's END_STREAM after its close frame
+    ws.end()
+    other.send("send_text", b"still open")
+    assert other.frames() == [(Opcode.TEXT, b"still open")]
+    client.close()
+    server.wait_for_line('"CONNECT /ws/echo HTTP/2" 200')
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_scope_app_close_and_denial(serve, codec):
+    server = start(serve, codec)
+    client = H2Client(server.port)
+    ws = WebSocket(client, "/ws/scope?x=1")
+    [(opcode, data), (close_opcode, payload)] = ws.frames(2)
+    scope = json.loads(data)
+    assert (scope["type"], scope["http_version"], scope["scheme"], scope["path"]) == ("websocket", "2", "ws", "/ws/scope")
+    assert scope["query_string"] == "x=1" and scope["headers"][0] == ["host", "127.0.0.1"]
+    assert close_opcode == Opcode.CLOSE
+    ws.end()
+    denied = WebSocket(client, "/ws/deny?status=403")
+    client.pump(lambda: denied.stream.ended)
+    assert (denied.stream.status, denied.stream.body) == (403, b"no entry")
+    assert denied.stream.headers[b"www-authenticate"] == b"Bearer"
+    headed = WebSocket(client, "/ws/headers?pick=b", extra=[("sec-websocket-protocol", "a, b")])
+    assert headed.stream.headers[b"x-ws-extra"] == b"yes" and headed.stream.headers[b"set-cookie"] == b"ws=1; Path=/"
+    assert headed.frames() == [(Opcode.TEXT, b"accepted")]
+    chosen = WebSocket(client, "/ws/subprotocol?pick=b", extra=[("sec-websocket-protocol", "a, b")])
+    assert chosen.stream.headers[b"sec-websocket-protocol"] == b"b"
+    assert chosen.frames() == [(Opcode.TEXT, b'["a", "b"]')]
+    refused = WebSocket(client, "/ws/echo", extra=[("sec-websocket-version", "8")])
+    client.pump(lambda: refused.stream.ended)
+    assert refused.stream.status == 400
+    assert client.goaway is None
+    client.close()
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_app_outcomes_as_on_http11(serve, codec):
+    """The app's ways to end, as the HTTP/1.1 WebSocket tests see them: close before accept (403),
+    raise before accept (500), raise after (1011), return while open (1000), close with a code."""
+    server = start(serve, codec)
+    client = H2Client(server.port)
+    rejected = WebSocket(client, "/ws/reject")
+    raised = WebSocket(client, "/ws/raise-before")
+    client.pump(lambda: rejected.stream.ended and raised.stream.ended)
+    assert (rejected.stream.status, raised.stream.status) == (403, 500)
+    crashed = WebSocket(client, "/ws/raise-after")
+    crashed.send("send_text", b"boom")
+    [(opcode, payload)] = crashed.frames()
+    assert opcode == Opcode.CLOSE and Close.parse(payload).code == CloseCode.INTERNAL_ERROR
+    returned = WebSocket(client, "/ws/return")
+    frames = returned.frames(2)
+    assert frames[0] == (Opcode.TEXT, b"bye") and Close.parse(frames[1][1]).code == CloseCode.NORMAL_CLOSURE
+    closed = WebSocket(client, "/ws/close?code=4001&reason=later")
+    [(opcode, payload)] = closed.frames()
+    assert Close.parse(payload) == Close(4001, "later")
+    for ws in (crashed, returned, closed):
+        ws.end()
+    client.pump(lambda: all(ws.stream.ended for ws in (crashed, returned, closed)))
+    client.close()
+    server.wait_for_line("boom after accept")
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_malformed_extended_connects_are_stream_errors(serve, codec):
+    """No :scheme, no :path, :protocol on a GET, a plain CONNECT: RST_STREAM PROTOCOL_ERROR; a
+    :protocol other than websocket: 400. One log line each, no traceback; the connection serves on."""
+    server = start(serve, codec)
+    client = H2Client(server.port, validate=False)
+    base = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"), (":path", "/ws/echo"),
+            (":authority", "127.0.0.1"), ("sec-websocket-version", "13")]
+    bad = {
+        1: [f for f in base if f[0] != ":scheme"],
+        3: [f for f in base if f[0] != ":path"],
+        5: [(":method", "GET"), *base[1:]],
+        7: [(":method", "CONNECT"), (":authority", "127.0.0.1:443")],
+        9: [f if f[0] != ":protocol" else (":protocol", "chat") for f in base],
+    }
+    for stream_id, headers in bad.items():
+        client.conn.send_headers(stream_id, headers, end_stream=False)
+    client.flush()
+    client.pump(lambda: all(s in client.streams and (client.streams[s].reset is not None or client.streams[s].ended)
+                            for s in bad))
+    assert [client.streams[s].reset for s in (1, 3, 5, 7)] == [1, 1, 1, 1]  # PROTOCOL_ERROR
+    assert client.streams[9].status == 400
+    ws = WebSocket(client, "/ws/echo")
+    ws.send("send_text", b"fine")
+    assert ws.frames() == [(Opcode.TEXT, b"fine")]
+    assert client.goaway is None
+    client.close()
+    server.wait_for_line("not 'websocket'")
+    assert "Traceback" not in server.output
+
+
+def test_a_slow_websocket_does_not_stall_the_others_on_its_connection(serve):
+    """h2 codec (per-stream credit): a WebSocket whose app sleeps has its window run dry; another
+    WebSocket on the same connection echoes at once meanwhile."""
+    server = start(serve, "h2", "--ws-max-queue", "2", "--timeout-graceful-shutdown", "1")
+    client = H2Client(server.port)
+    slow = WebSocket(client, "/ws/slow-reader?delay=5&n=1000")
+    fast = WebSocket(client, "/ws/echo")
+    conn = client.conn
+    sent = 0
+    while conn.local_flow_control_window(slow.stream_id) >= 1010 and sent < 1000:
+        slow.send("send_binary", b"s" * 1000)
+        sent += 1
+    started = time.monotonic()
+    fast.send("send_text", b"not stalled")
+    assert fast.frames() == [(Opcode.TEXT, b"not stalled")]
+    assert time.monotonic() - started < 3  # long before the slow app wakes up (5 s)
+    assert slow.stream.body == b""  # (its reply comes after it wakes)
+    assert conn.local_flow_control_window(slow.stream_id) < 1010  # its credit was withheld
+    client.close()
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_max_size_1009_and_permessage_deflate(serve, codec):
+    server = start(serve, codec, "--ws-max-size", "10000")
+    client = H2Client(server.port)
+    compressed = WebSocket(client, "/ws/echo", deflate=True)
+    assert compressed.protocol.extensions, compressed.stream.headers
+    text = "squeeze " * 1000
+    compressed.send("send_text", text.encode())
+    assert compressed.frames() == [(Opcode.TEXT, text.encode())]
+    assert len(compressed.stream.body) < 1000
+    big = WebSocket(client, "/ws/echo")
+    big.send("send_binary", b"x" * 20_000)
+    [(opcode, payload)] = big.frames()
+    assert opcode == Opcode.CLOSE and Close.parse(payload).code == CloseCode.MESSAGE_TOO_BIG
+    client.close()
+    server.wait_for_line("close code 1009")
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_shutdown_closes_websockets_with_1012(serve, codec):
+    """SIGTERM: GOAWAY, the WebSocket is closed with 1012; once the client answers the close and
+    ends its stream, the connection closes and the server exits (not after a timeout)."""
+    server = start(serve, codec)
+    client = H2Client(server.port)
+    ws = WebSocket(client, "/ws/record?name=h2")
+    assert ws.stream.status == 200  # accepted by the app
+    server.proc.send_signal(signal.SIGTERM)
+    # h2's client takes no frame after a GOAWAY: from here the frames are read and written raw.
+    ws.protocol.receive_data(ws.stream.body[ws.read:])
+    pending, goaway, closes = b"", [], []
+    deadline = time.monotonic() + 10
+    while not (closes and goaway) and time.monotonic() < deadline:
+        frames, pending = split_frames(pending + client.sock.recv(65536))
+        goaway += [f.error_code for f in frames if isinstance(f, GoAwayFrame)]
+        for frame in frames:
+            if isinstance(frame, DataFrame) and frame.stream_id == ws.stream_id:
+                ws.protocol.receive_data(frame.data)
+        closes += [f for f in ws.protocol.events_received() if f.opcode == Opcode.CLOSE]
+    assert goaway == [NO_ERROR]
+    assert [Close.parse(f.data).code for f in closes] == [CloseCode.SERVICE_RESTART]
+    started = time.monotonic()
+    client.sock.sendall(RawClient.data(ws.stream_id, b"".join(ws.protocol.data_to_send()), end_stream=True))
+    server.proc.wait(15)
+    assert time.monotonic() - started < 5  # the session's close timeout (10 s) did not have to run
+    server.wait_for_line("h2: disconnect 1012 server shutting down")
+    client.close()
+
+
+def split_frames(data: bytes) -> tuple[list, bytes]:
+    """The complete frames at the start of `data`, and the rest."""
+    frames = []
+    while len(data) >= 9:
+        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+        if len(data) < 9 + length:
+            break
+        frame.parse_body(memoryview(data[9:9 + length]))
+        frames.append(frame)
+        data = data[9 + length:]
+    return frames, data
+
+
+def test_channels_consumer_over_http2():
+    """The seed documents' AsyncWebsocketConsumer (echoes {"message": ...}) reached over HTTP/2."""
+    server = ServerProcess("chatproject.asgi:application", app_dir=TESTS / "apps", env={"REDIS_URL": ""}).start()
+    try:
+        client = H2Client(server.port)
+        ws = WebSocket(client, "/ws/index/")
+        assert ws.stream.status == 200
+        ws.send("send_text", json.dumps({"message": NON_ASCII}).encode())
+        [(opcode, data)] = ws.frames()
+        assert json.loads(data) == {"message": NON_ASCII, "user": "AnonymousUser"}
+        client.close()
+        server.wait_for_line('"CONNECT /ws/index/ HTTP/2" 200')
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_over_tls_the_scope_says_wss_and_carries_the_tls_extension(serve, codec, tls_files):
+    key, cert = tls_files
+    server = start(serve, codec, "--ssl-keyfile", key, "--ssl-certfile", cert)
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # (the test CA is not needed here)
+    context.set_alpn_protocols(["h2"])
+    client = H2Client(server.port, tls=context)
+    ws = WebSocket(client, "/ws/scope", scheme="https")
+    [(_, data), _] = ws.frames(2)
+    scope = json.loads(data)
+    assert (scope["scheme"], scope["http_version"]) == ("wss", "2")
+    assert scope["extensions"]["tls"]["tls_version"] in (0x0303, 0x0304)
+    client.close()
+
+
+def test_chromium_opens_the_seed_websocket_over_http2(tmp_path, tls_files):
+    """Headless Chromium loads the seed page over https (ALPN h2); its wss:// WebSocket goes over
+    that HTTP/2 connection (RFC 8441): the access log shows the extended CONNECT as HTTP/2."""
+    from .test_websocket_django import CHROMIUM, read_page, run
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"SKIPPED LOUDLY: chromium not found at {CHROMIUM}; install Debian's chromium package "
+                    "(apt-get install chromium, or `make system-deps` as root) to run the browser test")
+    key, cert = tls_files
+    server = ServerProcess("chatproject.asgi:application", "--ssl-keyfile", key, "--ssl-certfile", cert,
+                           app_dir=TESTS / "apps", env={"REDIS_URL": ""}).start()
+    try:
+        url = f"https://localhost:{server.port}/"
+        status, echo = run(read_page(url, tmp_path, "--ignore-certificate-errors"))
+        assert (status, echo) == ("echoed", NON_ASCII), server.output
+        server.wait_for_line('"GET / HTTP/2" 200')
+        server.wait_for_line('"CONNECT /ws/index/ HTTP/2" 200')
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    folder = tmp_path_factory.mktemp("tls")
+    key_path, cert_path = folder / "key.pem", folder / "cert.pem"
+    issued.private_key_pem.write_to_path(key_path)
+    issued.cert_chain_pems[0].write_to_path(cert_path)
+    return str(key_path), str(cert_path)
