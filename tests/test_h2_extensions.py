@@ -382,3 +382,30 @@ async def test_window_that_stays_closed_resets_the_file_stream(codec, tmp_path):
     assert peer.streams[1].reset == CANCEL
     await peer.exchange()
     assert open_fds() == before and not peer.conn.streams
+
+
+@in_loop
+async def test_trailers_after_a_content_length_body_and_after_a_file(codec, tmp_path):
+    """HTTP/2 carries trailers after a body with a content-length (HTTP/1.1 cannot) and after a
+    body sent from a file (zerocopysend); the body is whole and its length right."""
+    path, data = make_file(tmp_path, 50_000)
+
+    async def app(scope, receive, send):
+        from_file = scope["path"] == "/file"
+        headers = [(b"content-length", b"50000")] if from_file else [(b"content-length", b"4")]
+        await send({"type": "http.response.start", "status": 200, "trailers": True, "headers": headers})
+        if from_file:
+            with open(path, "rb") as file:
+                await send({"type": "http.response.zerocopysend", "file": file, "count": 50_000})
+        else:
+            await send({"type": "http.response.body", "body": b"body"})
+        await send({"type": "http.response.trailers", "headers": [(b"x-done", b"yes")]})
+
+    peer = H2Peer(app, codec)
+    peer.get(1)
+    peer.get(3, request(b"/file"))
+    await peer.exchange(6)
+    for stream_id, body in ((1, b"body"), (3, data)):
+        stream = peer.streams[stream_id]
+        assert (stream.body, stream.trailers, stream.ended) == (body, [(b"x-done", b"yes")], True)
+        assert stream.header(b"content-length") == b"%d" % len(body)
