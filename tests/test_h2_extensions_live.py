@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 
@@ -20,6 +21,7 @@ import pytest
 from .apps.extensions import CHECKSUM, LINKS, PARTS
 from .test_files import MIB, make_file, open_fds_to, rss_kib
 from .test_h2_connection import CODECS
+from .test_h2_live import tls_files  # noqa: F401 (a fixture)
 
 CURL = shutil.which("curl")
 
@@ -73,6 +75,18 @@ def test_starlette_file_response_over_http2(serve, codec, tmp_path):
         assert head.headers["content-length"] == str(3 * MIB + 123) and head.content == b""
         part = client.get(server.url + "/zerocopy", params={"path": str(path), "offset": MIB, "count": 5000})
         assert part.content == path.read_bytes()[MIB : MIB + 5000]
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_file_over_tls_http2(serve, codec, tmp_path, tls_files):  # noqa: F811
+    """Over TLS with ALPN h2 the same: FileResponse's pathsend, the body equal to the file."""
+    key, cert, ca = tls_files
+    path = tmp_path / "file.bin"
+    make_file(path, 2 * MIB + 7)
+    server = serve("apps.files:app", "--http2-codec", codec, "--ssl-keyfile", key, "--ssl-certfile", cert)
+    with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=ca), timeout=10) as client:
+        response = client.get(f"https://127.0.0.1:{server.port}/starlette", params={"path": str(path)})
+    assert response.http_version == "HTTP/2" and response.content == path.read_bytes()
 
 
 class SlowH2Client:
