@@ -374,7 +374,7 @@ async def test_window_that_stays_closed_resets_the_file_stream(codec, tmp_path):
     peer.get(1)
     await peer.exchange()
     assert open_fds() == before + 1
-    for _ in range(20):
+    for _ in range(100):  # up to 5 s: generous under load
         await asyncio.sleep(0.05)
         await peer.exchange(1)
         if peer.streams[1].reset is not None:
@@ -409,3 +409,29 @@ async def test_trailers_after_a_content_length_body_and_after_a_file(codec, tmp_
         stream = peer.streams[stream_id]
         assert (stream.body, stream.trailers, stream.ended) == (body, [(b"x-done", b"yes")], True)
         assert stream.header(b"content-length") == b"%d" % len(body)
+
+
+@in_loop
+async def test_a_file_does_not_hold_up_the_other_streams(codec, tmp_path):
+    """A large file on stream 1 and a small response on stream 3 of the same connection: the file
+    takes the connection's first window, the small response goes with the first credit after it
+    (it waits for credit, not for the file)."""
+    path, data = make_file(tmp_path, 1_000_000)
+
+    async def app(scope, receive, send):
+        if scope["path"] == "/file":
+            await pathsend(path)(scope, receive, send)
+        else:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"small"})
+
+    peer = H2Peer(app, codec)
+    peer.get(1, request(b"/file"))
+    peer.get(3)
+    await peer.exchange(1)
+    assert len(peer.streams[1].body) == 65_535 and not peer.streams[3].body  # the connection's window
+    await peer.exchange(1)
+    assert peer.streams[3].body == b"small" and peer.streams[3].ended
+    assert not peer.streams[1].ended
+    await peer.exchange(40)
+    assert peer.streams[1].body == data and peer.streams[1].ended
