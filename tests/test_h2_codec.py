@@ -192,6 +192,30 @@ def test_informational_then_final_response(codec):
     assert client_response(events, 1)[0] == [(b":status", b"204")] and client_response(events, 1)[3]
 
 
+def test_early_hints_and_trailers_frames(codec):
+    """What the ASGI extensions put on the wire (http2/stream.py): the 103 is a HEADERS frame
+    without END_STREAM, the trailers a HEADERS frame with END_STREAM and no :status, after DATA
+    that does not end the stream."""
+    p = pair(codec)
+    p.request(1)
+    p.server.send_informational(1, 103, [(b"link", b"</a.css>; rel=preload")])
+    p.server.send_headers(1, 200, [])
+    p.server.send_data(1, b"body")
+    p.server.send_trailers(1, [(b"x-checksum", b"42")])
+    data = p.server.data_to_send()
+    frames = [(type(f).__name__, sorted(f.flags)) for f in parse_frames(data) if f.stream_id == 1]
+    assert frames == [
+        ("HeadersFrame", ["END_HEADERS"]),
+        ("HeadersFrame", ["END_HEADERS"]),
+        ("DataFrame", []),
+        ("HeadersFrame", ["END_HEADERS", "END_STREAM"]),
+    ]
+    events = p.client.receive_data(data)
+    informational = [e for e in events if isinstance(e, h2.events.InformationalResponseReceived)]
+    assert [e.headers for e in informational] == [[(b":status", b"103"), (b"link", b"</a.css>; rel=preload")]]
+    assert client_response(events, 1)[1:] == (b"body", [(b"x-checksum", b"42")], True)
+
+
 def test_send_window_exhaustion_and_window_update(codec):
     p = pair(codec, **{"4": 100})  # the client's SETTINGS_INITIAL_WINDOW_SIZE
     p.request(1)

@@ -48,7 +48,9 @@ class Stream:
         self.status: int | None = None
         self.headers: list = []
         self.informational: list = []
+        self.hints: list = []  # the fields of each 1xx head
         self.body = b""
+        self.trailers: list | None = None
         self.ended = False
         self.reset: int | None = None
 
@@ -113,10 +115,13 @@ class H2Peer:
                 stream.status = int(dict(event.headers)[b":status"])
             elif isinstance(event, h2.events.InformationalResponseReceived):
                 stream.informational.append(int(dict(event.headers)[b":status"]))
+                stream.hints.append([(n, v) for n, v in event.headers if not n.startswith(b":")])
             elif isinstance(event, h2.events.DataReceived):
                 stream.body += event.data
                 if self.auto_ack:
                     self.client.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.TrailersReceived):
+                stream.trailers = list(event.headers)
             elif isinstance(event, h2.events.StreamEnded):
                 stream.ended = True
             elif isinstance(event, h2.events.StreamReset):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..asgi.app_runner import new_task, run_app
 from ..asgi.flow import BODY, FlowControl
 from ..asgi.http_cycle import RequestResponseCycle
-from ..asgi.scope import connection_template, http_scope
+from ..asgi.scope import connection_template, http_scope, offered_extensions
 from ..batching import HeldWriter
 from ..proxy import forwarded_client
 from .codec import (
@@ -53,6 +53,8 @@ _RETRY_SOON = ((b"retry-after", b"1"),)
 WRITE_BLOCKED = 8
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _UNKNOWN = object()  # H2Connection.ws_handler before the first extended CONNECT
+# The ASGI extensions every stream offers (copied into each request's scope).
+EXTENSIONS = offered_extensions(H2Stream.capabilities)
 
 
 class H2Connection(asyncio.Protocol):
@@ -239,7 +241,7 @@ class H2Connection(asyncio.Protocol):
             return
         stream = H2Stream(self, event.stream_id, cycle)
         # (ignore: H2Stream's sink, flow and closing are read-only properties, not variables)
-        cycle.begin(stream, http_scope(cycle, self.scope_template, self.state, self.tls))  # type: ignore[arg-type]
+        cycle.begin(stream, http_scope(cycle, self.scope_template, self.state, self.tls, EXTENSIONS))  # type: ignore[arg-type]
         cycle.more_body = not event.end_stream
         self.streams[event.stream_id] = stream
         self.idle_since = None

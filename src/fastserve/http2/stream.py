@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import deque
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..asgi.errors import InvalidResponse
+from ..asgi.contracts import EARLY_HINT, PATHSEND, TRAILERS, ZEROCOPYSEND
+from ..asgi.errors import ClientDisconnected, FileEnded, InvalidResponse
 from ..asgi.flow import wake
 from ..asgi.response_head import ResponseHeadCache, check_body
 from .codec import CANCEL, INTERNAL_ERROR, NO_ERROR, CodecUsageError, StreamClosed
@@ -30,6 +32,9 @@ CONNECTION_SPECIFIC = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"te")
 )
 _PLAIN_TEXT = (b"content-type", b"text/plain; charset=utf-8")
+# Most bytes of a file read at once for pathsend/zerocopysend (less when the window is smaller):
+# the memory one transfer holds besides the transport's buffer.
+FILE_CHUNK = 64 * 1024
 
 
 def render_fields(items: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -45,7 +50,8 @@ HEADS = ResponseHeadCache(render_fields)
 
 
 class H2Stream:
-    """See the module docstring. `pending`: body parts (bytes, ends the body) that wait for window."""
+    """See the module docstring. `pending`: body parts (bytes, ends the body) that wait for window;
+    the trailers wait there too, after the body, as a list of fields."""
 
     __slots__ = (
         "conn",
@@ -64,9 +70,13 @@ class H2Stream:
         "reading_paused",
         "window_timer",
         "window_progress",
+        "awaiting_window",
     )
 
-    capabilities: ClassVar[frozenset[str]] = frozenset()
+    # Every stream: trailers (a trailing HEADERS frame, whether or not the client sent TE: trailers,
+    # see send_trailers), early hints (a 103 HEADERS frame), pathsend and zerocopysend (the file read
+    # in pieces under the flow-control windows: sendfile cannot write inside HTTP/2 frames).
+    capabilities: ClassVar[frozenset[str]] = frozenset((TRAILERS, EARLY_HINT, PATHSEND, ZEROCOPYSEND))
     heads: ClassVar[ResponseHeadCache] = HEADS
 
     def __init__(self, conn: Any, stream_id: int, cycle: RequestResponseCycle) -> None:
@@ -81,12 +91,13 @@ class H2Stream:
         self.received = 0  # request body bytes received
         self.expected = cycle.body_left if cycle.body_left >= 0 else None  # the content-length
         self.discarded = 0
-        self.pending: deque[tuple[bytes, bool]] = deque()
+        self.pending: deque[tuple[bytes | list[tuple[bytes, bytes]], bool]] = deque()
         self.drain_waiter: asyncio.Future | None = None
         self.send_done = False  # END_STREAM or RST_STREAM written: nothing more goes out
         self.reading_paused = False
         self.window_timer: asyncio.TimerHandle | None = None  # while body waits for window
         self.window_progress = 0.0  # when the peer last granted credit we used
+        self.awaiting_window = False  # a file's next piece waits for credit (nothing read yet)
 
     # -- ConnectionInfo -------------------------------------------------------------------------
     @property
@@ -247,17 +258,21 @@ class H2Stream:
             self.pending.clear()
             return True
         self.pending.appendleft((body, end))
+        self._block()
+        return False
+
+    def _block(self) -> None:
+        """Wait for the peer's credit, for at most --http2-timeout-window without any."""
         self.conn.blocked.add(self)
         if self.window_timer is None:
             self.window_progress = self.loop.time()
             self.window_timer = self.loop.call_at(self.window_progress + self.config.http2_timeout_window, self._window_check)
-        return False
 
     def _window_check(self) -> None:
         """The response has waited for the client's window: give up once it waited
         --http2-timeout-window without any credit (a client that never reads: slow read)."""
         self.window_timer = None
-        if not self.pending or self.send_done:
+        if not (self.pending or self.awaiting_window) or self.send_done:
             return
         deadline = self.window_progress + self.config.http2_timeout_window
         if self.loop.time() < deadline:
@@ -270,8 +285,19 @@ class H2Stream:
         pending = self.pending
         while pending:
             body, end = pending.popleft()
-            if not self._send_within_window(body, end):
+            if isinstance(body, list):  # the trailers, once the body before them has gone
+                try:
+                    self._send_trailer_fields(body)
+                except InvalidResponse as exc:  # the app's send() has returned: reset, one line
+                    logger.error("Invalid response from the ASGI app: %s", exc)
+                    self.reset(INTERNAL_ERROR)
+                    return
+            elif not self._send_within_window(body, end):
                 return
+        if self.awaiting_window:
+            if not self.conn.codec.send_window(self.stream_id):
+                return  # credit for another stream (or the connection only): still none for this one
+            self.awaiting_window = False
         self.conn.blocked.discard(self)
         if self.window_timer is not None:
             self.window_timer.cancel()
@@ -293,18 +319,102 @@ class H2Stream:
         self.conn.flush(False)
 
     def send_trailers(self, cycle: Any, headers: Any) -> None:
-        raise NotImplementedError("HTTP/2 trailers are not offered yet (no 'trailers' capability)")
+        """The trailers end the stream: a HEADERS frame with END_STREAM after the body (RFC 9113
+        8.1), or an empty DATA frame with END_STREAM when there are none. Sent whether or not the
+        client said TE: trailers: that keyword is about what an HTTP/1.1 hop can frame (a chunked
+        body), and HTTP/2 always frames them; a client that does not want them may discard them
+        (RFC 9110 6.5.1). Names lowercase, no connection-specific field (RFC 9113 8.2); the cycle
+        has refused pseudo-header names (not tokens) and the fields a trailer may not carry."""
+        if cycle.no_body or self.send_done:
+            return  # HEAD, 204, 304: the stream ended with the head
+        fields = render_fields(headers)
+        if self.pending:
+            self.pending.append((fields, True))  # after the body that waits for window
+            return
+        self._send_trailer_fields(fields)
+        self.conn.flush(True)
 
-    def send_file(self, cycle: Any, fd: int, offset: int, count: int | None, end: bool) -> None:
-        raise NotImplementedError("pathsend is not offered yet (no 'pathsend' capability)")
+    def _send_trailer_fields(self, fields: list[tuple[bytes, bytes]]) -> None:
+        if not fields:
+            self._send_within_window(b"", True)
+            return
+        try:
+            self.conn.codec.send_trailers(self.stream_id, fields)
+        except StreamClosed:
+            self.send_done = True
+            return
+        except CodecUsageError as exc:  # a value HTTP/1.1 carries and HTTP/2 does not
+            raise InvalidResponse(f"trailer field not allowed in HTTP/2: {exc}") from None
+        self._ended()
+
+    async def send_file(self, cycle: Any, head: Any, fd: int, offset: int, count: int, end: bool) -> None:
+        """``count`` bytes of ``fd`` from ``offset`` as DATA, read in pieces of at most FILE_CHUNK
+        and no more than the windows allow, each sent before the next is read: memory stays
+        bounded whatever the file's size, and a client that stops granting credit is reset after
+        --http2-timeout-window as for any body. Raises ClientDisconnected when the stream is reset
+        or the connection lost, FileEnded when the file is shorter."""
+        if head is not None:
+            self._send_file_head(cycle, head, count, end)
+        if cycle.no_body:
+            return
+        if not count:
+            if end and head is None:
+                self._send_data(b"", True)  # an empty part that ends the body
+                self.conn.flush(True)
+            return
+        codec = self.conn.codec
+        while count:
+            await self.drain()  # the previous piece is out, the transport takes more
+            if cycle.disconnected or self.send_done:
+                raise ClientDisconnected("the client reset the stream or closed the connection")
+            window = codec.send_window(self.stream_id)
+            if window <= 0:  # nothing is read until there is credit for it
+                await self._wait_for_window()
+                continue
+            data = os.pread(fd, min(count, FILE_CHUNK, window), offset)
+            if not data:
+                raise FileEnded(f"the file ended {count} bytes early")
+            offset += len(data)
+            count -= len(data)
+            last = end and not count
+            self._send_data(data, last)
+            self.conn.flush(last)
+            if count and not self.write_paused:
+                await asyncio.sleep(0)  # a fast reader must not keep the loop to itself
+
+    async def _wait_for_window(self) -> None:
+        """Until the peer grants this stream credit (window_opened), the stream is reset after
+        --http2-timeout-window without any, or the client goes (client_gone)."""
+        self.awaiting_window = True
+        self._block()
+        self.drain_waiter = self.loop.create_future()
+        await self.drain_waiter
+
+    def _send_file_head(self, cycle: Any, head: Any, count: int, end: bool) -> None:
+        """The response head for a body that starts with ``count`` bytes of a file: its length
+        when they are the whole body (HEAD too: the length a GET would get; 204/304: none)."""
+        status, fields, sets_defaults = head
+        defaults = self.state.default_header_items
+        if sets_defaults:
+            names = {bytes(name).lower() for name, _ in cycle.response_headers}
+            defaults = [(n, v) for n, v in defaults if n not in names]
+        headers = [*defaults, *fields]
+        if end and cycle.expected_length is None and (cycle.is_head or not cycle.no_body):
+            headers.append((b"content-length", b"%d" % count))
+        ended = cycle.no_body or (end and not count)
+        self._send_headers(status, headers, ended)
+        self.conn.flush(ended)
 
     def send_error(self, cycle: Any, status: int, reason: str, headers: Any = ()) -> None:
         """A complete plain-text response the server makes itself (500, 503, 408)."""
         body = reason.encode("latin-1")
         fields = [*self.state.default_header_items, _PLAIN_TEXT, (b"content-length", b"%d" % len(body))]
         fields.extend(headers)
-        self._send_headers(status, fields, False)
-        self._send_data(body, True)
+        if cycle.is_head:  # the length a GET would get, no DATA (RFC 9110 9.3.2)
+            self._send_headers(status, fields, True)
+        else:
+            self._send_headers(status, fields, False)
+            self._send_data(body, True)
         self.conn.flush(True)
 
     def abort(self, cycle: Any) -> None:
@@ -330,6 +440,7 @@ class H2Stream:
             self.window_timer = None
         self.release_reading()
         self.pending.clear()
+        self.awaiting_window = False
         self.conn.blocked.discard(self)
         self.send_done = True
         waiter, self.drain_waiter = self.drain_waiter, None
