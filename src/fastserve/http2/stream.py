@@ -143,7 +143,9 @@ class H2Stream:
     # -- FlowInfo -------------------------------------------------------------------------------
     @property
     def write_paused(self) -> bool:
-        return bool(self.pending) or self.conn.flow.write_paused
+        if self.pending:  # (not bool(): read before every send())
+            return True
+        return self.conn.flow.write_paused
 
     def pause_reading(self, reason: int = 0) -> None:
         """The app has not taken BODY_HIGH_WATER bytes of body. With a codec that credits the
