@@ -383,7 +383,8 @@ class H2Connection(asyncio.Protocol):
 
     # -- what the streams report ----------------------------------------------------------------
     def response_complete(self, stream: H2Stream, cycle: RequestResponseCycle) -> None:
-        stream.release_reading()  # the body left is dropped as it comes: it must not pause reading
+        if stream.reading_paused:  # the body left is dropped as it comes: it must not pause reading
+            stream.release_reading()
         state = self.state
         state.total_requests += 1
         if state.total_requests == state.request_limit:

@@ -198,8 +198,8 @@ class H2Stream:
         if end and cycle.expected_length is None:
             headers.append((b"content-length", b"%d" % len(body)))
         self._send_headers(status, headers, end and not body)
-        if body:
-            self._send_data(body, end)
+        if body:  # nothing waits for window before the head: not _send_data's queue check
+            self._send_within_window(body, end)
         self.conn.flush(end)
 
     def _send_headers(self, status: int, headers: list, end: bool) -> None:
