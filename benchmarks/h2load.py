@@ -2,6 +2,7 @@
 
     python -m benchmarks.h2load                      # 3 interleaved rounds, 20,000 requests each
     python -m benchmarks.h2load --rounds 5 --requests 50000 --servers fastserve,granian
+    python -m benchmarks.h2load --servers fastserve-base,fastserve,granian,uvicorn --base 74ec09c
 
 Each server runs from the benchmark venv (benchmarks/peers_env.py; created on first use) with one
 worker and the plain ASGI app (benchmarks/apps/raw.py, GET / -> 13 bytes), access logs off. The
@@ -9,17 +10,21 @@ client is h2load (apt package nghttp2-client) with cleartext prior knowledge, `-
 default (64 connections, 10 streams in flight on each), as the HTTP/2 issue asks. Rounds are
 interleaved (every server once per round, in turn) so that load from elsewhere on the machine
 spreads over all of them; the figure is the median of the rounds' req/s, with every round shown.
+`fastserve-base` is fastserve (zttp) as it was at the commit `--base` names (its src/ exported to a
+temporary folder, first on PYTHONPATH), to measure a change before and after in the same rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,6 +38,7 @@ def _server_argv(name: str, bin_dir: Path, port: int) -> list[str]:
     fastserve = [python, "-m", "fastserve", APP, "--port", str(port), "--no-access-log", "--log-level", "warning"]
     commands = {
         "fastserve": [*fastserve, "--http2-codec", "zttp"],
+        "fastserve-base": [*fastserve, "--http2-codec", "zttp"],  # run with base_env()
         "fastserve-h2": [*fastserve, "--http2-codec", "h2"],
         "granian": [str(bin_dir / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
                     "--workers", "1", "--runtime-threads", "1", "--loop", "uvloop", "--http", "2",
@@ -64,10 +70,18 @@ def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 20.0) ->
     raise RuntimeError("server did not listen in time")
 
 
-def run_once(name: str, bin_dir: Path, h2load: str, args: argparse.Namespace) -> tuple[float, str]:
+def base_env(rev: str, folder: str) -> dict[str, str]:
+    """The environment that runs fastserve's src/ as of git revision `rev` (exported to `folder`)."""
+    archive = subprocess.run(["git", "archive", rev, "src"], cwd=BENCH_DIR.parent, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
+    return {**os.environ, "PYTHONPATH": str(Path(folder) / "src")}
+
+
+def run_once(name: str, bin_dir: Path, h2load: str, args: argparse.Namespace,
+             env: dict[str, str] | None = None) -> tuple[float, str]:
     """(req/s, h2load's status line) for one server, started fresh."""
     port = _free_port()
-    proc = subprocess.Popen(_server_argv(name, bin_dir, port), cwd=BENCH_DIR.parent,
+    proc = subprocess.Popen(_server_argv(name, bin_dir, port), cwd=BENCH_DIR.parent, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_listening(port, proc)
@@ -96,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--streams", type=int, default=10)
+    parser.add_argument("--base", default="HEAD", help="the git revision fastserve-base runs")
     args = parser.parse_args(argv)
     h2load = shutil.which("h2load")
     if h2load is None:
@@ -103,15 +118,18 @@ def main(argv: list[str] | None = None) -> None:
     bin_dir = ensure_venv().parent
     servers = args.servers.split(",")
     results: dict[str, list[float]] = {name: [] for name in servers}
+    folder = tempfile.TemporaryDirectory()
+    envs = {"fastserve-base": base_env(args.base, folder.name)} if "fastserve-base" in servers else {}
     for round_number in range(args.rounds):
         for name in servers:
             try:
-                rate, status = run_once(name, bin_dir, h2load, args)
+                rate, status = run_once(name, bin_dir, h2load, args, envs.get(name))
             except (RuntimeError, subprocess.TimeoutExpired) as exc:
                 rate, status = 0.0, f"failed: {exc}"[:200]
             results[name].append(rate)
             print(f"round {round_number + 1} {name:13} {rate:10.0f} req/s   {status}", flush=True)
-    print(f"\nh2load -n {args.requests} -c {args.clients} -m {args.streams}, h2c prior knowledge, median of {args.rounds}:")
+    base = f" (fastserve-base: {args.base})" if envs else ""
+    print(f"\nh2load -n {args.requests} -c {args.clients} -m {args.streams}, h2c prior knowledge, median of {args.rounds}{base}:")
     for name, rates in results.items():
         print(f"  {name:13} {statistics.median(rates):10.0f} req/s   rounds: {', '.join(f'{r:.0f}' for r in rates)}")
 

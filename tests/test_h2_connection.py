@@ -276,6 +276,24 @@ async def test_many_concurrent_streams(codec):
 
 
 @in_loop
+async def test_streams_completed_together_go_out_in_one_write(codec):
+    """Ten GETs in one read: the ten responses leave in one transport write (flush's WriteBatch),
+    not one per stream (before: five, each holding two), and each response is whole."""
+    peer = H2Peer(hello, codec)
+    await peer.exchange()  # the handshake, settled first
+    peer.transport.writes.clear()
+    for i in range(10):
+        peer.get(2 * i + 1)
+    peer.send()
+    await settle(peer.transport)
+    assert len(peer.transport.writes) == 1
+    peer.read()
+    assert [(peer.streams[2 * i + 1].status, peer.streams[2 * i + 1].body) for i in range(10)] == [
+        (200, b"Hello, world!")
+    ] * 10
+
+
+@in_loop
 async def test_large_response_under_a_small_client_window(codec):
     """The client grants 1,000 bytes a time: the response waits for WINDOW_UPDATEs, whole."""
     peer = H2Peer(big(200_000), codec, client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1000},

@@ -5,10 +5,17 @@ transport besides the connections themselves)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 # Writes up to this size are held until the end of the event-loop iteration (larger ones go out
 # at once, after whatever the connection holds).
 HOLD_LIMIT = 16 * 1024
+
+
+class Held(Protocol):
+    """What holds output for the WriteBatch: a HeldWriter, or an HTTP/2 connection (its codec)."""
+
+    def release(self) -> None: ...
 
 
 class WriteBatch:
@@ -23,9 +30,9 @@ class WriteBatch:
     __slots__ = ("writers",)
 
     def __init__(self) -> None:
-        self.writers: list[HeldWriter] = []
+        self.writers: list[Held] = []
 
-    def add(self, writer: HeldWriter) -> None:
+    def add(self, writer: Held) -> None:
         if not self.writers:
             asyncio.get_running_loop().call_soon(self.flush)
         self.writers.append(writer)

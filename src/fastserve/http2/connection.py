@@ -85,6 +85,7 @@ class H2Connection(asyncio.Protocol):
         self.h1_body_left = 0  # h2c: bytes of the upgrade request's body still to come
         self.websockets: dict[int, H2WebSocketStream] = {}  # extended CONNECT streams (RFC 8441)
         self.ws_handler: Any = _UNKNOWN  # websocket.stream_handler, looked up at the first one
+        self.output_held = False  # completed responses wait in the codec for the WriteBatch (flush)
 
     # -- asyncio callbacks ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -135,7 +136,7 @@ class H2Connection(asyncio.Protocol):
         self.writer.discard()
 
     def eof_received(self) -> bool:
-        self.writer.release()
+        self.release()
         return False  # the client is gone: connection_lost tells every stream
 
     def pause_writing(self) -> None:
@@ -206,13 +207,14 @@ class H2Connection(asyncio.Protocol):
         elif kind is ConnectionTerminated:
             # The client's GOAWAY: it will not read what follows (h2 even refuses to send it).
             logger.debug("HTTP/2 client %s sent GOAWAY (code %d)", _describe(self.client), event.error_code)
+            self.release()
             self.writer.close()
             self.closed = True
 
     def _connection_error(self, error_code: int, reason: str) -> None:
         """The client broke HTTP/2: the codec has queued GOAWAY; write it and close."""
         logger.info("HTTP/2 connection error from %s: %s (code %d)", _describe(self.client), reason, error_code)
-        self.flush(True)
+        self.flush(False)
         self.writer.close()
         self.closed = True
 
@@ -371,7 +373,7 @@ class H2Connection(asyncio.Protocol):
                 _describe(self.client), self.config.http2_max_resets, RESET_WINDOW,
             )
             self.codec.close_connection(ENHANCE_YOUR_CALM)
-            self.flush(True)
+            self.flush(False)
             self.abort_streams()
             self.writer.close()
             self.closed = True
@@ -459,7 +461,8 @@ class H2Connection(asyncio.Protocol):
 
     # -- what the streams report ----------------------------------------------------------------
     def response_complete(self, stream: H2Stream, cycle: RequestResponseCycle) -> None:
-        stream.release_reading()  # the body left is dropped as it comes: it must not pause reading
+        if stream.reading_paused:  # the body left is dropped as it comes: it must not pause reading
+            stream.release_reading()
         state = self.state
         state.total_requests += 1
         if state.total_requests == state.request_limit:
@@ -512,14 +515,24 @@ class H2Connection(asyncio.Protocol):
             self.flow.resume_reading(BODY)
 
     def flush(self, end: bool) -> None:
-        """Write what the codec queued: held to the end of the loop iteration when it completes a
-        response (`end`, as HTTP/1.1 does), at once when the app may wait next."""
+        """Write what the codec queued: at once when the app may wait next; when it completes a
+        response (`end`), at the end of the loop iteration (the WriteBatch calls release()), so
+        the streams that complete in one iteration go out in one data_to_send() and one write
+        (10 streams per read: 1 write instead of 5, and -3.1k instructions per request).
+        Any earlier write or close takes what waits, in order: it is all in the codec."""
+        if end:
+            if not self.output_held:
+                self.output_held = True
+                self.state.write_batch.add(self)
+            return
+        self.release()
+
+    def release(self) -> None:
+        """Write all the codec holds (see flush)."""
+        self.output_held = False
         data = self.codec.data_to_send()
         if data and not self.closed:
-            if end:
-                self.writer.write(data)
-            else:
-                self.writer.write_now(data)
+            self.writer.write_now(data)
 
     # -- idle timeout and shutdown --------------------------------------------------------------
     def _become_idle(self) -> None:
@@ -538,7 +551,7 @@ class H2Connection(asyncio.Protocol):
             self.idle_timer = self.loop.call_at(deadline, self._idle_check)
             return
         self.codec.close_connection(NO_ERROR)
-        self.flush(True)
+        self.flush(False)
         self.writer.close()
         self.closed = True
 
@@ -559,6 +572,7 @@ class H2Connection(asyncio.Protocol):
 
     def _close_if_done(self) -> None:
         if not self.streams and not self.websockets and not self.closed:
+            self.release()
             self.writer.close()
             self.closed = True
 

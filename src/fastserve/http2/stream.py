@@ -154,7 +154,9 @@ class H2Stream:
     # -- FlowInfo -------------------------------------------------------------------------------
     @property
     def write_paused(self) -> bool:
-        return bool(self.pending) or self.conn.flow.write_paused
+        if self.pending:  # (not bool(): read before every send())
+            return True
+        return self.conn.flow.write_paused
 
     def pause_reading(self, reason: int = 0) -> None:
         """The app has not taken BODY_HIGH_WATER bytes of body. With a codec that credits the
@@ -207,8 +209,8 @@ class H2Stream:
         if end and cycle.expected_length is None:
             headers.append((b"content-length", b"%d" % len(body)))
         self._send_headers(status, headers, end and not body)
-        if body:
-            self._send_data(body, end)
+        if body:  # nothing waits for window before the head: not _send_data's queue check
+            self._send_within_window(body, end)
         self.conn.flush(end)
 
     def _send_headers(self, status: int, headers: list, end: bool) -> None:

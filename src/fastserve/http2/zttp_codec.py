@@ -180,11 +180,14 @@ class ZttpCodec:
             raise self._usage_error(stream_id, exc) from None
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
-        stream = self._open_stream(stream_id)
+        stream = self._stream(stream_id)  # _open_stream's check, inlined: once per response
+        window = stream.send_window
+        if window is None:
+            raise StreamClosed(f"stream {stream_id} is closed")
         try:
             if data:
                 size = len(data)
-                if size > stream.send_window or size > self._conn.send_window:
+                if size > window or size > self._conn.send_window:
                     raise CodecUsageError(f"{size} bytes exceed the send window on stream {stream_id}")
                 stream.send_data(data)
             if end_stream:
@@ -223,7 +226,10 @@ class ZttpCodec:
         window = self._stream(stream_id).send_window
         if window is None:
             return 0
-        return max(0, min(window, self._conn.send_window))
+        connection_window = self._conn.send_window
+        if connection_window < window:
+            window = connection_window
+        return window if window > 0 else 0  # (not min/max: with send_data's one lookup, -3.5k per GET)
 
     @property
     def max_outbound_frame_size(self) -> int:
