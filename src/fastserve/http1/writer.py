@@ -84,7 +84,7 @@ class H1Writer:
             return
         if type(body) is not bytes:
             check_body(body)
-        data = b"".join((line, defaults, block, self._framing(cycle, body, end), b"\r\n"))
+        data = b"".join((line, defaults, block, self._framing(cycle, len(body), end, bool(body)), b"\r\n"))
         write = self.out.write if end else self.out.write_now
         if cycle.no_body:
             write(data)
@@ -95,11 +95,13 @@ class H1Writer:
         else:
             self.out.writelines((data, body))
 
-    def _framing(self, cycle: Any, first_body: bytes, end: bool) -> bytes:
-        """Framing headers, chosen when the first body message arrives."""
+    def _framing(self, cycle: Any, length: int, end: bool, known: bool) -> bytes:
+        """Framing headers, chosen when the first body part (``length`` bytes) arrives. ``known``:
+        for a HEAD, whether ``length`` is the length a GET would get (an app's empty body is not;
+        a file's size is)."""
         if cycle.no_body:
-            if cycle.is_head and cycle.expected_length is None and first_body and end:
-                framing = b"content-length: %d\r\n" % len(first_body)
+            if cycle.is_head and cycle.expected_length is None and known and end:
+                framing = b"content-length: %d\r\n" % length
             else:
                 framing = b""
         elif cycle.expected_length is not None:
@@ -111,7 +113,7 @@ class H1Writer:
             cycle.keep_alive = False  # HTTP/1.0 client: the end of the body is the end of the connection
             framing = b""
         else:
-            framing = b"content-length: %d\r\n" % len(first_body)
+            framing = b"content-length: %d\r\n" % length
         return framing + _connection_field(cycle)
 
     def send_body(self, cycle: Any, body: bytes, end: bool) -> None:
@@ -171,20 +173,7 @@ class H1Writer:
         status, block, sets_defaults = head
         line = _STATUS_LINES.get(status) or status_line(status)
         defaults = self.state.defaults_without(cycle.response_headers) if sets_defaults else self.state.default_headers
-        if cycle.no_body:  # HEAD: the length a GET would get; 204/304: none
-            sized = cycle.is_head and end and cycle.expected_length is None
-            framing = b"content-length: %d\r\n" % count if sized else b""
-        elif cycle.expected_length is not None:
-            framing = b""
-        elif cycle.chunked or (not end and not cycle.http10):
-            cycle.chunked = True
-            framing = CHUNKED
-        elif not end:
-            cycle.keep_alive = False  # HTTP/1.0 client: the end of the body is the end of the connection
-            framing = b""
-        else:
-            framing = b"content-length: %d\r\n" % count
-        return b"".join((line, defaults, block, framing, _connection_field(cycle), b"\r\n"))
+        return b"".join((line, defaults, block, self._framing(cycle, count, end, True), b"\r\n"))
 
     def send_error(self, cycle: Any, status: int, reason: str, headers: Any = ()) -> None:
         """A complete plain-text response, after which the connection closes."""
