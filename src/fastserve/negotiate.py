@@ -14,6 +14,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from .asgi.scope import scope_address
 from .config import Config
 from .http1 import parser_class
 from .http1.connection import HTTPProtocol
@@ -124,16 +125,10 @@ def with_alpn(base: type, takeover: Any) -> type:
             ssl_object = transport.get_extra_info("ssl_object")
             if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
                 self.parser.close()
-                server = _address(transport.get_extra_info("sockname"))
-                takeover(transport, server, _address(transport.get_extra_info("peername")), "https", b"", None)
+                server = scope_address(transport.get_extra_info("sockname"))
+                takeover(transport, server, scope_address(transport.get_extra_info("peername")), "https", b"", None)
                 return
             super().connection_made(transport)
 
     ALPNSelected.__name__ = base.__name__
     return ALPNSelected
-
-
-def _address(value: Any) -> tuple[str, int] | None:
-    if isinstance(value, tuple) and len(value) >= 2:
-        return (str(value[0]), int(value[1]))
-    return None

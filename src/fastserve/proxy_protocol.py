@@ -17,6 +17,8 @@ import socket
 import struct
 from typing import Any
 
+from .asgi.scope import peer_name
+
 logger = logging.getLogger("fastserve.error")
 
 V1_PREFIX = b"PROXY "
@@ -189,7 +191,7 @@ def proxy_protocol_class(base: type) -> type:
         def _refuse_proxy(self, problem: str, buffer: bytes) -> None:
             self.proxy_buffer = None
             logger.info("Closing a connection from %s: PROXY protocol header expected (--proxy-protocol): %s; first bytes %r",
-                        _describe(self.client), problem, bytes(buffer[:40]))
+                        peer_name(self.client), problem, bytes(buffer[:40]))
             self.transport.close()
 
         def _apply_proxy_info(self, info: ProxyInfo) -> None:
@@ -206,9 +208,6 @@ def proxy_protocol_class(base: type) -> type:
 
     return ProxyProtocolHTTP
 
-
-def _describe(client: Any) -> str:
-    return f"{client[0]}:{client[1]}" if client else "a unix socket peer"
 
 
 def with_proxy_protocol(base: type, config: Any) -> type:

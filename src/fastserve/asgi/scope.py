@@ -74,3 +74,16 @@ def http_scope(head: RequestHead, template: dict[str, Any], state: Any, tls: Any
     else:  # always present (frameworks look there for what they may send), never shared
         scope["extensions"] = extensions.copy() if extensions else {}
     return scope
+
+
+def scope_address(value: Any) -> tuple[str, int] | None:
+    """A socket address as the scope's "server" and "client" hold it: (host, port), or None for a
+    UNIX socket (whose address is a path or empty)."""
+    if isinstance(value, tuple) and len(value) >= 2:
+        return (str(value[0]), int(value[1]))
+    return None
+
+
+def peer_name(client: tuple[str, int] | None) -> str:
+    """The client as a log line names it."""
+    return f"{client[0]}:{client[1]}" if client else "a unix socket peer"

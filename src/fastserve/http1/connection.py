@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 from ..asgi.app_runner import APP_TASK_NAME, INLINE_TASK, new_task, run_app
 from ..asgi.flow import BACKLOG, BODY, PARSER, FlowControl
 from ..asgi.http_cycle import RequestResponseCycle
-from ..asgi.scope import connection_template, http_scope, offered_extensions
+from ..asgi.scope import (
+    connection_template,
+    http_scope,
+    offered_extensions,
+    peer_name,
+    scope_address,
+)
 from ..batching import HeldWriter
 from ..proxy import forwarded_client
 from .errors import BadRequest, StopReading, tls_on_plain_port
@@ -145,8 +151,8 @@ class HTTPProtocol(asyncio.Protocol):
         self.writer = HeldWriter(transport, self.state.write_batch)
         self.sink = H1Writer(self.writer, self.state)  # renders every response of the connection
         self.flow = FlowControl(transport)
-        self.server = _address(transport.get_extra_info("sockname"))
-        self.client = _address(transport.get_extra_info("peername"))
+        self.server = scope_address(transport.get_extra_info("sockname"))
+        self.client = scope_address(transport.get_extra_info("peername"))
         self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
         self.tls = self.state.tls.extension(transport) if self.state.tls is not None else None
         self.trusted_peer = self.config.proxy_headers and (
@@ -532,7 +538,7 @@ class HTTPProtocol(asyncio.Protocol):
         if self.refused:
             return
         self.refused = True
-        logger.info("Refused a request from %s: %s (%d)", _describe(self.client), error.reason, error.status)
+        logger.info("Refused a request from %s: %s (%d)", peer_name(self.client), error.reason, error.status)
         self._stop_parsing()
         self.closing = True
         broken = self.cycle if self.cycle is not None and self.cycle.more_body else None
@@ -798,13 +804,3 @@ def _after_heads(data: bytes, count: int) -> int:
             return len(data)
         end += 4
     return end
-
-
-def _address(value: Any) -> tuple[str, int] | None:
-    if isinstance(value, tuple) and len(value) >= 2:
-        return (str(value[0]), int(value[1]))
-    return None
-
-
-def _describe(client: tuple[str, int] | None) -> str:
-    return f"{client[0]}:{client[1]}" if client else "a unix socket peer"

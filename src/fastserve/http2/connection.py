@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 from ..asgi.app_runner import new_task, run_app
 from ..asgi.flow import BODY, FlowControl
 from ..asgi.http_cycle import RequestResponseCycle
-from ..asgi.scope import connection_template, http_scope, offered_extensions
+from ..asgi.scope import (
+    connection_template,
+    http_scope,
+    offered_extensions,
+    peer_name,
+    scope_address,
+)
 from ..batching import HeldWriter
 from ..proxy import forwarded_client
 from .codec import (
@@ -90,8 +96,8 @@ class H2Connection(asyncio.Protocol):
     # -- asyncio callbacks ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         scheme = "https" if transport.get_extra_info("sslcontext") else "http"
-        self.start(transport, _address(transport.get_extra_info("sockname")),
-                   _address(transport.get_extra_info("peername")), scheme)
+        self.start(transport, scope_address(transport.get_extra_info("sockname")),
+                   scope_address(transport.get_extra_info("peername")), scheme)
 
     def start(self, transport: asyncio.Transport, server: Any, client: Any, scheme: str,
               upgraded: list | None = None) -> None:
@@ -206,14 +212,14 @@ class H2Connection(asyncio.Protocol):
             self._on_reset(event)
         elif kind is ConnectionTerminated:
             # The client's GOAWAY: it will not read what follows (h2 even refuses to send it).
-            logger.debug("HTTP/2 client %s sent GOAWAY (code %d)", _describe(self.client), event.error_code)
+            logger.debug("HTTP/2 client %s sent GOAWAY (code %d)", peer_name(self.client), event.error_code)
             self.release()
             self.writer.close()
             self.closed = True
 
     def _connection_error(self, error_code: int, reason: str) -> None:
         """The client broke HTTP/2: the codec has queued GOAWAY; write it and close."""
-        logger.info("HTTP/2 connection error from %s: %s (code %d)", _describe(self.client), reason, error_code)
+        logger.info("HTTP/2 connection error from %s: %s (code %d)", peer_name(self.client), reason, error_code)
         self.flush(False)
         self.writer.close()
         self.closed = True
@@ -226,7 +232,7 @@ class H2Connection(asyncio.Protocol):
         try:
             cycle = request_head(event, self.client, self.scheme, self.trusted_peer, RequestResponseCycle)
         except StreamError as exc:
-            logger.info("Refused an HTTP/2 request from %s: %s", _describe(self.client), exc.reason)
+            logger.info("Refused an HTTP/2 request from %s: %s", peer_name(self.client), exc.reason)
             if exc.status is None:
                 self.codec.reset_stream(event.stream_id, exc.error_code)
             else:
@@ -349,7 +355,7 @@ class H2Connection(asyncio.Protocol):
 
     def stream_error(self, stream: H2Stream, error_code: int, reason: str) -> None:
         """A request the client got wrong (or let stall): reset its stream, one log line."""
-        logger.info("Reset an HTTP/2 stream from %s: %s", _describe(self.client), reason)
+        logger.info("Reset an HTTP/2 stream from %s: %s", peer_name(self.client), reason)
         cycle = stream.cycle
         stream.reset(error_code)
         cycle.on_disconnect()
@@ -370,7 +376,7 @@ class H2Connection(asyncio.Protocol):
         if self.resets > self.config.http2_max_resets:
             logger.warning(
                 "HTTP/2 client %s reset more than %d streams in %ds; closing (ENHANCE_YOUR_CALM).",
-                _describe(self.client), self.config.http2_max_resets, RESET_WINDOW,
+                peer_name(self.client), self.config.http2_max_resets, RESET_WINDOW,
             )
             self.codec.close_connection(ENHANCE_YOUR_CALM)
             self.flush(False)
@@ -389,7 +395,7 @@ class H2Connection(asyncio.Protocol):
         self._maybe_forget(stream)
 
     def describe_client(self) -> str:
-        return _describe(self.client)
+        return peer_name(self.client)
 
     def abort_streams(self) -> None:
         for stream in list(self.streams.values()):
@@ -419,7 +425,7 @@ class H2Connection(asyncio.Protocol):
         try:
             request = websocket_request(event, self.client, self.scheme, self.trusted_peer)
         except StreamError as exc:
-            logger.info("Refused an HTTP/2 WebSocket from %s: %s", _describe(self.client), exc.reason)
+            logger.info("Refused an HTTP/2 WebSocket from %s: %s", peer_name(self.client), exc.reason)
             self.codec.reset_stream(stream_id, exc.error_code)
             return
         if request.forwarded is not None:
@@ -581,14 +587,3 @@ class H2Connection(asyncio.Protocol):
         self.abort_streams()
         self.writer.abort()
         self.closed = True
-
-
-def _address(value: Any) -> tuple[str, int] | None:
-    if isinstance(value, tuple) and len(value) >= 2:
-        return (str(value[0]), int(value[1]))
-    return None
-
-
-def _describe(client: tuple[str, int] | None) -> str:
-    return f"{client[0]}:{client[1]}" if client else "a unix socket peer"
-

@@ -53,6 +53,7 @@ from ..asgi.flow import (
     FlowControl,
     wake,
 )
+from ..asgi.scope import peer_name
 from .handshake import (
     Accept,
     DenialResponse,
@@ -241,7 +242,7 @@ class WebSocketSession:
     def _check_handshake(self, decision: Accept | Refusal) -> bool:
         """The handshake is checked before the app sees it: 400 or 426 for a malformed one."""
         if isinstance(decision, Refusal):
-            logger.info("Refused a WebSocket handshake from %s: %s", _describe(self.client), decision.exc)
+            logger.info("Refused a WebSocket handshake from %s: %s", peer_name(self.client), decision.exc)
             self._refuse(decision.status, decision.reason, decision.headers)
             return False
         self.accepted = decision
@@ -770,7 +771,7 @@ class WebSocketSession:
     def _fail(self, code: int, reason: str) -> None:
         """Bad input from the client: send a close frame and drop the connection (RFC 6455 7.1.7)."""
         if self.protocol.state is _WS_OPEN:
-            logger.info("WebSocket connection from %s failed: %s (close code %d)", _describe(self.client), reason, code)
+            logger.info("WebSocket connection from %s failed: %s (close code %d)", peer_name(self.client), reason, code)
             self.reported = True
             self.protocol.fail(code, reason)
             self._flush()  # the close frame goes out now, whoever called
@@ -783,9 +784,9 @@ class WebSocketSession:
         exc = self.protocol.parser_exc
         code, reason = self._close_code()
         if isinstance(exc, EOFError):
-            logger.debug("WebSocket client %s went away without a close frame", _describe(self.client))
+            logger.debug("WebSocket client %s went away without a close frame", peer_name(self.client))
         else:
-            logger.info("WebSocket connection from %s failed: %s (close code %d)", _describe(self.client), exc, code)
+            logger.info("WebSocket connection from %s failed: %s (close code %d)", peer_name(self.client), exc, code)
         # Its traceback holds the frames websockets was in, with their locals (after a deflate bomb,
         # --ws-max-size of inflated bytes), in a reference cycle through the protocol: only the
         # cyclic garbage collector would free them, at some later point.
@@ -843,7 +844,7 @@ class WebSocketSession:
             # client that does not read the ping is not waited for).
             self.pong_handle = self.loop.call_later(self.settings.ping_timeout, self._pong_missing)
             return
-        logger.info("WebSocket client %s did not answer a ping in time; closing (1011)", _describe(self.client))
+        logger.info("WebSocket client %s did not answer a ping in time; closing (1011)", peer_name(self.client))
         self.reported = True
         self._close_by_server(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
         self._end_carrier()  # a silent peer is not waited for
@@ -891,7 +892,3 @@ def _frame_head(first: int, length: int) -> bytes:
 def _size(message: dict[str, Any]) -> int:
     """What a queued message counts for --ws-max-queue-size: its bytes, or its characters."""
     return len(message.get("bytes") or message.get("text") or b"")
-
-
-def _describe(client: tuple[str, int] | None) -> str:
-    return f"{client[0]}:{client[1]}" if client else "a unix socket peer"
