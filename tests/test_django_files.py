@@ -167,3 +167,29 @@ def test_handler_picks_the_message_for_each_kind_of_file(tmp_path):
         {"type": "http.response.body", "body": 100, "more_body": True},
         {"type": "http.response.body"},
     ]
+
+
+@TWO_IMPLS
+def test_100_mib_file_response_keeps_memory_bounded_with_the_handler(serve, impl, tmp_path):
+    """A Django download of 100 MiB to a client reading slowly: the server does not hold it (the
+    handler hands the path to the server, which sends it from the page cache)."""
+    from .test_files import MIB, content_length, make_file, read_body_slowly, read_head, rss_kib, small_buffer_socket
+
+    http, loop = impl
+    size = 100 * MIB  # sparse: quick to make, only the markers are data
+    path = tmp_path / "big.bin"
+    markers = make_file(path, size)
+    server = serve("plaindjango.asgi_fastserve:application", "--app-dir", str(APPS), "--http", http, "--loop", loop)
+    pid = server.proc.pid
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"warm")
+    assert httpx.get(f"{server.url}/file", params={"path": str(small)}, timeout=10).content == b"warm"  # imports
+    before = rss_kib(pid)
+    with small_buffer_socket(server.port) as sock:
+        sock.sendall(f"GET /file?path={path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        head, first = read_head(sock)
+        assert content_length(head) == size
+        body, peak = read_body_slowly(sock, first, size, pid, slow_until=4 * MIB)
+    for offset, marker in markers.items():
+        assert body[offset : offset + len(marker)] == marker
+    assert peak - before < 20 * 1024, f"server RSS grew by {peak - before} KiB while sending a 100 MiB file"
