@@ -173,7 +173,15 @@ def test_handler_picks_the_message_for_each_kind_of_file(tmp_path):
 def test_100_mib_file_response_keeps_memory_bounded_with_the_handler(serve, impl, tmp_path):
     """A Django download of 100 MiB to a client reading slowly: the server does not hold it (the
     handler hands the path to the server, which sends it from the page cache)."""
-    from .test_files import MIB, content_length, make_file, read_body_slowly, read_head, rss_kib, small_buffer_socket
+    from .test_files import (
+        MIB,
+        content_length,
+        make_file,
+        read_body_slowly,
+        read_head,
+        rss_kib,
+        small_buffer_socket,
+    )
 
     http, loop = impl
     size = 100 * MIB  # sparse: quick to make, only the markers are data
