@@ -25,6 +25,7 @@ class Stream:
     def __init__(self) -> None:
         self.status: int | None = None
         self.headers: dict[bytes, bytes] = {}
+        self.header_list: list[tuple[bytes, bytes]] = []  # as sent, repeats included
         self.body = b""
         self.ended = False
         self.reset: int | None = None
@@ -78,6 +79,7 @@ class H2Client:
             return
         stream = self.streams.setdefault(stream_id, Stream())
         if isinstance(event, h2.events.ResponseReceived):
+            stream.header_list = list(event.headers)
             stream.headers = dict(event.headers)
             stream.status = int(stream.headers[b":status"])
         elif isinstance(event, h2.events.DataReceived):
@@ -181,3 +183,170 @@ def split_frames(data: bytes) -> tuple[list, bytes]:
         frames.append(frame)
         data = data[9 + length:]
     return frames, data
+
+
+class Closed(Exception):
+    """The server closed the WebSocket: its close frame's code and reason (1006 if it sent none)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(code, reason)
+        self.code, self.reason = code, reason
+
+
+class Session:
+    """One WebSocket, over HTTP/1.1 (the `websockets` sync client) or over HTTP/2 (an extended
+    CONNECT on its own connection), with one blocking API so a behaviour test runs on both.
+    After a refused handshake `accepted` is False and `status`, `headers`, `body` are the answer."""
+
+    accepted: bool
+    status: int
+    headers: list[tuple[str, str]]  # the handshake answer's, names lower-case, repeats included
+    body: bytes
+    subprotocol: str | None
+
+    def header(self, name: str) -> str | None:
+        values = [value for key, value in self.headers if key == name]
+        return values[0] if values else None
+
+    def send(self, message: str | bytes) -> None:
+        raise NotImplementedError
+
+    def send_fragments(self, parts: list) -> None:
+        raise NotImplementedError
+
+    def recv(self) -> str | bytes:
+        """The next message; Closed once the server has closed."""
+        raise NotImplementedError
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Vanish without a close frame (HTTP/1.1: the TCP connection; HTTP/2: the whole connection)."""
+        raise NotImplementedError
+
+    def end(self) -> None:
+        """Let go of the connection."""
+        raise NotImplementedError
+
+
+def open_session(transport: str, port: int, path: str, subprotocols=(), deflate: bool = True) -> Session:
+    """`transport` is "http1.1" or "h2-<codec>" (the codec only names the server's side)."""
+    if transport == "http1.1":
+        return H1Session(port, path, subprotocols, deflate)
+    return H2Session(port, path, subprotocols, deflate)
+
+
+class H1Session(Session):
+    def __init__(self, port: int, path: str, subprotocols, deflate: bool) -> None:
+        from websockets.exceptions import InvalidStatus
+        from websockets.sync.client import connect
+
+        self.conn = None
+        try:
+            self.conn = connect(f"ws://127.0.0.1:{port}{path}", subprotocols=list(subprotocols) or None,
+                                compression="deflate" if deflate else None, max_size=None,
+                                open_timeout=10).__enter__()  # (entered: its close is end())
+        except InvalidStatus as exc:
+            response = exc.response
+            self.accepted, self.body, self.subprotocol = False, bytes(response.body or b""), None
+        else:
+            response = self.conn.response
+            self.accepted, self.body, self.subprotocol = True, b"", self.conn.subprotocol
+        self.status = response.status_code
+        self.headers = [(name.lower(), value) for name, value in response.headers.raw_items()]
+
+    def send(self, message: str | bytes) -> None:
+        self.conn.send(message)
+
+    def send_fragments(self, parts: list) -> None:
+        self.conn.send(parts)
+
+    def recv(self) -> str | bytes:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            return self.conn.recv(timeout=10)
+        except ConnectionClosed as exc:
+            close = exc.rcvd
+            raise Closed(close.code if close else 1006, close.reason if close else "") from None
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        self.conn.close(code, reason)
+
+    def abort(self) -> None:
+        self.conn.socket.shutdown(socket.SHUT_RDWR)
+
+    def end(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+class H2Session(Session):
+    def __init__(self, port: int, path: str, subprotocols, deflate: bool) -> None:
+        self.client = H2Client(port)
+        extra = [("sec-websocket-protocol", ", ".join(subprotocols))] if subprotocols else []
+        self.ws = WebSocket(self.client, path, extra=extra, deflate=deflate)
+        stream = self.ws.stream
+        if stream.status is None:
+            raise AssertionError(f"the server reset the stream: error code {stream.reset}")
+        self.status = stream.status or 0
+        self.headers = [(name.decode(), value.decode()) for name, value in stream.header_list]
+        self.accepted = self.status == 200
+        if not self.accepted:  # (after a complete refusal, a RST_STREAM NO_ERROR may end the stream)
+            self.client.pump(lambda: stream.ended or stream.reset is not None)
+        self.body = b"" if self.accepted else stream.body
+        self.subprotocol = self.header("sec-websocket-protocol")
+        self.pending: list = []
+
+    def send(self, message: str | bytes) -> None:
+        if isinstance(message, str):
+            self.ws.send("send_text", message.encode())
+        else:
+            self.ws.send("send_binary", message)
+
+    def send_fragments(self, parts: list) -> None:
+        method = "send_text" if isinstance(parts[0], str) else "send_binary"
+        for index, part in enumerate(parts):
+            data = part.encode() if isinstance(part, str) else part
+            self.ws.send(method if index == 0 else "send_continuation", data, index == len(parts) - 1)
+
+    def _next_frame(self):
+        if not self.pending:
+            self.client.pump(lambda: bool(self.pending.extend(self.ws._take()) or self.pending))
+            self.ws.flush()  # the protocol's own answers: pongs, the close echo
+        return self.pending.pop(0)
+
+    def recv(self) -> str | bytes:
+        from websockets.frames import Close, Opcode
+
+        parts: list[bytes] = []
+        opcode = None
+        while True:
+            frame = self._next_frame()
+            if frame.opcode == Opcode.CLOSE:
+                close = Close.parse(frame.data) if frame.data else None
+                raise Closed(close.code if close else 1005, close.reason if close else "")
+            if frame.opcode in (Opcode.PING, Opcode.PONG):
+                continue
+            opcode = opcode or frame.opcode
+            parts.append(frame.data)
+            if frame.fin:
+                data = b"".join(parts)
+                return data.decode() if opcode == Opcode.TEXT else data
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        from websockets.frames import Opcode
+
+        self.ws.send("send_close", code, reason)
+        while self._next_frame().opcode != Opcode.CLOSE:
+            pass
+        self.client.pump(lambda: self.ws.stream.ended or self.ws.stream.reset is not None)
+        if self.ws.stream.reset is None:
+            self.ws.end()  # (the client side ends its stream after the close handshake)
+
+    def abort(self) -> None:
+        self.client.sock.close()
+
+    def end(self) -> None:
+        self.client.close()
