@@ -10,16 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
 
 import pytest
 from websockets.asyncio.client import connect
 
-from .h2_client import codecs
-from .helpers import IMPL_IDS, IMPLS, ServerProcess
+from .helpers import ServerProcess
 from .wsclient import get_events
-from .wsclient_h2 import Closed, Session, open_session
+from .wsclient_h2 import TARGET_IDS, TARGETS, closed_by_server, opened, start_target
 
 MIB = 1024 * 1024
 
@@ -33,45 +30,11 @@ def ws_server(module_impl):
     server.stop()
 
 
-H2_TRANSPORTS = ["h2-zttp" if c.__name__ == "ZttpCodec" else "h2-h2" for c in codecs()]
-# HTTP/1.1 on every parser x loop; HTTP/2 (its own codecs, no parser) on one loop, once per codec.
-TARGETS = [("http1.1", impl) for impl in IMPLS] + [(t, ("httptools", "uvloop")) for t in H2_TRANSPORTS]
-TARGET_IDS = [f"http1.1-{impl_id}" for impl_id in IMPL_IDS] + H2_TRANSPORTS
-
-
-@dataclass
-class Target:
-    transport: str  # "http1.1", "h2-zttp" or "h2-h2"
-    server: ServerProcess
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-
 @pytest.fixture(scope="module", params=TARGETS, ids=TARGET_IDS)
 def ws_target(request):
-    transport, (http, loop) = request.param
-    codec = ["--http2-codec", transport.removeprefix("h2-")] if transport != "http1.1" else []
-    server = ServerProcess("apps.ws:app", "--http", http, "--loop", loop, "--ws", "websockets", *codec)
-    server.start()
-    yield Target(transport, server)
-    server.stop()
-
-
-@contextmanager
-def opened(target: Target, path: str, **options):
-    session = open_session(target.transport, target.port, path, **options)
-    try:
-        yield session
-    finally:
-        session.end()
-
-
-def closed_by_server(ws: Session) -> tuple[int, str]:
-    with pytest.raises(Closed) as info:
-        ws.recv()
-    return info.value.code, info.value.reason
+    target = start_target(request.param, "--ws", "websockets")
+    yield target
+    target.server.stop()
 
 
 def run(coro):

@@ -9,16 +9,28 @@ from __future__ import annotations
 import socket
 import ssl
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import h2.config
 import h2.connection
 import h2.events
+import pytest
 from hyperframe.frame import Frame
 from websockets.client import ClientProtocol
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.headers import parse_extension
 from websockets.protocol import State
 from websockets.uri import parse_uri
+
+from .h2_client import codecs
+from .helpers import IMPL_IDS, IMPLS, ServerProcess
+
+H2_TRANSPORTS = ["h2-zttp" if c.__name__ == "ZttpCodec" else "h2-h2" for c in codecs()]
+# For a `transport` parametrized fixture: HTTP/1.1 on every parser x loop; HTTP/2 (its own codecs,
+# no parser) on one loop, once per codec.
+TARGETS = [("http1.1", impl) for impl in IMPLS] + [(t, ("httptools", "uvloop")) for t in H2_TRANSPORTS]
+TARGET_IDS = [f"http1.1-{impl_id}" for impl_id in IMPL_IDS] + H2_TRANSPORTS
 
 
 class Stream:
@@ -185,6 +197,39 @@ def split_frames(data: bytes) -> tuple[list, bytes]:
     return frames, data
 
 
+@dataclass
+class Target:
+    transport: str  # "http1.1", "h2-zttp" or "h2-h2"
+    server: ServerProcess
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+
+def start_target(param: tuple, *args: str, app: str = "apps.ws:app") -> Target:
+    """A started server for one of TARGETS (the caller stops `target.server`)."""
+    transport, (http, loop) = param
+    codec = ["--http2-codec", transport.removeprefix("h2-")] if transport != "http1.1" else []
+    server = ServerProcess(app, "--http", http, "--loop", loop, *codec, *args)
+    return Target(transport, server.start())
+
+
+@contextmanager
+def opened(target: Target, path: str, **options):
+    session = open_session(target.transport, target.port, path, **options)
+    try:
+        yield session
+    finally:
+        session.end()
+
+
+def closed_by_server(ws: Session) -> tuple[int, str]:
+    with pytest.raises(Closed) as info:
+        ws.recv()
+    return info.value.code, info.value.reason
+
+
 class Closed(Exception):
     """The server closed the WebSocket: its close frame's code and reason (1006 if it sent none)."""
 
@@ -219,6 +264,10 @@ class Session:
         raise NotImplementedError
 
     def close(self, code: int = 1000, reason: str = "") -> None:
+        raise NotImplementedError
+
+    def idle(self, seconds: float) -> None:
+        """Wait, answering the server's pings meanwhile (messages that come are kept for recv)."""
         raise NotImplementedError
 
     def abort(self) -> None:
@@ -273,6 +322,9 @@ class H1Session(Session):
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         self.conn.close(code, reason)
+
+    def idle(self, seconds: float) -> None:
+        time.sleep(seconds)  # (the client's own thread answers pings)
 
     def abort(self) -> None:
         self.conn.socket.shutdown(socket.SHUT_RDWR)
@@ -344,6 +396,30 @@ class H2Session(Session):
         self.client.pump(lambda: self.ws.stream.ended or self.ws.stream.reset is not None)
         if self.ws.stream.reset is None:
             self.ws.end()  # (the client side ends its stream after the close handshake)
+
+    def idle(self, seconds: float) -> None:
+        client, deadline = self.client, time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            client.sock.settimeout(left)
+            try:
+                data = client.sock.recv(65536)
+            except TimeoutError:
+                break
+            if not data:
+                raise AssertionError("the server closed the connection")
+            for event in client.conn.receive_data(data):
+                client._on(event)
+            client.flush()
+            self.pending.extend(self.ws._take())
+            self.ws.flush()  # the pongs
+        client.sock.settimeout(10)
+
+    def frame_unanswered(self) -> tuple[int, bytes]:
+        """The next frame, leaving the protocol's answer (a pong, the close echo) unsent."""
+        if not self.pending:
+            self.client.pump(lambda: bool(self.pending.extend(self.ws._take()) or self.pending))
+        frame = self.pending.pop(0)
+        return frame.opcode, frame.data
 
     def abort(self) -> None:
         self.client.sock.close()
