@@ -17,7 +17,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from .wsclient import handshake_request
-from .wsclient_h2 import H2_TRANSPORTS, opened, start_target
+from .wsclient_h2 import H2_TRANSPORTS, H2Session, opened, start_target
 
 PARSERS = ["httptools", "h11"]
 # The careless-app tests: HTTP/1.1 on each parser, and HTTP/2 on each codec.
@@ -87,6 +87,36 @@ def test_a_burst_of_messages_fragments_and_pings_is_echoed_whole_and_in_order(se
             return received == expected
 
     assert run(scenario())
+
+
+@pytest.mark.parametrize("transport, deflate", [(t, t == "h2-h2") for t in H2_TRANSPORTS])
+def test_a_burst_over_http2_is_echoed_whole_and_in_order(transport, deflate):
+    """The burst above on a WebSocket over HTTP/2 (deflate on one codec): the frames come in DATA
+    frames, many per read, against the same small queue; nothing is lost or reordered."""
+    target = start_target((transport, ("httptools", "auto")), "--ws-max-queue", "8", "--ws-max-queue-size", "4096",
+                          app="apps.ws_hostile:app")
+    try:
+        with opened(target, "/ws/echo", deflate=deflate) as ws:
+            assert isinstance(ws, H2Session)
+            assert bool(ws.ws.protocol.extensions) == deflate
+            expected: list = []
+            for i in range(3000):
+                if i % 50 == 0:
+                    parts = [f"{i}:a", f"{i}:b", f"{i}:c"]
+                    ws.send_fragments(parts)
+                    expected.append("".join(parts))
+                elif i % 7 == 0:
+                    ws.send(b"%d" % i * 300)
+                    expected.append(b"%d" % i * 300)
+                else:
+                    ws.send(str(i))
+                    expected.append(str(i))
+                if i % 100 == 0:
+                    ws.ws.send("send_ping", b"%d" % i)
+            received = [ws.recv() for _ in expected]
+            assert received == expected
+    finally:
+        target.server.stop()
 
 
 # -- attacks: memory and fairness -----------------------------------------------------------------
