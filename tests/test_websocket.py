@@ -1,21 +1,22 @@
 """The ASGI WebSocket spec on a real server, on every parser x loop combination.
 
-A ``websockets`` client talks to ``tests/apps/ws.py`` served by ``python -m fastserve``.
+A ``websockets`` client talks to ``tests/apps/ws.py`` served by ``python -m fastserve``. The tests
+taking `ws_target` also run over HTTP/2 (RFC 8441 extended CONNECT), once per HTTP/2 codec, through
+the one blocking client API of tests/wsclient_h2.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from .helpers import ServerProcess
 from .wsclient import get_events
+from .wsclient_h2 import TARGET_IDS, TARGETS, closed_by_server, opened, start_target
 
 MIB = 1024 * 1024
 
@@ -27,6 +28,13 @@ def ws_server(module_impl):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module", params=TARGETS, ids=TARGET_IDS)
+def ws_target(request):
+    target = start_target(request.param, "--ws", "websockets")
+    yield target
+    target.server.stop()
 
 
 def run(coro):
@@ -47,52 +55,38 @@ def wait_for_event(port: int, prefix: str, timeout: float = 5.0) -> str:
     raise AssertionError(f"no event {prefix!r}: {get_events(port)}")
 
 
-def test_echo_text_and_bytes(ws_server):
-    async def scenario():
-        async with connect(url(ws_server, "/ws/echo")) as ws:
-            await ws.send("hello, wörld ✓")
-            assert await ws.recv() == "hello, wörld ✓"
-            await ws.send(b"\x00\xffbinary")
-            assert await ws.recv() == b"\x00\xffbinary"
-            await ws.send("")
-            assert await ws.recv() == ""
-
-    run(scenario())
+def test_echo_text_and_bytes(ws_target):
+    with opened(ws_target, "/ws/echo") as ws:
+        assert ws.accepted
+        for message in ("hello, wörld ✓", b"\x00\xffbinary", ""):
+            ws.send(message)
+            assert ws.recv() == message
 
 
-def test_one_mib_messages_both_ways(ws_server):
+def test_one_mib_messages_both_ways(ws_target):
     text, data = "é" * (MIB // 2), bytes(range(256)) * (MIB // 256)
-
-    async def scenario():
-        async with connect(url(ws_server, "/ws/echo"), max_size=4 * MIB) as ws:
-            await ws.send(text)
-            assert await ws.recv() == text
-            await ws.send(data)
-            assert await ws.recv() == data
-
-    run(scenario())
+    with opened(ws_target, "/ws/echo") as ws:
+        ws.send(text)
+        assert ws.recv() == text
+        ws.send(data)
+        assert ws.recv() == data
 
 
-def test_fragmented_messages_are_reassembled(ws_server):
-    async def scenario():
-        async with connect(url(ws_server, "/ws/echo"), compression=None) as ws:
-            await ws.send(["frag", "mented ", "tëxt"])  # a list sends one message in fragments
-            assert await ws.recv() == "fragmented tëxt"
-            await ws.send([b"ab", b"", b"cd"])
-            assert await ws.recv() == b"abcd"
-
-    run(scenario())
+def test_fragmented_messages_are_reassembled(ws_target):
+    with opened(ws_target, "/ws/echo", deflate=False) as ws:
+        ws.send_fragments(["frag", "mented ", "tëxt"])  # one message in fragments
+        assert ws.recv() == "fragmented tëxt"
+        ws.send_fragments([b"ab", b"", b"cd"])
+        assert ws.recv() == b"abcd"
 
 
-def test_scope(ws_server):
-    async def scenario():
-        async with connect(url(ws_server, "/ws/scope?x=1&y=%C3%A9"), subprotocols=["chat", "json"]) as ws:
-            return json.loads(await ws.recv())
-
-    scope = run(scenario())
+def test_scope(ws_target):
+    with opened(ws_target, "/ws/scope?x=1&y=%C3%A9", subprotocols=["chat", "json"]) as ws:
+        scope = json.loads(ws.recv())
+    over_h2 = ws_target.transport != "http1.1"
     assert scope["type"] == "websocket"
     assert scope["scheme"] == "ws"
-    assert scope["http_version"] == "1.1"
+    assert scope["http_version"] == ("2" if over_h2 else "1.1")
     assert scope["path"] == "/ws/scope"
     assert scope["raw_path"] == "/ws/scope"
     assert scope["query_string"] == "x=1&y=%C3%A9"
@@ -100,146 +94,97 @@ def test_scope(ws_server):
     assert scope["subprotocols"] == ["chat", "json"]
     assert scope["extensions"] == {"websocket.http.response": {}}
     assert scope["state"] == {"greeting": "hello from lifespan"}
-    assert scope["server"] == ["127.0.0.1", ws_server.port]
+    assert scope["server"] == ["127.0.0.1", ws_target.port]
     assert scope["client"][0] == "127.0.0.1"
     assert scope["asgi"]["version"] == "3.0"
     names = [name for name, _ in scope["headers"]]
-    assert "sec-websocket-key" in names and all(name == name.lower() for name in names)
+    assert all(name == name.lower() for name in names)
+    assert ("sec-websocket-key" in names) != over_h2  # (HTTP/2 has no key: RFC 8441 section 5)
 
 
-def test_subprotocol_negotiation(ws_server):
-    async def scenario(offer, pick):
-        async with connect(url(ws_server, f"/ws/subprotocol?pick={pick}"), subprotocols=offer) as ws:
-            offered = json.loads(await ws.recv())
-            return ws.subprotocol, offered, ws.response.headers.get("Sec-WebSocket-Protocol")
-
-    chosen, offered, header = run(scenario(["v1.chat", "v2.chat"], "v2.chat"))
-    assert (chosen, offered, header) == ("v2.chat", ["v1.chat", "v2.chat"], "v2.chat")
-
-    async def without_offer():
-        async with connect(url(ws_server, "/ws/subprotocol?pick=none")) as ws:
-            assert json.loads(await ws.recv()) == []
-            return ws.subprotocol, ws.response.headers.get("Sec-WebSocket-Protocol")
-
-    assert run(without_offer()) == (None, None)
+def test_subprotocol_negotiation(ws_target):
+    with opened(ws_target, "/ws/subprotocol?pick=v2.chat", subprotocols=["v1.chat", "v2.chat"]) as ws:
+        assert json.loads(ws.recv()) == ["v1.chat", "v2.chat"]
+        assert (ws.subprotocol, ws.header("sec-websocket-protocol")) == ("v2.chat", "v2.chat")
+    with opened(ws_target, "/ws/subprotocol?pick=none") as ws:
+        assert json.loads(ws.recv()) == []
+        assert (ws.subprotocol, ws.header("sec-websocket-protocol")) == (None, None)
 
 
-def test_accept_headers(ws_server):
-    async def scenario():
-        async with connect(url(ws_server, "/ws/headers")) as ws:
-            assert await ws.recv() == "accepted"
-            return ws.response.headers
-
-    headers = run(scenario())
-    assert headers["x-ws-extra"] == "yes"
-    assert headers["set-cookie"] == "ws=1; Path=/"
-    assert headers["server"] == "fastserve"
-    assert len(headers.get_all("date")) == 1
+def test_accept_headers(ws_target):
+    with opened(ws_target, "/ws/headers") as ws:
+        assert ws.recv() == "accepted"
+    assert ws.header("x-ws-extra") == "yes"
+    assert ws.header("set-cookie") == "ws=1; Path=/"
+    assert ws.header("server") == "fastserve"
+    assert [name for name, _ in ws.headers].count("date") == 1
 
 
-def test_server_close_code_and_reason_then_send_raises(ws_server):
-    async def scenario():
-        async with connect(url(ws_server, "/ws/close?code=4001&reason=b%C3%BFe")) as ws:
-            with pytest.raises(ConnectionClosed):
-                await ws.recv()
-            return ws.close_code, ws.close_reason
-
-    assert run(scenario()) == (4001, "bÿe")
-    event = wait_for_event(ws_server.port, "send-after-close")
+def test_server_close_code_and_reason_then_send_raises(ws_target):
+    with opened(ws_target, "/ws/close?code=4001&reason=b%C3%BFe") as ws:
+        assert closed_by_server(ws) == (4001, "bÿe")
+    event = wait_for_event(ws_target.port, "send-after-close")
     assert "ClientDisconnected" in event and "closed" in event
 
 
-def test_client_close_code_and_reason_reach_the_app(ws_server):
-    async def scenario():
-        async with connect(url(ws_server, "/ws/record?name=client-close")) as ws:
-            await ws.close(4321, "client says bye")
-
-    run(scenario())
-    assert wait_for_event(ws_server.port, "client-close: disconnect") == "client-close: disconnect 4321 client says bye"
+def test_client_close_code_and_reason_reach_the_app(ws_target):
+    name = f"client-close-{ws_target.transport}"
+    with opened(ws_target, f"/ws/record?name={name}") as ws:
+        ws.close(4321, "client says bye")
+    assert wait_for_event(ws_target.port, f"{name}: disconnect") == f"{name}: disconnect 4321 client says bye"
 
 
-def test_client_vanishing_is_disconnect_1006(ws_server):
-    with socket.create_connection(("127.0.0.1", ws_server.port)) as sock:
-        from .wsclient import handshake_request
-
-        sock.sendall(handshake_request("/ws/record?name=vanish"))
-        assert sock.recv(4096).startswith(b"HTTP/1.1 101 ")
-        wait_for_event(ws_server.port, "vanish: accepted")
-    assert wait_for_event(ws_server.port, "vanish: disconnect") == "vanish: disconnect 1006"
-
-
-def test_close_before_accept_is_403(ws_server):
-    async def scenario():
-        with pytest.raises(InvalidStatus) as info:
-            async with connect(url(ws_server, "/ws/reject")):
-                pass
-        return info.value.response
-
-    response = run(scenario())
-    assert response.status_code == 403
+def test_client_vanishing_is_disconnect_1006(ws_target):
+    """HTTP/1.1: the TCP connection goes; HTTP/2: the connection under the stream goes."""
+    name = f"vanish-{ws_target.transport}"
+    with opened(ws_target, f"/ws/record?name={name}") as ws:
+        assert ws.accepted
+        wait_for_event(ws_target.port, f"{name}: accepted")
+        ws.abort()
+    assert wait_for_event(ws_target.port, f"{name}: disconnect") == f"{name}: disconnect 1006"
 
 
-def test_denial_response(ws_server):
-    async def scenario():
-        with pytest.raises(InvalidStatus) as info:
-            async with connect(url(ws_server, "/ws/deny?status=401")):
-                pass
-        return info.value.response
-
-    response = run(scenario())
-    assert response.status_code == 401
-    assert response.headers["www-authenticate"] == "Bearer"
-    assert response.headers["content-length"] == "8"
-    assert response.body == b"no entry"
+def test_close_before_accept_is_403(ws_target):
+    with opened(ws_target, "/ws/reject") as ws:
+        assert (ws.accepted, ws.status) == (False, 403)
 
 
-def test_app_error_before_accept_is_500_and_logged(ws_server):
-    start = len(ws_server.lines)
-
-    async def scenario():
-        with pytest.raises(InvalidStatus) as info:
-            async with connect(url(ws_server, "/ws/raise-before")):
-                pass
-        return info.value.response.status_code
-
-    assert run(scenario()) == 500
-    ws_server.wait_for_line("boom before accept", start=start)
+def test_denial_response(ws_target):
+    with opened(ws_target, "/ws/deny?status=401") as ws:
+        assert (ws.accepted, ws.status) == (False, 401)
+    assert ws.header("www-authenticate") == "Bearer"
+    assert ws.header("content-length") == "8"
+    assert ws.body == b"no entry"
 
 
-def test_app_error_after_accept_is_1011_and_logged(ws_server):
-    start = len(ws_server.lines)
-
-    async def scenario():
-        async with connect(url(ws_server, "/ws/raise-after")) as ws:
-            await ws.send("trigger")
-            with pytest.raises(ConnectionClosed):
-                await ws.recv()
-            return ws.close_code
-
-    assert run(scenario()) == 1011
-    ws_server.wait_for_line("boom after accept", start=start)
+def test_app_error_before_accept_is_500_and_logged(ws_target):
+    start = len(ws_target.server.lines)
+    with opened(ws_target, "/ws/raise-before") as ws:
+        assert (ws.accepted, ws.status) == (False, 500)
+    ws_target.server.wait_for_line("boom before accept", start=start)
 
 
-def test_app_returning_without_close_is_1000(ws_server):
-    async def scenario():
-        async with connect(url(ws_server, "/ws/return")) as ws:
-            assert await ws.recv() == "bye"
-            with pytest.raises(ConnectionClosed):
-                await ws.recv()
-            return ws.close_code
-
-    assert run(scenario()) == 1000
+def test_app_error_after_accept_is_1011_and_logged(ws_target):
+    start = len(ws_target.server.lines)
+    with opened(ws_target, "/ws/raise-after") as ws:
+        ws.send("trigger")
+        assert closed_by_server(ws)[0] == 1011
+    ws_target.server.wait_for_line("boom after accept", start=start)
 
 
-def test_per_message_deflate_negotiated(ws_server):
-    async def scenario(compression):
-        async with connect(url(ws_server, "/ws/echo"), compression=compression) as ws:
-            await ws.send("z" * 100_000)
-            assert await ws.recv() == "z" * 100_000
-            return ws.response.headers.get("Sec-WebSocket-Extensions")
+def test_app_returning_without_close_is_1000(ws_target):
+    with opened(ws_target, "/ws/return") as ws:
+        assert ws.recv() == "bye"
+        assert closed_by_server(ws)[0] == 1000
 
-    assert run(scenario("deflate")).startswith("permessage-deflate")
-    assert run(scenario(None)) is None
+
+def test_per_message_deflate_negotiated(ws_target):
+    for deflate in (True, False):
+        with opened(ws_target, "/ws/echo", deflate=deflate) as ws:
+            ws.send("z" * 100_000)
+            assert ws.recv() == "z" * 100_000
+        extensions = ws.header("sec-websocket-extensions")
+        assert extensions.startswith("permessage-deflate") if deflate else extensions is None
 
 
 def test_reading_pauses_while_the_app_is_behind(ws_server):

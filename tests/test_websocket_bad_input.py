@@ -13,6 +13,7 @@ from websockets.asyncio.client import connect
 
 from .helpers import ServerProcess, raw_request, status_of
 from .wsclient import BINARY, CLOSE, CONT, PING, PONG, TEXT, RawWebSocket, frame, handshake_request
+from .wsclient_h2 import H2_TRANSPORTS, H2Session, WebSocket, opened, start_target
 
 MAX_SIZE = 65536
 
@@ -163,3 +164,54 @@ def test_close_inside_a_fragmented_message_reports_the_servers_1002_to_the_app(s
     assert code == 1002
     server.wait_for_line("fragclose: disconnect 1002")  # the failure, not the client's 1000
     assert "fragclose: disconnect 1000" not in get_events(server.port)
+
+
+# -- the same frame-level failures on a WebSocket over HTTP/2 (RFC 8441) ----------------------------
+HALF = b"x" * (MAX_SIZE // 2 + 1)
+H2_FAILURES = [
+    pytest.param(frame(0x3, b"x"), 1002, "invalid opcode", id="reserved-opcode"),
+    pytest.param(frame(TEXT, b"x", rsv=0x20), 1002, "reserved bits", id="reserved-bits"),
+    pytest.param(frame(TEXT, b"hello", masked=False), 1002, "incorrect masking", id="unmasked"),
+    pytest.param(frame(CONT, b"x"), 1002, "unexpected continuation", id="continuation-first"),
+    pytest.param(frame(PING, b"p" * 126), 1002, "control frame too long", id="long-control"),
+    pytest.param(frame(CLOSE, struct.pack("!H", 1005)), 1002, "invalid status code", id="close-1005"),
+    pytest.param(frame(TEXT, b"caf\xc3"), 1007, "invalid UTF-8", id="bad-utf8"),
+    pytest.param(frame(BINARY, b"x" * (MAX_SIZE + 1)), 1009, "exceeds limit", id="above-max-size"),
+    pytest.param(frame(BINARY, HALF, fin=False) + frame(CONT, HALF), 1009, "exceeds limit", id="fragments-above-max-size"),
+]
+
+
+@pytest.fixture(scope="module", params=H2_TRANSPORTS)
+def h2_target(request):
+    target = start_target((request.param, ("httptools", "auto")), "--ws-max-size", str(MAX_SIZE))
+    yield target
+    target.server.stop()
+
+
+@pytest.mark.parametrize("payload, code, log_text", H2_FAILURES)
+def test_over_http2_bad_frames_close_their_stream_only(h2_target, payload, code, log_text):
+    """The close code as over HTTP/1.1, then the stream ends; a WebSocket on another stream of the
+    same connection keeps echoing (a WebSocket failure is not a connection error)."""
+    start = len(h2_target.server.lines)
+    with opened(h2_target, "/ws/echo", deflate=False) as bad:
+        assert isinstance(bad, H2Session)
+        healthy = WebSocket(bad.client, "/ws/echo")
+        bad.ws._send_data(payload)
+        opcode, data = bad.frame_unanswered()
+        assert opcode == CLOSE and struct.unpack("!H", data[:2])[0] == code
+        bad.client.pump(lambda: bad.ws.stream.ended or bad.ws.stream.reset is not None)
+        healthy.send("send_text", b"still here")
+        assert healthy.frames() == [(TEXT, b"still here")]
+        assert bad.client.goaway is None
+    line = h2_target.server.wait_for_line(f"(close code {code})", start=start)
+    assert line.startswith("INFO:") and log_text in line, line
+
+
+def test_over_http2_a_deflate_bomb_is_1009(h2_target):
+    compressor = zlib.compressobj(wbits=-15)
+    payload = compressor.compress(b"\0" * (1 << 20)) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    with opened(h2_target, "/ws/echo", deflate=True) as ws:
+        assert isinstance(ws, H2Session) and "permessage-deflate" in (ws.header("sec-websocket-extensions") or "")
+        ws.ws._send_data(frame(BINARY, payload[:-4], rsv=0x40))  # RSV1: compressed
+        opcode, data = ws.frame_unanswered()
+        assert opcode == CLOSE and struct.unpack("!H", data[:2])[0] == 1009

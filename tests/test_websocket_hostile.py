@@ -17,8 +17,12 @@ import pytest
 from websockets.asyncio.client import connect
 
 from .wsclient import handshake_request
+from .wsclient_h2 import H2_TRANSPORTS, H2Session, opened, start_target
 
 PARSERS = ["httptools", "h11"]
+# The careless-app tests: HTTP/1.1 on each parser, and HTTP/2 on each codec.
+CARELESS = [("http1.1", (http, "auto")) for http in PARSERS] + [(t, ("httptools", "auto")) for t in H2_TRANSPORTS]
+CARELESS_IDS = [f"http1.1-{http}" for http in PARSERS] + H2_TRANSPORTS
 
 
 def run(coro, timeout: float = 30):
@@ -31,30 +35,25 @@ def events(server) -> list[str]:
 
 
 # -- ASGI conformance of careless apps --------------------------------------------------------------
-@pytest.mark.parametrize("http", PARSERS)
-def test_send_with_both_text_and_bytes_is_an_error_in_the_app(serve, http):
-    server = serve("apps.ws_hostile:app", "--http", http)
-
-    async def scenario():
-        async with connect(f"ws://127.0.0.1:{server.port}/ws/send-both") as ws:
-            return await ws.recv()
-
-    assert run(scenario()) == "done"
-    assert events(server) == ["refused: RuntimeError"] * 3
+@pytest.fixture(params=CARELESS, ids=CARELESS_IDS)
+def careless_target(request):
+    target = start_target(request.param, app="apps.ws_hostile:app")
+    yield target
+    target.server.stop()
 
 
-@pytest.mark.parametrize("http", PARSERS)
-def test_each_websocket_scope_has_its_own_asgi_and_extensions_dicts(serve, http):
-    server = serve("apps.ws_hostile:app", "--http", http)
+def test_send_with_both_text_and_bytes_is_an_error_in_the_app(careless_target):
+    with opened(careless_target, "/ws/send-both") as ws:
+        assert ws.recv() == "done"
+    assert events(careless_target.server) == ["refused: RuntimeError"] * 3
 
-    async def scenario():
-        seen = []
-        for _ in range(2):
-            async with connect(f"ws://127.0.0.1:{server.port}/ws/scope-write") as ws:
-                seen.append(json.loads(await ws.recv()))
-        return seen
 
-    first, second = run(scenario())
+def test_each_websocket_scope_has_its_own_asgi_and_extensions_dicts(careless_target):
+    seen = []
+    for _ in range(2):
+        with opened(careless_target, "/ws/scope-write") as ws:
+            seen.append(json.loads(ws.recv()))
+    first, second = seen
     assert first == second, "what the first app wrote into its scope showed up in the next one"
     assert second["asgi"] == {"version": "3.0", "spec_version": "2.4"}
     assert second["extensions"] == {"websocket.http.response": {}}
@@ -88,6 +87,36 @@ def test_a_burst_of_messages_fragments_and_pings_is_echoed_whole_and_in_order(se
             return received == expected
 
     assert run(scenario())
+
+
+@pytest.mark.parametrize("transport, deflate", [(t, t == "h2-h2") for t in H2_TRANSPORTS])
+def test_a_burst_over_http2_is_echoed_whole_and_in_order(transport, deflate):
+    """The burst above on a WebSocket over HTTP/2 (deflate on one codec): the frames come in DATA
+    frames, many per read, against the same small queue; nothing is lost or reordered."""
+    target = start_target((transport, ("httptools", "auto")), "--ws-max-queue", "8", "--ws-max-queue-size", "4096",
+                          app="apps.ws_hostile:app")
+    try:
+        with opened(target, "/ws/echo", deflate=deflate) as ws:
+            assert isinstance(ws, H2Session)
+            assert bool(ws.ws.protocol.extensions) == deflate
+            expected: list = []
+            for i in range(3000):
+                if i % 50 == 0:
+                    parts = [f"{i}:a", f"{i}:b", f"{i}:c"]
+                    ws.send_fragments(parts)
+                    expected.append("".join(parts))
+                elif i % 7 == 0:
+                    ws.send(b"%d" % i * 300)
+                    expected.append(b"%d" % i * 300)
+                else:
+                    ws.send(str(i))
+                    expected.append(str(i))
+                if i % 100 == 0:
+                    ws.ws.send("send_ping", b"%d" % i)
+            received = [ws.recv() for _ in expected]
+            assert received == expected
+    finally:
+        target.server.stop()
 
 
 # -- attacks: memory and fairness -----------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""--ws none, keepalive pings, --no-ws-per-message-deflate and graceful shutdown of open WebSockets."""
+"""--ws none, keepalive pings, --no-ws-per-message-deflate and graceful shutdown of open WebSockets.
+
+The keepalive and deflate tests and the handshake timeout also run over HTTP/2 (tests/wsclient_h2.py);
+shutdown with 1012 over HTTP/2 is in tests/test_h2_websocket_live.py."""
 
 from __future__ import annotations
 
@@ -8,9 +11,19 @@ import time
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Close, Opcode
 
 from .helpers import ServerProcess, raw_request, status_of
 from .wsclient import PING, RawWebSocket, handshake_request
+from .wsclient_h2 import (
+    H2_TRANSPORTS,
+    TARGET_IDS,
+    TARGETS,
+    H2Session,
+    Target,
+    opened,
+    start_target,
+)
 
 
 def run(coro):
@@ -39,51 +52,60 @@ def test_ws_none_serves_upgrades_as_plain_http_with_body(serve, impl):
     assert run(scenario()) == 200
 
 
-@pytest.fixture(scope="module")
-def keepalive_server(module_impl):
-    http, loop = module_impl
-    server = ServerProcess("apps.ws:app", "--http", http, "--loop", loop, "--ws-ping-interval", "0.2",
-                           "--ws-ping-timeout", "0.3", "--no-ws-per-message-deflate")
-    server.start()
-    yield server
-    server.stop()
+@pytest.fixture(scope="module", params=TARGETS, ids=TARGET_IDS)
+def keepalive_target(request):
+    target = start_target(request.param, "--ws-ping-interval", "0.2", "--ws-ping-timeout", "0.3",
+                          "--no-ws-per-message-deflate")
+    yield target
+    target.server.stop()
 
 
-def test_ping_timeout_closes_with_1011_and_ends_the_app(keepalive_server):
-    server = keepalive_server
+def test_ping_timeout_closes_with_1011_and_ends_the_app(keepalive_target):
+    server = keepalive_target.server
     start = len(server.lines)
-    ws = RawWebSocket(server.port, "/ws/record?name=silent")
-    try:
-        opcode, _ = ws.recv_frame()
-        assert opcode == PING  # ... which this client never answers
-        started = time.monotonic()
-        assert ws.recv_close() == (1011, "keepalive ping timeout")
-        assert time.monotonic() - started < 3
-        assert ws.closed_by_server()
-    finally:
-        ws.close()
-    server.wait_for_line("silent: disconnect 1011 keepalive ping timeout", start=start)
+    name = f"silent-{keepalive_target.transport}"
+    if keepalive_target.transport == "http1.1":
+        ws = RawWebSocket(server.port, f"/ws/record?name={name}")
+        try:
+            opcode, _ = ws.recv_frame()
+            assert opcode == PING  # ... which this client never answers
+            started = time.monotonic()
+            assert ws.recv_close() == (1011, "keepalive ping timeout")
+            assert time.monotonic() - started < 3
+            assert ws.closed_by_server()
+        finally:
+            ws.close()
+    else:
+        assert_unanswered_ping_closes_the_stream(keepalive_target, name)
+    server.wait_for_line(f"{name}: disconnect 1011 keepalive ping timeout", start=start)
     assert server.wait_for_line("did not answer a ping", start=start).startswith("INFO:")
 
 
-def test_answered_pings_keep_the_connection_open(keepalive_server):
-    async def scenario():
-        async with connect(f"ws://127.0.0.1:{keepalive_server.port}/ws/echo") as ws:
-            await asyncio.sleep(1.2)  # several ping intervals and timeouts
-            await ws.send("alive")
-            return await ws.recv()
+def assert_unanswered_ping_closes_the_stream(target: Target, name: str) -> None:
+    """HTTP/2: the ping is read but never answered; then the close (1011) and the stream's end."""
+    with opened(target, f"/ws/record?name={name}") as ws:
+        assert isinstance(ws, H2Session)
+        opcode, _ = ws.frame_unanswered()
+        assert opcode == PING
+        started = time.monotonic()
+        opcode, payload = ws.frame_unanswered()
+        assert (opcode, Close.parse(payload)) == (Opcode.CLOSE, Close(1011, "keepalive ping timeout"))
+        assert time.monotonic() - started < 3
+        ws.client.pump(lambda: ws.ws.stream.ended or ws.ws.stream.reset is not None)
 
-    assert run(scenario()) == "alive"
+
+def test_answered_pings_keep_the_connection_open(keepalive_target):
+    with opened(keepalive_target, "/ws/echo") as ws:
+        ws.idle(1.2)  # several ping intervals and timeouts
+        ws.send("alive")
+        assert ws.recv() == "alive"
 
 
-def test_deflate_off_is_not_negotiated(keepalive_server):
-    async def scenario():
-        async with connect(f"ws://127.0.0.1:{keepalive_server.port}/ws/echo", compression="deflate") as ws:
-            await ws.send("q" * 50_000)
-            assert await ws.recv() == "q" * 50_000
-            return ws.response.headers.get("Sec-WebSocket-Extensions")
-
-    assert run(scenario()) is None
+def test_deflate_off_is_not_negotiated(keepalive_target):
+    with opened(keepalive_target, "/ws/echo", deflate=True) as ws:
+        ws.send("q" * 50_000)
+        assert ws.recv() == "q" * 50_000
+    assert ws.header("sec-websocket-extensions") is None
 
 
 def test_shutdown_closes_websockets_with_1012(serve, impl):
@@ -235,6 +257,24 @@ def test_handshake_timeout_answers_503_and_tells_the_app(serve, impl):
     server.wait_for_line("handshake not answered by the app within 1.0s")
     server.wait_for_line("slow-accept: ClientDisconnected")  # the late accept fails cleanly in the app
     assert run(_echo_once(server.port)) == "still serving"
+
+
+@pytest.mark.parametrize("transport", H2_TRANSPORTS)
+def test_handshake_timeout_answers_503_over_http2(transport):
+    target = start_target((transport, ("httptools", "uvloop")), "--timeout-ws-handshake", "1")
+    try:
+        started = time.monotonic()
+        with opened(target, "/ws/slow-accept?delay=1.6") as ws:
+            assert (ws.accepted, ws.status) == (False, 503)
+        assert 0.8 < time.monotonic() - started < 2.5
+        target.server.wait_for_line("handshake not answered by the app within 1.0s")
+        target.server.wait_for_line("slow-accept: ClientDisconnected")
+        with opened(target, "/ws/echo") as ws:
+            ws.send("still serving")
+            assert ws.recv() == "still serving"
+        assert "Traceback" not in target.server.output
+    finally:
+        target.server.stop()
 
 
 async def _echo_once(port):
