@@ -40,8 +40,8 @@ class Cycle:
     """The response facts a cycle hands its sink."""
 
     def __init__(self, **facts) -> None:
-        self.keep_alive, self.http10, self.is_head, self.no_body = True, False, False, False
-        self.chunked, self.app_closes, self.expected_length, self.response_headers = False, False, None, ()
+        self.keep_alive, self.http_version, self.is_head, self.no_body = True, "1.1", False, False
+        self.expected_length, self.response_headers = None, ()
         self.__dict__.update(facts)
 
 
@@ -50,8 +50,9 @@ def sink_and_wire():
     return H1Writer(wire, State()), wire
 
 
-def head(status=200, block=b"content-type: text/plain\r\n", sets_defaults=False):
-    return (status, block, sets_defaults)
+def head(status=200, block=b"content-type: text/plain\r\n", sets_defaults=False, chunked=False, closes=False):
+    """As the cycle builds it: (status, the HEADS rendering, the app sets server or date)."""
+    return (status, (block, chunked, closes), sets_defaults)
 
 
 def test_one_message_response_is_one_write_with_its_length():
@@ -67,20 +68,33 @@ def test_streamed_body_is_chunked_and_each_part_goes_out_at_once():
     sink.send_head(cycle, head(), b"ab", False)
     sink.send_body(cycle, b"", False)  # nothing to frame: no write
     sink.send_body(cycle, b"cd", True)
-    assert cycle.chunked and [how for how, _ in wire.writes] == ["now", "held"]
+    assert sink.can_end_body(cycle) and [how for how, _ in wire.writes] == ["now", "held"]
     assert wire.data().endswith(b"transfer-encoding: chunked\r\n\r\n2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n")
+
+
+def test_whether_a_body_is_chunked_is_decided_again_for_each_response():
+    """The writer, not the cycle, remembers a chunked body: the next response on the connection
+    (streamed with its content-length) must not be framed in chunks."""
+    sink, wire = sink_and_wire()
+    sink.send_head(Cycle(), head(), b"ab", False)
+    sink.send_body(Cycle(), b"", True)
+    wire.writes.clear()
+    sized = Cycle(expected_length=4)
+    sink.send_head(sized, head(block=b"content-length: 4\r\n"), b"ab", False)
+    sink.send_body(sized, b"cd", True)
+    assert not sink.can_end_body(sized) and wire.data().endswith(b"content-length: 4\r\n\r\nabcd")
 
 
 def test_http10_streamed_body_ends_with_the_connection():
     sink, wire = sink_and_wire()
-    cycle = Cycle(http10=True)
+    cycle = Cycle(http_version="1.0")
     sink.send_head(cycle, head(), b"ab", False)
     assert not cycle.keep_alive and b"connection: close\r\n" in wire.data() and b"chunked" not in wire.data()
 
 
 def test_http10_keep_alive_says_so():
     sink, wire = sink_and_wire()
-    sink.send_head(Cycle(http10=True), head(), b"ab", True)
+    sink.send_head(Cycle(http_version="1.0"), head(), b"ab", True)
     assert b"content-length: 2\r\nconnection: keep-alive\r\n\r\nab" in wire.data()
 
 
@@ -92,8 +106,9 @@ def test_head_response_has_the_length_but_no_body():
 
 def test_the_apps_connection_close_is_not_doubled():
     sink, wire = sink_and_wire()
-    sink.send_head(Cycle(keep_alive=False, app_closes=True), head(block=b"connection: close\r\n"), b"x", True)
-    assert wire.data().count(b"connection: close") == 1
+    cycle = Cycle()
+    sink.send_head(cycle, head(block=b"connection: close\r\n", closes=True), b"x", True)
+    assert wire.data().count(b"connection: close") == 1 and not cycle.keep_alive
 
 
 def test_continue_error_and_abort():
@@ -137,20 +152,20 @@ def test_trailer_section_ends_a_chunked_body_when_the_request_took_trailers():
 
 
 @pytest.mark.parametrize(
-    "facts, ending",
+    "facts, app_chunked, ending",
     [
-        ({"headers": [(b"host", b"x")]}, b"2\r\nab\r\n0\r\n\r\n"),  # no TE: trailers
-        ({"headers": [(b"te", b"gzip")]}, b"2\r\nab\r\n0\r\n\r\n"),
-        ({"headers": [(b"te", b"trailersx")]}, b"2\r\nab\r\n0\r\n\r\n"),
-        ({"headers": TE_TRAILERS, "expected_length": 2}, b"\r\n\r\nab"),  # content-length: complete
-        ({"headers": TE_TRAILERS, "http10": True, "keep_alive": False}, b"\r\n\r\nab"),  # ends at close
-        ({"headers": TE_TRAILERS, "http10": True, "chunked": True}, b"2\r\nab\r\n0\r\n\r\n"),
+        ({"headers": [(b"host", b"x")]}, False, b"2\r\nab\r\n0\r\n\r\n"),  # no TE: trailers
+        ({"headers": [(b"te", b"gzip")]}, False, b"2\r\nab\r\n0\r\n\r\n"),
+        ({"headers": [(b"te", b"trailersx")]}, False, b"2\r\nab\r\n0\r\n\r\n"),
+        ({"headers": TE_TRAILERS, "expected_length": 2}, False, b"\r\n\r\nab"),  # content-length: complete
+        ({"headers": TE_TRAILERS, "http_version": "1.0", "keep_alive": False}, False, b"\r\n\r\nab"),  # at close
+        ({"headers": TE_TRAILERS, "http_version": "1.0"}, True, b"2\r\nab\r\n0\r\n\r\n"),
     ],
 )
-def test_trailers_are_dropped_where_they_cannot_go(facts, ending):
+def test_trailers_are_dropped_where_they_cannot_go(facts, app_chunked, ending):
     sink, wire = sink_and_wire()
     cycle = Cycle(**facts)
-    sink.send_head(cycle, head(), b"ab", False)
+    sink.send_head(cycle, head(chunked=app_chunked), b"ab", False)
     sink.send_trailers(cycle, FIELDS)
     assert wire.data().endswith(ending) and b"x-checksum" not in wire.data()
 
@@ -160,5 +175,5 @@ def test_early_hints_go_out_at_once_but_never_to_http10():
     sink.send_informational(Cycle(), 103, [(b"link", b"</a.css>; rel=preload"), (b"link", b"</b.js>")])
     assert wire.writes == [("now", b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n"
                                    b"link: </b.js>\r\n\r\n")]
-    sink.send_informational(Cycle(http10=True), 103, [(b"link", b"</a.css>")])
+    sink.send_informational(Cycle(http_version="1.0"), 103, [(b"link", b"</a.css>")])
     assert len(wire.writes) == 1

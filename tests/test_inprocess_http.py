@@ -304,6 +304,30 @@ def test_request_after_connection_close_is_never_answered(run):
     run(app, scenario)
 
 
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+def test_the_apps_connection_close_ends_the_connection_after_its_response(run, streamed):
+    """The app's own Connection: close (read by the HTTP/1.1 writer from the rendered head): sent
+    once, the connection closes after the response, a pipelined request is never answered."""
+    calls = []
+
+    async def app(scope, receive, send):
+        calls.append(scope["path"])
+        await start(send, 200, [(b"Connection", b"close")])
+        if streamed:
+            await body(send, b"ab", more=True)
+        await body(send, b"cd")
+
+    async def scenario(conn):
+        conn.feed(get(b"/first") + get(b"/second"))
+        await conn.settle()
+        [response] = conn.responses()
+        assert response.body == (b"abcd" if streamed else b"cd") and response.chunked == streamed
+        assert conn.transport.data.lower().count(b"connection: close") == 1
+        assert calls == ["/first"] and conn.ended
+
+    run(app, scenario)
+
+
 # -- refusals -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("request_bytes", [
     b"GET / HTTP/1.1\r\n\r\n",  # no Host

@@ -51,14 +51,14 @@ def test_status_codes():
 
 def test_http1_rendering_and_its_cache():
     headers = ((b"content-type", b"text/plain"), (b"transfer-encoding", b"chunked"))
-    block, length, chunked, _, _ = HEADS.get(headers)
-    assert block == b"content-type: text/plain\r\n" and length is None and chunked
+    (block, chunked, closes), length, _ = HEADS.get(headers)
+    assert block == b"content-type: text/plain\r\n" and length is None and chunked and not closes
     assert HEADS.get(headers) is HEADS.get(headers)  # cached
     assert render_headers([(b"a", b"1"), (b"b", b"2")]) == b"a: 1\r\nb: 2\r\n"
 
 
 def test_the_cache_is_bounded_and_takes_lists():
-    cache = ResponseHeadCache(render_headers, size=2, longest=20)
+    cache = ResponseHeadCache(lambda items, chunked, closes: render_headers(items), size=2, longest=20)
     for i in range(5):
         cache.get(((b"x", b"%d" % i),))
     cache.get(((b"x", b"y" * 50),))

@@ -43,7 +43,7 @@ def health_protocol_class(base: type, path: str) -> type:
 def health_response(cycle: Any, body: bytes, default_headers: bytes) -> bytes:
     if not cycle.keep_alive:
         connection = CONNECTION_CLOSE
-    elif cycle.http10:
+    elif cycle.http_version == "1.0":
         connection = b"connection: keep-alive\r\n"
     else:
         connection = b""

@@ -159,7 +159,7 @@ def metrics_protocol_class(base: type, metrics: Metrics) -> type:
 
         def on_response_complete(self, cycle: Any) -> None:
             started, self.app_started_at = self.app_started_at, None
-            request_done(cycle.status, "http/1.0" if cycle.http10 else "http/1.1",
+            request_done(cycle.status, "http/1.0" if cycle.http_version == "1.0" else "http/1.1",
                          time.perf_counter() - started if started is not None else None)
             super().on_response_complete(cycle)
 

@@ -28,8 +28,9 @@ class ResponseSink(Protocol):
     head the cycle built (see asgi/response_head.py)."""
 
     capabilities: ClassVar[frozenset[str]]
-    # The app's response headers -> (this wire format's rendering, content-length, chunked, the app
-    # asked to close, the app sets server/date): a ResponseHeadCache (asgi/response_head.py).
+    # The app's response headers -> (this wire format's rendering, content-length, the app sets
+    # server/date): a ResponseHeadCache (asgi/response_head.py). Framing and Connection wishes are
+    # in the rendering: only the wire format reads them.
     heads: Any
 
     def send_head(self, cycle: Any, head: Any, body: bytes, end: bool) -> None:
@@ -59,6 +60,10 @@ class ResponseSink(Protocol):
 
     def abort(self, cycle: Any) -> None:
         """The response cannot be completed: HTTP/1.1 closes the connection, HTTP/2 resets the stream."""
+
+    def can_end_body(self, cycle: Any) -> bool:
+        """Whether the body under way, its length unannounced, can still be ended properly (a
+        chunked HTTP/1.1 body can), when the app returns mid-stream at shutdown."""
 
 
 class FlowInfo(Protocol):

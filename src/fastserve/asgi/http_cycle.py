@@ -47,7 +47,6 @@ class RequestResponseCycle(RequestHead):
         "conn",
         "scope",
         "sink",
-        "http10",
         "body",
         "body_size",
         "more_body",
@@ -60,11 +59,9 @@ class RequestResponseCycle(RequestHead):
         "response_complete",
         "status",
         "response_headers",
-        "chunked",
         "expected_length",
         "bytes_sent",
         "no_body",
-        "app_closes",
         "start_time",
         "task",
         "app_started",
@@ -81,7 +78,6 @@ class RequestResponseCycle(RequestHead):
         self.conn = conn
         self.scope = scope
         self.sink = conn.sink  # renders the response in the connection's wire format (a ResponseSink)
-        self.http10 = self.http_version == "1.0"
         # (body_left, from the request head, is the request body still to come as its
         # content-length declares: 0 without a body, negative for a chunked one; it decides
         # whether the connection can stay open once the response is complete: see
@@ -101,11 +97,9 @@ class RequestResponseCycle(RequestHead):
         self.response_complete = False
         self.status = 0
         self.response_headers: Any = ()
-        self.chunked = False
         self.expected_length: int | None = None
         self.bytes_sent = 0
         self.no_body = self.is_head
-        self.app_closes = False
         self.start_time = 0.0
         self.task: asyncio.Task | None = None
         self.app_started = False
@@ -245,7 +239,7 @@ class RequestResponseCycle(RequestHead):
             headers = message.get("headers", ())
             if type(headers) is not tuple:
                 headers = tuple(headers)  # the cache key; also reads a one-shot iterable only once
-            block, self.expected_length, self.chunked, app_closes, sets_defaults = self.sink.heads.get(headers)
+            wire_head, self.expected_length, sets_defaults = self.sink.heads.get(headers)
         except (KeyError, TypeError, ValueError) as exc:  # no status; headers not pairs of bytes
             raise InvalidResponse(f"invalid 'http.response.start' message: {exc!r:.100}") from None
         self.response_started = True
@@ -258,14 +252,11 @@ class RequestResponseCycle(RequestHead):
         self.response_headers = headers
         if self.body_left:  # (requests without a body pay one test)
             self._check_unread_body()
-        if app_closes:
-            self.keep_alive = False
-            self.app_closes = True
         if status in _NO_BODY_STATUSES or status < 200:
             self.no_body = True
             if status == 204:
                 self.expected_length = None
-        self.head = (status, block, sets_defaults)
+        self.head = (status, wire_head, sets_defaults)
 
     def _check_unread_body(self) -> None:
         """The response starts before the request body has arrived: if more of it is still to come
@@ -490,9 +481,14 @@ class RequestResponseCycle(RequestHead):
         return run_app(self, app)
 
     def app_finished(self) -> None:
-        if self.chunked and self.head_sent and self.conn.closing and not (self.response_complete or self.disconnected):
+        if (
+            not (self.response_complete or self.disconnected)
+            and self.head_sent
+            and self.conn.closing
+            and self.sink.can_end_body(self)
+        ):
             # Told http.disconnect at shutdown, the app returned mid-stream (sse-starlette does):
-            # end the chunked body properly rather than cut it.
+            # end the body properly (a chunked one) rather than cut it.
             if self.trailers:
                 self._end_with_trailers_so_far()
             else:

@@ -137,31 +137,36 @@ def not_bytes(body: Any) -> InvalidResponse:
 
 
 class ResponseHeadCache:
-    """Header lists seen before -> (rendered headers, content-length, chunked, closes, sets
-    defaults). Apps mostly send the same few header lists, so most responses cost one tuple and
-    one lookup. Bounded (values may differ per response): at most ``size`` lists, each rendered
-    no longer than ``longest``. ``render``: the wire format's rendering of the validated pairs."""
+    """Header lists seen before -> (the wire format's head, content-length, sets defaults). Apps
+    mostly send the same few header lists, so most responses cost one tuple and one lookup.
+    Bounded (values may differ per response): at most ``size`` lists, each no longer than
+    ``longest`` bytes of names and values. ``render(items, chunked, closes)``: the wire format's
+    head from the validated pairs and what they ask of the framing (Transfer-Encoding: chunked,
+    Connection: close), which only the wire format interprets (HTTP/2 drops both)."""
 
     __slots__ = ("render", "entries", "size", "longest")
 
-    def __init__(self, render: Callable[[list[tuple[bytes, bytes]]], Any], size: int = 512, longest: int = 1024):
+    def __init__(self, render: Callable[[list[tuple[bytes, bytes]], bool, bool], Any], size: int = 512,
+                 longest: int = 1024):
         self.render = render
         self.entries: dict[tuple, tuple] = {}
         self.size = size
         self.longest = longest
 
-    def get(self, headers: tuple) -> tuple[Any, int | None, bool, bool, bool]:
+    def get(self, headers: tuple) -> tuple[Any, int | None, bool]:
         """The parsed form of ``headers`` (a tuple: the cache key); raises InvalidResponse."""
         try:
             parsed = self.entries.get(headers)
         except TypeError:  # pairs given as lists: fine, but not cacheable
-            return self.parse(headers)
+            return self.parse(headers)[0]
         if parsed is None:
-            parsed = self.parse(headers)
-            if len(self.entries) < self.size and len(parsed[0]) <= self.longest:
+            parsed, size = self.parse(headers)
+            if len(self.entries) < self.size and size <= self.longest:
                 self.entries[headers] = parsed
         return parsed
 
-    def parse(self, headers: Any) -> tuple[Any, int | None, bool, bool, bool]:
+    def parse(self, headers: Any) -> tuple[tuple[Any, int | None, bool], int]:
+        """(the parsed form, the size of its names and values)."""
         items, content_length, chunked, closes, sets_defaults = validate_headers(headers)
-        return self.render(items), content_length, chunked, closes, sets_defaults
+        size = sum(len(name) + len(value) for name, value in items)
+        return (self.render(items, chunked, closes), content_length, sets_defaults), size

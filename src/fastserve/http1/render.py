@@ -40,9 +40,15 @@ def render_headers(items: list[tuple[bytes, bytes]]) -> bytes:
     return b"".join(parts)
 
 
+def render_head(items: list[tuple[bytes, bytes]], chunked: bool, closes: bool) -> tuple[bytes, bool, bool]:
+    """The HTTP/1.1 part of a response head, as the H1Writer reads it: (the header block, the app
+    asked for chunked framing, the app's Connection field says close; the block carries it)."""
+    return render_headers(items), chunked, closes
+
+
 # The app's validated response headers, rendered: see ResponseHeadCache. Most responses cost one
 # tuple and one lookup here.
-HEADS = ResponseHeadCache(render_headers)
+HEADS = ResponseHeadCache(render_head)
 
 
 def check_header_block(block: bytes, count: int) -> None:

@@ -42,7 +42,7 @@ JOIN_LIMIT = 16 * 1024
 class H1Writer:
     """Renders the responses of one HTTP/1.1 connection (see the module docstring)."""
 
-    __slots__ = ("out", "state", "heads")
+    __slots__ = ("out", "state", "heads", "chunked")
 
     # Every HTTP/1.1 connection: trailers (written to clients that sent TE: trailers), early hints
     # (never to HTTP/1.0), pathsend and zerocopysend (zero-copy on a plain socket, read in bounded
@@ -55,15 +55,21 @@ class H1Writer:
         # The app's validated response headers, rendered as HTTP/1.1 header blocks. An instance
         # slot, not a class attribute: read once per response, a slot read is the cheaper one.
         self.heads = HEADS
+        # Whether the body of the response under way is chunked: set with its first body part.
+        # Writer state, not the cycle's: responses on one connection are written one at a time
+        # (the active request's), and only HTTP/1.1 frames a body in chunks. Stale once the
+        # response is complete; nothing reads it then.
+        self.chunked = False
 
     def send_head(self, cycle: Any, head: Any, body: bytes, end: bool) -> None:
-        """``head``: (status, header block from ``heads``, the app sets server or date itself)."""
-        status, block, sets_defaults = head
+        """``head``: (status, (header block, the app asked for chunked, the app's Connection
+        field says close) from ``heads``, the app sets server or date itself)."""
+        status, (block, app_chunked, app_closes), sets_defaults = head
         line = _STATUS_LINES.get(status) or status_line(status)
         defaults = self.state.default_headers
         if sets_defaults:
             defaults = self.state.defaults_without(cycle.response_headers)
-        if end and cycle.keep_alive and not (cycle.no_body or cycle.chunked or cycle.http10):
+        if end and cycle.keep_alive and not (cycle.no_body or app_chunked or app_closes or cycle.http_version == "1.0"):
             # The common case (measured): the whole body with the head and its content-length in
             # a single write. The body's type is checked by the join, which fails on anything
             # but bytes-likes (the cycle took its len()), so a bytes body pays nothing for it.
@@ -84,21 +90,25 @@ class H1Writer:
             return
         if type(body) is not bytes:
             check_body(body)
-        data = b"".join((line, defaults, block, self._framing(cycle, len(body), end, bool(body)), b"\r\n"))
+        framing = self._framing(cycle, len(body), end, bool(body), app_chunked, app_closes)
+        data = b"".join((line, defaults, block, framing, b"\r\n"))
         write = self.out.write if end else self.out.write_now
         if cycle.no_body:
             write(data)
-        elif cycle.chunked:
+        elif self.chunked:
             write(data + _chunked(body, end))
         elif len(body) <= JOIN_LIMIT:
             write(data + body)
         else:
             self.out.writelines((data, body))
 
-    def _framing(self, cycle: Any, length: int, end: bool, known: bool) -> bytes:
+    def _framing(self, cycle: Any, length: int, end: bool, known: bool, app_chunked: bool, app_closes: bool) -> bytes:
         """Framing headers, chosen when the first body part (``length`` bytes) arrives. ``known``:
         for a HEAD, whether ``length`` is the length a GET would get (an app's empty body is not;
-        a file's size is)."""
+        a file's size is). ``app_chunked``, ``app_closes``: what the app's headers asked for."""
+        self.chunked = False
+        if app_closes:
+            cycle.keep_alive = False  # the app's own Connection: close is in its header block
         if cycle.no_body:
             if cycle.is_head and cycle.expected_length is None and known and end:
                 framing = b"content-length: %d\r\n" % length
@@ -106,21 +116,21 @@ class H1Writer:
                 framing = b""
         elif cycle.expected_length is not None:
             framing = b""
-        elif cycle.chunked or (not end and not cycle.http10):
-            cycle.chunked = True
+        elif app_chunked or (not end and cycle.http_version != "1.0"):
+            self.chunked = True
             framing = CHUNKED
         elif not end:
             cycle.keep_alive = False  # HTTP/1.0 client: the end of the body is the end of the connection
             framing = b""
         else:
             framing = b"content-length: %d\r\n" % length
-        return framing + _connection_field(cycle)
+        return framing + _connection_field(cycle, app_closes)
 
     def send_body(self, cycle: Any, body: bytes, end: bool) -> None:
         if cycle.no_body:
             return
         write = self.out.write if end else self.out.write_now
-        if cycle.chunked:
+        if self.chunked:
             if body or end:
                 write(_chunked(body, end))
         elif body:
@@ -131,7 +141,7 @@ class H1Writer:
         pairs): before the final head, at once. Never to an HTTP/1.0 client (RFC 9110 15.2)."""
         if status == 100 and not headers:
             self.out.write_now(CONTINUE_RESPONSE)
-        elif not cycle.http10:
+        elif cycle.http_version != "1.0":
             self.out.write_now(informational(status, headers))
 
     def send_trailers(self, cycle: Any, headers: Any) -> None:
@@ -139,9 +149,9 @@ class H1Writer:
         Only a chunked body carries a trailer section, and only to a client that sent
         ``TE: trailers`` (RFC 9112 7.1.2, RFC 9110 6.5.1); otherwise the fields are dropped (ASGI
         spec). A content-length body is complete already, an HTTP/1.0 one ends with the connection."""
-        if cycle.no_body or not cycle.chunked:
+        if cycle.no_body or not self.chunked:
             return
-        if headers and not cycle.http10 and accepts_trailers(cycle.headers):
+        if headers and cycle.http_version != "1.0" and accepts_trailers(cycle.headers):
             self.out.write(last_chunk_with_trailers(headers))
         else:
             self.out.write(FINAL_CHUNK)
@@ -155,7 +165,7 @@ class H1Writer:
                 (self.out.write if end else self.out.write_now)(data)
             return
         tail = b""
-        if cycle.chunked:
+        if self.chunked:
             if count:
                 data += b"%x\r\n" % count
                 tail = b"\r\n"
@@ -170,10 +180,11 @@ class H1Writer:
 
     def _file_head(self, cycle: Any, head: Any, count: int, end: bool) -> bytes:
         """The response head for a body that starts with ``count`` bytes of a file."""
-        status, block, sets_defaults = head
+        status, (block, app_chunked, app_closes), sets_defaults = head
         line = _STATUS_LINES.get(status) or status_line(status)
         defaults = self.state.defaults_without(cycle.response_headers) if sets_defaults else self.state.default_headers
-        return b"".join((line, defaults, block, self._framing(cycle, count, end, True), b"\r\n"))
+        framing = self._framing(cycle, count, end, True, app_chunked, app_closes)
+        return b"".join((line, defaults, block, framing, b"\r\n"))
 
     def send_error(self, cycle: Any, status: int, reason: str, headers: Any = ()) -> None:
         """A complete plain-text response, after which the connection closes."""
@@ -185,12 +196,18 @@ class H1Writer:
         """The response cannot be completed: the client sees the connection close."""
         cycle.keep_alive = False
 
+    def can_end_body(self, cycle: Any) -> bool:
+        """A chunked body can be ended with its last chunk at any time; a sized one cannot, and an
+        HTTP/1.0 one ends with the connection anyway."""
+        return self.chunked
 
-def _connection_field(cycle: Any) -> bytes:
-    """The Connection field a response needs: close, or keep-alive for an HTTP/1.0 client."""
+
+def _connection_field(cycle: Any, app_closes: bool) -> bytes:
+    """The Connection field a response needs: close (unless the app's block has it), or
+    keep-alive for an HTTP/1.0 client."""
     if not cycle.keep_alive:
-        return b"" if cycle.app_closes else CONNECTION_CLOSE
-    return b"connection: keep-alive\r\n" if cycle.http10 else b""
+        return b"" if app_closes else CONNECTION_CLOSE
+    return b"connection: keep-alive\r\n" if cycle.http_version == "1.0" else b""
 
 
 def _chunked(body: bytes, end: bool) -> bytes:

@@ -46,7 +46,12 @@ def render_fields(items: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]
     ]
 
 
-HEADS = ResponseHeadCache(render_fields)
+def render_head(items: list[tuple[bytes, bytes]], chunked: bool, closes: bool) -> list[tuple[bytes, bytes]]:
+    """HTTP/2 frames the body itself and has no Connection field: both wishes are dropped."""
+    return render_fields(items)
+
+
+HEADS = ResponseHeadCache(render_head)
 
 
 class H2Stream:
@@ -422,6 +427,11 @@ class H2Stream:
     def abort(self, cycle: Any) -> None:
         """The response cannot be completed: the client sees the stream reset."""
         self.reset(INTERNAL_ERROR)
+
+    def can_end_body(self, cycle: Any) -> bool:
+        """No: an app that returns mid-stream at shutdown gets its stream reset. (END_STREAM could
+        end it properly; not done yet, so HTTP/2 behaves here as it always has.)"""
+        return False
 
     def reset(self, error_code: int) -> None:
         self.pending.clear()
