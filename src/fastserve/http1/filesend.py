@@ -19,6 +19,7 @@ import asyncio
 import errno
 import logging
 import os
+import socket
 from typing import Any
 
 from ..asgi.errors import ClientDisconnected, FileEnded
@@ -31,6 +32,13 @@ READ_CHUNK = 64 * 1024
 # At most this much per sendfile call: one call copies from the page cache while the loop waits,
 # and a fast local reader could otherwise take gigabytes in one go.
 SENDFILE_CHUNK = 4 * 1024 * 1024
+# Unsent bytes a TCP socket may queue during a sendfile transfer (TCP_NOTSENT_LOWAT); past that,
+# sendfile stops and the socket is not writable. Without it the kernel queues a whole send buffer
+# (megabytes) and sends most of it later from the peer's ACKs, on whichever CPU handles them: on
+# loopback, the client's. With it each sendfile sends what it queued at once, on the server's CPU;
+# a local 10 MiB download ran 1.3-1.5x faster (benchmarks/RESULTS.md).
+SENDFILE_NOTSENT_LOWAT = 512 * 1024
+_TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 # The kernel refuses sendfile from this file (or to this socket): read it instead.
 _NO_SENDFILE = frozenset((errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSOCK, errno.EOVERFLOW))
 
@@ -53,12 +61,45 @@ async def send_file_bytes(out: Any, flow: Any, fd: int, offset: int, count: int)
         logger.debug("No descriptor for sendfile (%s): reading the file instead", exc)
         await _copy_by_reads(out, flow, fd, offset, count)
         return
+    paced = _limit_unsent(sock, dup)
     try:
         sent = await _sendfile(transport, flow, dup, fd, offset, count)
     finally:
+        if paced is not None:
+            _restore_unsent(paced)
         os.close(dup)
     if sent < count:  # the kernel would not: the rest goes the slow way
         await _copy_by_reads(out, flow, fd, offset + sent, count - sent)
+
+
+def _limit_unsent(sock: Any, dup: int) -> tuple[socket.socket, int] | None:
+    """Set SENDFILE_NOTSENT_LOWAT on a TCP socket, through a socket object on our duplicate (the
+    transport's descriptor number may be reused once it closes); returns what restores it."""
+    if sock.family not in _TCP_FAMILIES or not hasattr(socket, "TCP_NOTSENT_LOWAT"):
+        return None
+    try:
+        copy = socket.socket(sock.family, socket.SOCK_STREAM, 0, fileno=dup)
+    except OSError:
+        return None
+    try:
+        before = copy.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT)
+        copy.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, SENDFILE_NOTSENT_LOWAT)
+    except OSError:  # not settable here: send unpaced
+        copy.detach()
+        return None
+    return copy, before
+
+
+def _restore_unsent(paced: tuple[socket.socket, int]) -> None:
+    """Back to the connection's own setting (0: the system's), so later responses through the
+    transport queue in the kernel as before; the socket object lets go of, not closes, the fd."""
+    copy, before = paced
+    try:
+        copy.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, before)
+    except OSError:  # the connection is gone: nothing to restore
+        pass
+    finally:
+        copy.detach()
 
 
 async def _sendfile(transport: Any, flow: Any, sock_fd: int, fd: int, offset: int, count: int) -> int:
