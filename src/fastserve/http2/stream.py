@@ -248,23 +248,19 @@ class H2Stream:
         """Send what the windows allow; queue the rest. True when all of it went out."""
         if self.send_done:
             return True
-        codec = self.conn.codec
-        window = codec.send_window(self.stream_id)
         try:
-            if len(body) <= window:
-                codec.send_data(self.stream_id, body, end)
-                if end:
-                    self._ended()
-                return True
-            if window > 0:
-                codec.send_data(self.stream_id, body[:window], False)
-                body = body[window:]
-                self.window_progress = self.loop.time()  # credit used: not a reader that stopped
+            rest = send_what_fits(self.conn.codec, self.stream_id, body, end)
         except StreamClosed:
             self.send_done = True
             self.pending.clear()
             return True
-        self.pending.appendleft((body, end))
+        if rest is None:
+            if end:
+                self._ended()
+            return True
+        if len(rest) < len(body):
+            self.window_progress = self.loop.time()  # credit used: not a reader that stopped
+        self.pending.appendleft((rest, end))
         self._block()
         return False
 
@@ -457,3 +453,17 @@ class H2Stream:
         self.send_done = True
         waiter, self.drain_waiter = self.drain_waiter, None
         wake(waiter)
+
+
+def send_what_fits(codec: Any, stream_id: int, body: bytes, end: bool) -> bytes | None:
+    """Send as much of ``body`` as the stream's and the connection's windows allow (with
+    END_STREAM when ``end`` and all of it fits). Returns None when all of it went, else the rest.
+    Raises the codec's StreamClosed. Shared by H2Stream and H2WebSocketStream."""
+    window = codec.send_window(stream_id)
+    if len(body) <= window:
+        codec.send_data(stream_id, body, end)
+        return None
+    if window > 0:
+        codec.send_data(stream_id, body[:window], False)
+        return body[window:]
+    return body

@@ -23,7 +23,7 @@ from urllib.parse import unquote
 from ..asgi.request import RequestHead
 from .codec import CANCEL, NO_ERROR, PROTOCOL_ERROR, Data, RequestHeaders, StreamClosed
 from .semantics import StreamError, _fields
-from .stream import render_fields
+from .stream import render_fields, send_what_fits
 
 if TYPE_CHECKING:
     from ..websocket.session import WebSocketSession
@@ -256,22 +256,17 @@ class H2WebSocketStream:
         """Send what the windows allow; queue the rest (in front). True when all of it went."""
         if self.send_done:
             return True
-        codec = self.conn.codec
-        window = codec.send_window(self.stream_id)
         try:
-            if len(body) <= window:
-                codec.send_data(self.stream_id, body, end)
-                if end:
-                    self._sent_end()
-                return True
-            if window > 0:
-                codec.send_data(self.stream_id, body[:window], False)
-                body = body[window:]
+            rest = send_what_fits(self.conn.codec, self.stream_id, body, end)
         except StreamClosed:
             self.send_done = True
             self._drop_pending()
             return True
-        self._queue(body, end, first=True)
+        if rest is None:
+            if end:
+                self._sent_end()
+            return True
+        self._queue(rest, end, first=True)
         return False
 
     def _sent_end(self) -> None:
