@@ -337,6 +337,24 @@ async def settle(transport: FakeTransport, idle_iterations: int = 10, limit: int
             mark, idle = current, 0
 
 
+# Every parser with every loop: what the in-process suites are parametrized over.
+IMPLS = [(http, loop) for http in PARSERS for loop in LOOPS]
+IMPL_IDS = [f"{http}-{loop}" for http, loop in IMPLS]
+
+
+def connection_runner(http: str, loop_name: str) -> Callable[..., Any]:
+    """run(app, scenario, **config options): ``scenario(conn)`` runs against a fresh Connection
+    with this parser, on a fresh loop of this kind (the in-process suites' ``run`` fixture)."""
+
+    def run(app: Any, scenario: Callable[[Connection], Awaitable[Any]], **options: Any) -> Any:
+        async def main() -> Any:
+            return await scenario(Connection(app, http, **options))
+
+        return run_on(loop_name, main)
+
+    return run
+
+
 def run_on(loop_name: str, main: Callable[[], Awaitable[Any]]) -> Any:
     """Run ``main()`` on a fresh loop of that kind (asyncio or uvloop)."""
     loop = loop_factory(loop_name)()

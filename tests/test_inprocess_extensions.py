@@ -7,25 +7,15 @@ import pytest
 
 from fastserve.asgi.errors import InvalidResponse
 
-from .harness import LOOPS, PARSERS, Connection, run_on
+from .harness import IMPL_IDS, IMPLS, connection_runner
 
-IMPLS = [(http, loop) for http in PARSERS for loop in LOOPS]
 TE_TRAILERS = b"TE: trailers\r\n"
 EARLY_HINT_BYTES = b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\nlink: </b.js>\r\n\r\n"
 
 
-@pytest.fixture(params=IMPLS, ids=[f"{http}-{loop}" for http, loop in IMPLS])
+@pytest.fixture(params=IMPLS, ids=IMPL_IDS)
 def run(request):
-    """run(app, scenario): scenario(conn) runs on a fresh loop of this kind."""
-    http, loop = request.param
-
-    def run(app, scenario, **options):
-        async def main():
-            return await scenario(Connection(app, http, **options))
-
-        return run_on(loop, main)
-
-    return run
+    return connection_runner(*request.param)
 
 
 def get(extra: bytes = b"", version: bytes = b"1.1", method: bytes = b"GET") -> bytes:

@@ -16,23 +16,19 @@ import pytest
 from fastserve.asgi.errors import ClientDisconnected
 from fastserve.http1.filesend import READ_CHUNK
 
-from .harness import LOOPS, PARSERS, Connection, parse_responses, run_on
+from .harness import (
+    IMPL_IDS,
+    IMPLS,
+    connection_runner,
+    parse_responses,
+)
 
-IMPLS = [(http, loop) for http in PARSERS for loop in LOOPS]
 CONTENT = bytes(range(256)) * 40  # 10,240 bytes, every byte value, position-dependent
 
 
-@pytest.fixture(params=IMPLS, ids=[f"{http}-{loop}" for http, loop in IMPLS])
+@pytest.fixture(params=IMPLS, ids=IMPL_IDS)
 def run(request):
-    http, loop = request.param
-
-    def run(app, scenario, **options):
-        async def main():
-            return await scenario(Connection(app, http, **options))
-
-        return run_on(loop, main)
-
-    return run
+    return connection_runner(*request.param)
 
 
 @pytest.fixture

@@ -13,25 +13,15 @@ import pytest
 
 from fastserve.asgi.errors import ClientDisconnected
 
-from .harness import LOOPS, PARSERS, Connection, run_on
+from .harness import IMPL_IDS, IMPLS, Connection, connection_runner
 
-IMPLS = [(http, loop) for http in PARSERS for loop in LOOPS]
 GET = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n"
 HELLO = b"Hello, world!"
 
 
-@pytest.fixture(params=IMPLS, ids=[f"{http}-{loop}" for http, loop in IMPLS])
+@pytest.fixture(params=IMPLS, ids=IMPL_IDS)
 def run(request):
-    """run(app, scenario, **config options): scenario(conn) runs on a fresh loop of this kind."""
-    http, loop = request.param
-
-    def run(app, scenario, **options):
-        async def main():
-            return await scenario(Connection(app, http, **options))
-
-        return run_on(loop, main)
-
-    return run
+    return connection_runner(*request.param)
 
 
 def get(path: bytes = b"/", extra: bytes = b"", version: bytes = b"1.1") -> bytes:

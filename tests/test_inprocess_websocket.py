@@ -19,35 +19,25 @@ from .harness import (
     BINARY,
     CLOSE,
     CONT,
-    LOOPS,
-    PARSERS,
+    IMPL_IDS,
+    IMPLS,
     PING,
     PONG,
     TEXT,
-    Connection,
     client_frame,
     close_payload,
-    run_on,
+    connection_runner,
     server_frames,
     split_handshake,
     upgrade_request,
 )
 
-IMPLS = [(http, loop) for http in PARSERS for loop in LOOPS]
 ACCEPT_KEY = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455 1.3, for the harness's key
 
 
-@pytest.fixture(params=IMPLS, ids=[f"{http}-{loop}" for http, loop in IMPLS])
+@pytest.fixture(params=IMPLS, ids=IMPL_IDS)
 def run(request):
-    http, loop = request.param
-
-    def run(app, scenario, **options):
-        async def main():
-            return await scenario(Connection(app, http, **options))
-
-        return run_on(loop, main)
-
-    return run
+    return connection_runner(*request.param)
 
 
 def echo_app(log: list):
