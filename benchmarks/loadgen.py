@@ -43,6 +43,24 @@ def handshake_request(path: str, port: int, extra_headers: str = "") -> bytes:
     ).encode()
 
 
+def frame_bounds(buffer: bytes) -> tuple[int, int] | None:
+    """Where the payload of the server frame at the start of ``buffer`` begins and ends, or None
+    while the frame is incomplete (server frames are unmasked)."""
+    if len(buffer) < 2:
+        return None
+    size, start = buffer[1] & 0x7F, 2
+    if size == 126:
+        if len(buffer) < 4:
+            return None
+        size, start = int.from_bytes(buffer[2:4], "big"), 4
+    elif size == 127:
+        if len(buffer) < 10:
+            return None
+        size, start = int.from_bytes(buffer[2:10], "big"), 10
+    end = start + size
+    return (start, end) if len(buffer) >= end else None
+
+
 def client_frame(opcode: int, payload: bytes, rsv1: bool = False) -> bytes:
     """A masked client frame with the zero masking key (payload bytes unchanged)."""
     size = len(payload)
@@ -102,21 +120,9 @@ class WSClient(asyncio.Protocol):
         self.buffer = self._parse_frames(buffer)
 
     def _parse_frames(self, buffer: bytes) -> bytes:
-        while len(buffer) >= 2:
+        while (bounds := frame_bounds(buffer)) is not None:
+            start, end = bounds
             opcode = buffer[0] & 0x0F
-            size = buffer[1] & 0x7F
-            start = 2
-            if size == 126:
-                if len(buffer) < 4:
-                    break
-                size, start = int.from_bytes(buffer[2:4], "big"), 4
-            elif size == 127:
-                if len(buffer) < 10:
-                    break
-                size, start = int.from_bytes(buffer[2:10], "big"), 10
-            end = start + size
-            if len(buffer) < end:
-                break
             if opcode == 0x9:  # ping
                 self.transport.write(client_frame(0xA, buffer[start:end]))
             elif opcode == 0x8:
@@ -317,19 +323,9 @@ class DeflateWSClient(WSClient):
         self.expected_size = 0
 
     def _parse_frames(self, buffer: bytes) -> bytes:
-        while len(buffer) >= 2:
-            first, opcode, size, start = buffer[0], buffer[0] & 0x0F, buffer[1] & 0x7F, 2
-            if size == 126:
-                if len(buffer) < 4:
-                    break
-                size, start = int.from_bytes(buffer[2:4], "big"), 4
-            elif size == 127:
-                if len(buffer) < 10:
-                    break
-                size, start = int.from_bytes(buffer[2:10], "big"), 10
-            end = start + size
-            if len(buffer) < end:
-                break
+        while (bounds := frame_bounds(buffer)) is not None:
+            start, end = bounds
+            first, opcode = buffer[0], buffer[0] & 0x0F
             payload = buffer[start:end]
             buffer = buffer[end:]
             if opcode == 0x9:
