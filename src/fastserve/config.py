@@ -7,7 +7,6 @@ the application (see ``importer.py``, ``server.py`` and ``logging.py`` for those
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import ssl
 from dataclasses import MISSING, dataclass, field, fields
@@ -240,7 +239,7 @@ class Config:
             settings = self.http2_settings()
         except ValueError as exc:
             raise ConfigError("http2_max_frame_size", str(exc)) from None
-        if self.http2_codec == "zttp" and self.http2 != "off" and not _zttp_can_advertise(settings):
+        if self.http2_codec == "zttp" and self.http2 != "off" and not settings.defaults_but_connect_protocol():
             # zttp 0.0.x advertises fixed SETTINGS (H2Settings' defaults): say so now, not at
             # the first HTTP/2 connection.
             raise ConfigError("http2_codec", "zttp advertises fixed HTTP/2 settings (the --http2-* defaults); use --http2-codec h2 or auto to change them")
@@ -361,11 +360,3 @@ class TrustedProxies:
         except ValueError:
             return False
         return any(address in network for network in self.networks)
-
-
-
-def _zttp_can_advertise(settings: Any) -> bool:
-    """zttp 0.0.x advertises fixed SETTINGS: the defaults, with extended CONNECT (RFC 8441) always
-    on whatever --ws says (http2/zttp_codec.py, supports())."""
-    defaults = type(settings)()
-    return dataclasses.replace(settings, enable_connect_protocol=defaults.enable_connect_protocol) == defaults

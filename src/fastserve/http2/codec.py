@@ -24,7 +24,7 @@ not syntax: the method, the target form, Host, cookies, the scope.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar, Protocol
 
 # RFC 9113 7: the error codes the server itself sends or compares.
@@ -69,6 +69,11 @@ class H2Settings:
             value = getattr(self, name)
             if not low <= value <= high:
                 raise ValueError(f"HTTP/2 {name} must be {low} to {high}, not {value}")
+
+    def defaults_but_connect_protocol(self) -> bool:
+        """These are the defaults, extended CONNECT aside: all that zttp can advertise (it always
+        offers extended CONNECT; see zttp_codec.py supports() and the config check)."""
+        return replace(self, enable_connect_protocol=True) == H2Settings()
 
 
 _SETTING_RANGES = (  # RFC 9113 6.5.2 (and at least one stream, so the server can serve)

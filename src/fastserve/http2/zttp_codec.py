@@ -33,7 +33,6 @@ What zttp 0.0.35 does its own way, and how the adapter maps it:
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import zttp
@@ -90,7 +89,7 @@ class ZttpCodec:
     def supports(cls, settings: H2Settings) -> bool:
         # SETTINGS_ENABLE_CONNECT_PROTOCOL aside: zttp always advertises it, and with WebSockets
         # off the connection answers an extended CONNECT with 501 (semantics.request_head).
-        return replace(settings, enable_connect_protocol=True) == _FIXED_SETTINGS
+        return settings.defaults_but_connect_protocol()
 
     def initiate_connection(self) -> None:
         self._conn.initiate_connection()
