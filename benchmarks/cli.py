@@ -25,11 +25,11 @@ from .servers import DEFAULT_SERVERS, SERVERS, parse_server_list
 from .system import loadavg, machine_description, raise_fd_limit, require_tools, wrk_version
 
 BENCH_DIR = Path(__file__).resolve().parent
-VERSIONED = ["fastserve", "uvicorn", "granian", "hypercorn", "daphne", "uvloop", "httptools", "h11",
+VERSIONED = ["fastserve", "uvicorn", "granian", "hypercorn", "gunicorn", "daphne", "uvloop", "httptools", "h11",
              "websockets", "starlette", "django"]
 
 DESCRIPTION = """\
-Benchmark fastserve against uvicorn, granian, hypercorn and daphne on the same apps.
+Benchmark fastserve against uvicorn, granian, hypercorn, gunicorn (-k asgi) and daphne on the same apps.
 
 Each run starts a fresh server (one worker) pinned to one CPU with taskset, warms it up, then
 measures with wrk (HTTP) or benchmarks.loadgen (WebSocket, idle memory) pinned to another CPU.

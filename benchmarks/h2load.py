@@ -3,10 +3,12 @@
     python -m benchmarks.h2load                      # 3 interleaved rounds, 20,000 requests each
     python -m benchmarks.h2load --rounds 5 --requests 50000 --servers fastserve,granian
     python -m benchmarks.h2load --servers fastserve-base,fastserve,granian,uvicorn --base 74ec09c
+    python -m benchmarks.h2load --tls --app starlette-json   # https with ALPN; Starlette's JSONResponse
 
 Each server runs from the benchmark venv (benchmarks/peers_env.py; created on first use) with one
-worker and the plain ASGI app (benchmarks/apps/raw.py, GET / -> 13 bytes), access logs off. The
-client is h2load (apt package nghttp2-client) with cleartext prior knowledge, `-c 64 -m 10` by
+worker and the plain ASGI app (benchmarks/apps/raw.py, GET / -> 13 bytes; `--app starlette-json`:
+Starlette's GET /json), access logs off, pinned to CPU 0 with h2load on CPU 1. The client is h2load
+(apt package nghttp2-client) with cleartext prior knowledge (`--tls`: https, ALPN h2), `-c 64 -m 10` by
 default (64 connections, 10 streams in flight on each), as the HTTP/2 issue asks. Rounds are
 interleaved (every server once per round, in turn) so that load from elsewhere on the machine
 spreads over all of them; the figure is the median of the rounds' req/s, with every round shown.
@@ -29,26 +31,53 @@ import time
 from pathlib import Path
 
 from .peers_env import BENCH_DIR, ensure_venv
+from .system import pinned
 
-APP = "benchmarks.apps.raw:app"
+# What each app serves, and the path h2load asks for.
+APPS = {
+    "hello": ("benchmarks.apps.raw:app", "/"),  # the plain ASGI hello world: 13 bytes
+    "starlette-json": ("benchmarks.apps.starlette_app:app", "/json"),  # routing + JSONResponse
+}
 
 
-def _server_argv(name: str, bin_dir: Path, port: int) -> list[str]:
+def _server_argv(name: str, bin_dir: Path, port: int, app: str, tls: tuple[str, str] | None) -> list[str]:
     python = str(bin_dir / "python")
-    fastserve = [python, "-m", "fastserve", APP, "--port", str(port), "--no-access-log", "--log-level", "warning"]
+    cert, key = tls or ("", "")
+    fastserve = [python, "-m", "fastserve", app, "--port", str(port), "--no-access-log", "--log-level", "warning",
+                 *(["--ssl-certfile", cert, "--ssl-keyfile", key] if tls else [])]
+    gunicorn_h2 = ["--certfile", cert, "--keyfile", key] if tls else ["--http2-cleartext", "prior-knowledge"]
     commands = {
         "fastserve": [*fastserve, "--http2-codec", "zttp"],
         "fastserve-base": [*fastserve, "--http2-codec", "zttp"],  # run with base_env()
         "fastserve-h2": [*fastserve, "--http2-codec", "h2"],
         "granian": [str(bin_dir / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
                     "--workers", "1", "--runtime-threads", "1", "--loop", "uvloop", "--http", "2",
-                    "--no-access-log", "--log-level", "warning", APP],
-        "hypercorn": [str(bin_dir / "hypercorn"), APP, "--bind", f"127.0.0.1:{port}", "--workers", "1",
-                      "-k", "uvloop", "--log-level", "warning"],
-        "uvicorn": [str(bin_dir / "uvicorn"), APP, "--port", str(port), "--http", "zttp", "--http2",
-                    "--no-access-log", "--log-level", "warning"],
+                    "--no-access-log", "--log-level", "warning",
+                    *(["--ssl-certificate", cert, "--ssl-keyfile", key] if tls else []), app],
+        "hypercorn": [str(bin_dir / "hypercorn"), app, "--bind", f"127.0.0.1:{port}", "--workers", "1",
+                      "-k", "uvloop", "--log-level", "warning",
+                      *(["--certfile", cert, "--keyfile", key] if tls else [])],
+        # gunicorn's own ASGI worker (gunicorn >= 26.2 for h2c), HTTP/2 on the h2 library
+        "gunicorn": [str(bin_dir / "gunicorn"), "-k", "asgi", "--asgi-loop", "uvloop", "--workers", "1",
+                     "--bind", f"127.0.0.1:{port}", "--http-protocols", "h2,h1", *gunicorn_h2,
+                     "--log-level", "warning", app],
+        "uvicorn": [str(bin_dir / "uvicorn"), app, "--port", str(port), "--http", "zttp", "--http2",
+                    "--no-access-log", "--log-level", "warning",
+                    *(["--ssl-certfile", cert, "--ssl-keyfile", key] if tls else [])],
     }
     return commands[name]
+
+
+def make_certificate(folder: str) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (h2load does not verify it); ALPN picks h2."""
+    cert, key = str(Path(folder) / "cert.pem"), str(Path(folder) / "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    return cert, key
 
 
 def _free_port() -> int:
@@ -79,17 +108,19 @@ def base_env(rev: str, folder: str) -> dict[str, str]:
 
 def run_once(name: str, bin_dir: Path, h2load: str, args: argparse.Namespace,
              env: dict[str, str] | None = None) -> tuple[float, str]:
-    """(req/s, h2load's status line) for one server, started fresh."""
+    """(req/s, h2load's status line) for one server, started fresh; server and h2load each pinned."""
     port = _free_port()
-    proc = subprocess.Popen(_server_argv(name, bin_dir, port), cwd=BENCH_DIR.parent, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    app, path = APPS[args.app]
+    url = f"{'https' if args.tls else 'http'}://127.0.0.1:{port}{path}"
+    proc = subprocess.Popen(pinned(args.server_cpu, _server_argv(name, bin_dir, port, app, args.tls)),
+                            cwd=BENCH_DIR.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_listening(port, proc)
-        subprocess.run([h2load, "-n", "2000", "-c", "8", "-m", "10", f"http://127.0.0.1:{port}/"],
+        subprocess.run(pinned(args.load_cpu, [h2load, "-n", "2000", "-c", "8", "-m", "10", url]),
                        capture_output=True, timeout=60)  # warm-up
         result = subprocess.run(
-            [h2load, "-n", str(args.requests), "-c", str(args.clients), "-m", str(args.streams),
-             f"http://127.0.0.1:{port}/"],
+            pinned(args.load_cpu, [h2load, "-n", str(args.requests), "-c", str(args.clients),
+                                   "-m", str(args.streams), url]),
             capture_output=True, timeout=300, text=True,
         )
     finally:
@@ -105,7 +136,12 @@ def run_once(name: str, bin_dir: Path, h2load: str, args: argparse.Namespace,
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--servers", default="fastserve,fastserve-h2,granian,hypercorn,uvicorn")
+    parser.add_argument("--servers", default="fastserve,fastserve-h2,granian,hypercorn,gunicorn,uvicorn")
+    parser.add_argument("--app", choices=sorted(APPS), default="hello")
+    parser.add_argument("--tls", action="store_true", help="https with ALPN h2 (a self-signed certificate)")
+    parser.add_argument("--server-cpu", type=int, default=0, help="the CPU the server is pinned to")
+    parser.add_argument("--load-cpu", type=int, default=1, help="the CPU h2load is pinned to")
+    parser.add_argument("--no-pin", action="store_true", help="pin neither")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--clients", type=int, default=64)
@@ -119,6 +155,9 @@ def main(argv: list[str] | None = None) -> None:
     servers = args.servers.split(",")
     results: dict[str, list[float]] = {name: [] for name in servers}
     folder = tempfile.TemporaryDirectory()
+    if args.no_pin:
+        args.server_cpu = args.load_cpu = None
+    args.tls = make_certificate(folder.name) if args.tls else None
     envs = {"fastserve-base": base_env(args.base, folder.name)} if "fastserve-base" in servers else {}
     for round_number in range(args.rounds):
         for name in servers:
@@ -129,7 +168,8 @@ def main(argv: list[str] | None = None) -> None:
             results[name].append(rate)
             print(f"round {round_number + 1} {name:13} {rate:10.0f} req/s   {status}", flush=True)
     base = f" (fastserve-base: {args.base})" if envs else ""
-    print(f"\nh2load -n {args.requests} -c {args.clients} -m {args.streams}, h2c prior knowledge, median of {args.rounds}{base}:")
+    how = "TLS with ALPN" if args.tls else "h2c prior knowledge"
+    print(f"\nh2load -n {args.requests} -c {args.clients} -m {args.streams}, {args.app}, {how}, median of {args.rounds}{base}:")
     for name, rates in results.items():
         print(f"  {name:13} {statistics.median(rates):10.0f} req/s   rounds: {', '.join(f'{r:.0f}' for r in rates)}")
 

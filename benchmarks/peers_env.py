@@ -20,6 +20,7 @@ VENV_PYTHON = VENV_DIR / "bin" / "python"
 PEER_REQUIREMENTS = (
     "uvicorn[standard]",
     "hypercorn[uvloop]",
+    "gunicorn[http2]",  # its own ASGI worker (-k asgi), HTTP/2 on h2
     "granian",
     "daphne",
     "starlette",

@@ -68,6 +68,14 @@ def _hypercorn(app: str, port: int, options: RunOptions) -> list[str]:
     ]
 
 
+def _gunicorn(app: str, port: int, options: RunOptions) -> list[str]:
+    """gunicorn's own ASGI worker (gunicorn >= 25: ``-k asgi``), its own HTTP/1.1 parser."""
+    return [
+        "gunicorn", "-k", "asgi", "--asgi-loop", "uvloop", "--workers", str(options.workers),
+        "--bind", f"127.0.0.1:{port}", "--keep-alive", str(KEEP_ALIVE_SECONDS), "--log-level", "warning", app,
+    ]
+
+
 def _daphne(app: str, port: int, options: RunOptions) -> list[str]:
     return ["daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0", app]  # one process, always
 
@@ -79,12 +87,13 @@ SERVERS: dict[str, Server] = {
         Server("uvicorn", "uvicorn --http httptools --loop uvloop", _uvicorn("httptools"), "httptools"),
         Server("granian", "granian --interface asgi, 1 worker, 1 runtime thread, uvloop", _granian, "granian"),
         Server("hypercorn", "hypercorn -k uvloop (h11)", _hypercorn, "other"),
+        Server("gunicorn", "gunicorn -k asgi (its own ASGI worker), uvloop", _gunicorn, "other"),
         Server("daphne", "daphne (Twisted)", _daphne, "other"),
         Server("fastserve-h11", "fastserve --http h11 --loop uvloop", _fastserve("h11"), "h11"),
         Server("uvicorn-h11", "uvicorn --http h11 --loop uvloop", _uvicorn("h11"), "h11"),
     )
 }
-DEFAULT_SERVERS = ("fastserve", "uvicorn", "granian", "hypercorn", "daphne", "fastserve-h11", "uvicorn-h11")
+DEFAULT_SERVERS = ("fastserve", "uvicorn", "granian", "hypercorn", "gunicorn", "daphne", "fastserve-h11", "uvicorn-h11")
 # The baseline each server is compared with in the "vs uvicorn" column (same parser family).
 UVICORN_BASELINE = {"fastserve-h11": "uvicorn-h11", "uvicorn-h11": "uvicorn-h11"}
 
