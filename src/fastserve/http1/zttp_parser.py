@@ -25,6 +25,7 @@ import zttp
 
 from .errors import (
     HTTP2_PREFACE_HINT,
+    UNSUPPORTED_METHOD,
     BadRequest,
     StopReading,
     check_trailers,
@@ -35,6 +36,10 @@ from .errors import (
 
 _Request, _Data, _EndOfMessage = zttp.Request, zttp.Data, zttp.EndOfMessage
 _ABSOLUTE_FORM = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://")
+_METHOD_START = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TE_TRAILING_OWS = re.compile(rb"\ntransfer-encoding[ \t]*:[^\r\n]*[ \t]\r\n", re.IGNORECASE)
+_REQUEST_LINE = re.compile(rb"[A-Z]+ [^ ]+ HTTP/1\.([01])(?:\r\n|\Z)")
+_HOST_LINE = re.compile(rb"\nhost[ \t]*:", re.IGNORECASE)
 _VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
 _SIZE_LIMIT = "message exceeded configured size limit"
 _REASONS = {
@@ -67,7 +72,11 @@ class ZttpParser:
             return
         if self.in_head:
             self.held += data
-        elif (data[0] == 13 or data[0] == 10) and not self.in_body:
+        elif not self.in_body and data[0] not in _METHOD_START:
+            if data[0] != 13 and data[0] != 10:
+                # zttp waits for the end of the line: llhttp refuses a method at its first byte
+                # (and a TLS ClientHello gets its hint at once).
+                raise BadRequest(400, UNSUPPORTED_METHOD)
             # zttp refuses the empty lines a client may send before a request (RFC 9112 2.2: a
             # server SHOULD ignore them); those that start a read, at least, are skipped here.
             data = data.lstrip(b"\r\n")
@@ -92,20 +101,39 @@ class ZttpParser:
             except zttp.RemoteProtocolError as exc:
                 raise self._refusal(str(exc), data) from None
             kind = type(event)
-            if kind is _Data:
-                last_data = event.data
-                conn.on_body(last_data)
-            elif kind is _Request:
+            if kind is _Request:
                 last_data = None
-                self._on_request(event, data)
-                if self.unread:
-                    return  # switched protocols
+                # (inlined: once per request)
+                target = event.target
+                if len(target) > self.limit_line:
+                    raise request_line_too_long()
+                if target[0] != 0x2F and not _other_form(target, event.method):
+                    raise BadRequest(400, "Invalid request target")  # zttp takes any target; llhttp does not
+                block = event.headers
+                if len(block) > self.limit_fields:
+                    raise too_many_header_fields()
+                headers = block.to_list(lowercase_names=True)
+                held = self.held or data  # the reads the head came in
+                if len(held) > self.limit_size:  # only a head that may be too large is measured
+                    _check_size(headers, self.limit_size)
+                if not event.end_stream and block.get(b"transfer-encoding") is not None:
+                    _check_transfer_encoding(held)
+                self.in_head = False
+                self.held = b""
+                version = event.http_version
+                conn.on_request(event.method, target, _VERSIONS.get(version) or version.decode("ascii", "replace"), headers)
+                if conn.upgrade_request is not None:
+                    self._switch(held, event)
+                    return
                 if event.end_stream:
                     h1.start_next_cycle()
                     completed = True
                     conn.on_message_complete()
                 else:
                     self.in_body = True
+            elif kind is _Data:
+                last_data = event.data
+                conn.on_body(last_data)
             elif kind is _EndOfMessage:
                 if event.trailers:
                     check_trailers([(name.lower(), value) for name, value in event.trailers])
@@ -120,37 +148,22 @@ class ZttpParser:
         elif completed:
             # A head or a chunked body ends with CRLF CRLF, a body of a declared length with its
             # last bytes: anything else after it is the start of the next head.
-            self.in_head = not (data.endswith(b"\r\n\r\n") or (last_data is not None and data.endswith(last_data)))
-            if self.in_head and not data.strip(b"\r\n"):
-                self.in_head = False  # (empty lines between requests)
+            if data.endswith(b"\r\n\r\n") or (last_data is not None and data.endswith(last_data)):
+                self.in_head = False
+            else:
+                self.in_head = bool(data.strip(b"\r\n"))  # (not just empty lines)
             self.held = data if self.in_head else b""
         elif not self.in_head and data.strip(b"\r\n"):
             self.in_head = True
             self.held = data
 
-    def _on_request(self, event, data: bytes) -> None:
-        target = event.target
-        if len(target) > self.limit_line:
-            raise request_line_too_long()
-        if target[0] != 0x2F and not _other_form(target, event.method):
-            raise BadRequest(400, "Invalid request target")  # zttp takes any target; llhttp does not
-        headers = event.headers.to_list(lowercase_names=True)
-        if len(headers) > self.limit_fields:
-            raise too_many_header_fields()
-        held = self.held or data  # the reads the head came in
-        # Only a head that may be too large is measured.
-        if len(held) > self.limit_size and sum(len(n) + len(v) + 4 for n, v in headers) > self.limit_size:
-            raise header_section_too_large()
-        self.in_head = False
-        self.held = b""
-        version = event.http_version
+    def _switch(self, held: bytes, event) -> None:
+        """An upgrade the connection takes (WebSocket, h2c): zttp stops at this request, and what
+        follows its head is not HTTP/1.1."""
+        self.unread = True
         conn = self.conn
-        conn.on_request(event.method, target, _VERSIONS.get(version) or version.decode("ascii", "replace"), headers)
-        if conn.upgrade_request is not None:
-            # Taken (WebSocket, h2c): zttp stops here, and what follows the head is not HTTP/1.1.
-            self.unread = True
-            conn.on_message_complete()  # (as the other adapters: its body, if any, is not HTTP/1.1's)
-            conn.switch_protocols(_after_head(held, event))
+        conn.on_message_complete()  # (as the other adapters: its body, if any, is not HTTP/1.1's)
+        conn.switch_protocols(_after_head(held, event))
 
     def _refusal(self, message: str, data: bytes) -> BadRequest:
         if message == _SIZE_LIMIT:
@@ -161,6 +174,10 @@ class ZttpParser:
             return header_section_too_large()  # (more than 100 fields, or its size limit)
         if (self.held or data).startswith(b"PRI * HTTP/2.0\r\n"):
             return BadRequest(400, HTTP2_PREFACE_HINT)
+        if message == "malformed header field":
+            hosts = _host_problem(self.held or data)
+            if hosts is not None:
+                return hosts
         return BadRequest(400, _REASONS.get(message, f"Malformed request: {message}"))
 
     @staticmethod
@@ -176,6 +193,32 @@ class ZttpParser:
         pass
 
 
+def _check_size(headers: list[tuple[bytes, bytes]], limit: int) -> None:
+    if sum(len(n) + len(v) + 4 for n, v in headers) > limit:
+        raise header_section_too_large()
+
+
+def _check_transfer_encoding(head: bytes) -> None:
+    """zttp strips the whitespace after "chunked" on a Transfer-Encoding line; llhttp refuses a
+    trailing tab and, in the server's rules, a trailing space too (the smuggling corpus)."""
+    if _TE_TRAILING_OWS.search(head) is not None:
+        raise BadRequest(400, "Malformed request: unsupported Transfer-Encoding")
+
+
+def _host_problem(data: bytes) -> BadRequest | None:
+    """zttp refuses a missing or repeated Host as a malformed field: say which, as the others do."""
+    for head in data.split(b"\r\n\r\n"):
+        line = _REQUEST_LINE.match(head.lstrip(b"\r\n"))
+        if line is None:
+            continue
+        hosts = len(_HOST_LINE.findall(head))
+        if hosts > 1:
+            return BadRequest(400, "Multiple Host headers")
+        if hosts == 0 and line.group(1) == b"1":
+            return BadRequest(400, "Missing Host header")
+    return None
+
+
 def _other_form(target: bytes, method: bytes) -> bool:
     """An asterisk, absolute or (for CONNECT) authority form target, as llhttp accepts them."""
     return target == b"*" or method == b"CONNECT" or _ABSOLUTE_FORM.match(target) is not None
@@ -183,15 +226,14 @@ def _other_form(target: bytes, method: bytes) -> bool:
 
 def _after_head(data: bytes, request) -> bytes:
     """The bytes after the upgrade request's head in ``data`` (the reads since it began). zttp
-    does not say where the head ended: find its request line at a line start, then the CRLF CRLF
-    that ends it (zttp refuses a bare LF), checked by parsing that head again on its own."""
+    does not say where the head ended: find its request line (right after a body, maybe), then
+    the CRLF CRLF that ends it (zttp refuses a bare LF), checked by parsing that head again."""
     line = request.method + b" " + request.target + b" HTTP/"
     start = data.find(line)
     while start >= 0:
-        if start == 0 or data[start - 1] == 0x0A:
-            end = data.find(b"\r\n\r\n", start)
-            if end >= 0 and _same_head(data[start:end + 4], request):
-                return data[end + 4:]
+        end = data.find(b"\r\n\r\n", start)
+        if end >= 0 and _same_head(data[start:end + 4], request):
+            return data[end + 4:]
         start = data.find(line, start + 1)
     raise BadRequest(400, "Malformed request: upgrade request not found")  # (never seen)
 
