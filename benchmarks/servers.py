@@ -82,8 +82,6 @@ SERVERS: dict[str, Server] = {
         Server("daphne", "daphne (Twisted)", _daphne, "other"),
         Server("fastserve-h11", "fastserve --http h11 --loop uvloop", _fastserve("h11"), "h11"),
         Server("uvicorn-h11", "uvicorn --http h11 --loop uvloop", _uvicorn("h11"), "h11"),
-        # The zttp experiment (issue 17), not in the default set.
-        Server("fastserve-zttp", "fastserve --http zttp --loop uvloop", _fastserve("zttp"), "zttp"),
     )
 }
 DEFAULT_SERVERS = ("fastserve", "uvicorn", "granian", "hypercorn", "daphne", "fastserve-h11", "uvicorn-h11")

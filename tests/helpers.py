@@ -17,7 +17,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
-IMPLS = [("httptools", "asyncio"), ("httptools", "uvloop"), ("h11", "asyncio"), ("h11", "uvloop"), ("zttp", "uvloop")]
+IMPLS = [("httptools", "asyncio"), ("httptools", "uvloop"), ("h11", "asyncio"), ("h11", "uvloop")]
 IMPL_IDS = [f"{http}-{loop}" for http, loop in IMPLS]
 _RUNNING = re.compile(r"running on (https?)://([^ ]+):(\d+)")
 # httpx builds a TLS context (loading a CA bundle: ~50 ms of CPU) for every new client, httpx.get()

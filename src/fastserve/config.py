@@ -13,7 +13,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 LOOP_CHOICES = ("auto", "asyncio", "uvloop")
-HTTP_CHOICES = ("auto", "httptools", "h11", "zttp")
+HTTP_CHOICES = ("auto", "httptools", "h11")
 WS_CHOICES = ("auto", "websockets", "none")
 HTTP2_CHOICES = ("auto", "on", "off")
 HTTP2_CODEC_CHOICES = ("auto", "zttp", "h2")
@@ -90,7 +90,7 @@ class Config:
 
     # -- implementation -----------------------------------------------------------------------
     loop: str = option("auto", "Event loop implementation.", group="impl", choices=LOOP_CHOICES)
-    http: str = option("auto", "HTTP/1.1 parser (zttp: experimental).", group="impl", choices=HTTP_CHOICES)
+    http: str = option("auto", "HTTP/1.1 parser.", group="impl", choices=HTTP_CHOICES)
     ws: str = option("auto", "WebSocket engine (none serves upgrades as plain HTTP).", group="impl", choices=WS_CHOICES)
     lifespan: str = option("auto", "Lifespan protocol.", group="impl", choices=LIFESPAN_CHOICES)
     interface: str = option("auto", "ASGI interface of the application.", group="impl", choices=INTERFACE_CHOICES)

@@ -569,7 +569,7 @@ def close_own_sockets(config: Config, sockets: list[socket.socket]) -> None:
 def describe_implementation(config: Config, ws_handler: Any) -> str:
     """Which loop, parser and WebSocket engine serve: 'auto' choices are shown as chosen."""
     loop = "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
-    parser = {"HttptoolsParser": "httptools", "ZttpParser": "zttp"}.get(parser_class(config.http).__name__, "h11")
+    parser = "httptools" if parser_class(config.http).__name__ == "HttptoolsParser" else "h11"
     ws = "websockets" if ws_handler is not None else "none (upgrades served as plain HTTP)"
     chosen = [(name, value, getattr(config, key) == "auto") for key, name, value in
               (("loop", "event loop", loop), ("http", "HTTP parser", parser), ("ws", "WebSocket", ws))]

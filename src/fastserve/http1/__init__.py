@@ -5,10 +5,6 @@ from __future__ import annotations
 
 def parser_class(name: str) -> type:
     """The parser adapter for --http; 'auto' prefers httptools when it is installed."""
-    if name == "zttp":
-        from .zttp_parser import ZttpParser
-
-        return ZttpParser
     if name in ("auto", "httptools"):
         try:
             from .httptools_parser import HttptoolsParser
