@@ -14,7 +14,7 @@ from contextvars import copy_context
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from ..asgi.app_runner import new_task, run_app
+from ..asgi.app_runner import APP_TASK_NAME, INLINE_TASK, new_task, run_app
 from ..asgi.flow import BODY, FlowControl
 from ..asgi.http_cycle import RequestResponseCycle
 from ..asgi.scope import (
@@ -284,9 +284,14 @@ class H2Connection(asyncio.Protocol):
         state.active_requests += 1
         if state.access_log is not None:
             cycle.start_time = perf_counter()
-        task = new_task(run_app(cycle, self.app), self.loop, self.context)
-        if not task.done():
-            cycle.task = task
+        if INLINE_TASK:  # as HTTPProtocol._start: new_task() inlined, a call and a done() less (-0.9k)
+            cycle.task = asyncio.Task(  # type: ignore[call-arg]  # context=: 3.11+
+                run_app(cycle, self.app), loop=self.loop, name=APP_TASK_NAME, context=self.context.copy()
+            )
+        else:
+            task = new_task(run_app(cycle, self.app), self.loop, self.context)
+            if not task.done():
+                cycle.task = task
 
     def _answer(self, stream_id: int, status: int, reason: str) -> None:
         """A plain-text answer, no app involved (the request's body, if any, is credited as it comes)."""
