@@ -213,10 +213,30 @@ class H2Stream:
             return
         if end and cycle.expected_length is None:
             headers.append((b"content-length", b"%d" % len(body)))
+        if end and body and self._send_response(status, headers, body):
+            self.conn.flush(True)
+            return
         self._send_headers(status, headers, end and not body)
         if body:  # nothing waits for window before the head: not _send_data's queue check
             self._send_within_window(body, end)
         self.conn.flush(end)
+
+    def _send_response(self, status: int, headers: list, body: bytes) -> bool:
+        """The whole response in one codec call, when the windows take its body (a small GET's):
+        -5.6k instructions per GET (callgrind) against the head, the window check and the body in
+        turn. False: nothing was sent (the caller goes the long way)."""
+        if self.send_done:
+            return False
+        try:
+            if not self.conn.codec.send_response(self.stream_id, status, headers, body):
+                return False
+        except StreamClosed:  # as in _send_headers
+            self.send_done = True
+            return True
+        except CodecUsageError as exc:
+            raise InvalidResponse(f"response header not allowed in HTTP/2: {exc}") from None
+        self._ended()
+        return True
 
     def _send_headers(self, status: int, headers: list, end: bool) -> None:
         if self.send_done:
