@@ -76,6 +76,8 @@ class H2Stream:
         "window_timer",
         "window_progress",
         "awaiting_window",
+        "sink",
+        "flow",
     )
 
     # Every stream: trailers (a trailing HEADERS frame, whether or not the client sent TE: trailers,
@@ -103,16 +105,11 @@ class H2Stream:
         self.window_timer: asyncio.TimerHandle | None = None  # while body waits for window
         self.window_progress = 0.0  # when the peer last granted credit we used
         self.awaiting_window = False  # a file's next piece waits for credit (nothing read yet)
+        # The ConnectionInfo's sink and flow are the stream itself: plain slots, not properties (the
+        # cycle reads them on every send(); -1.1k instructions per GET, callgrind).
+        self.sink = self.flow = self
 
-    # -- ConnectionInfo -------------------------------------------------------------------------
-    @property
-    def sink(self) -> H2Stream:
-        return self
-
-    @property
-    def flow(self) -> H2Stream:
-        return self
-
+    # -- ConnectionInfo (sink and flow: slots, set in __init__) -----------------------------
     @property
     def closing(self) -> bool:
         return self.conn.closing
