@@ -29,6 +29,7 @@ from fastserve.http2.codec import (
     REFUSED_STREAM,
 )
 from fastserve.http2.connection import H2Connection
+from fastserve.http2.stream import _NOTHING_PENDING
 from fastserve.negotiate import h2_takeover
 from fastserve.server import ServerState
 
@@ -309,6 +310,30 @@ async def test_large_response_under_a_small_client_window(codec):
         peer.client.increment_flow_control_window(1000)
         await peer.exchange(1)
     assert peer.streams[1].body == b"x" * 200_000 and peer.streams[1].ended
+
+
+@in_loop
+async def test_streams_waiting_for_window_queue_their_own_body(codec):
+    """What waits for credit waits in the stream's own queue: the empty one that streams with
+    nothing waiting share (stream.py) stays empty, and each stream gets the rest of its body."""
+    peer = H2Peer(big(200_000), codec, client_settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1000},
+                  auto_ack=False)
+    peer.get(1)
+    peer.get(3)
+    await peer.exchange()
+    first, second = sorted(peer.conn.blocked, key=lambda stream: stream.stream_id)
+    assert first.pending is not second.pending
+    assert [len(first.pending), len(second.pending)] == [1, 1]
+    assert not _NOTHING_PENDING
+    for _ in range(400):
+        if peer.streams[1].ended and peer.streams[3].ended:
+            break
+        for stream_id in (1, 3):
+            peer.client.increment_flow_control_window(1000, stream_id=stream_id)
+        peer.client.increment_flow_control_window(2000)
+        await peer.exchange(1)
+    assert peer.streams[1].body == peer.streams[3].body == b"x" * 200_000
+    assert not _NOTHING_PENDING
 
 
 @in_loop
