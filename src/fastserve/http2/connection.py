@@ -496,12 +496,17 @@ class H2Connection(asyncio.Protocol):
     def _maybe_forget(self, stream: H2Stream) -> None:
         """A stream is over once its response is out and its app has returned."""
         cycle = stream.cycle
-        if not stream.send_done or cycle.task is not None:
-            return
+        if cycle is None or not stream.send_done or cycle.task is not None:
+            return  # (None: forgotten already)
         if cycle.app_started and not (cycle.response_complete or cycle.disconnected):
             return  # the app has not settled its response yet
         if self.streams.pop(stream.stream_id, None) is None:
             return
+        # The cycle refers to the stream: without this the pair (with the scope, the Task...)
+        # would wait for the cyclic GC (-5.8k instructions per GET, callgrind). A forgotten
+        # stream is reached only through its cycle, which no longer needs it back: its drain()
+        # stops at send_done before reading it.
+        stream.cycle = None
         if stream.unacked and not self.closed:
             unacked, stream.unacked = stream.unacked, 0
             self.acknowledge(stream.stream_id, unacked)
