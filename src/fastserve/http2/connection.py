@@ -278,7 +278,7 @@ class H2Connection(asyncio.Protocol):
             cycle.sink.send_error(cycle, 503, "Service Unavailable", _RETRY_SOON)
             cycle.response_complete = True
             stream = cycle.sink
-            self.response_complete(stream, cycle)
+            stream.on_response_complete(cycle)
             self._maybe_forget(stream)
             return
         state.active_requests += 1
@@ -317,7 +317,7 @@ class H2Connection(asyncio.Protocol):
         if not cycle.is_head:
             stream._send_data(body, True)
         self.flush(True)
-        self.response_complete(stream, cycle)
+        stream.on_response_complete(cycle)
         self._maybe_forget(stream)
 
     def _on_data(self, event: Data) -> None:
@@ -411,7 +411,7 @@ class H2Connection(asyncio.Protocol):
             if task is not None:
                 task.cancel()
                 if not cycle.app_started:  # cancelled before its first step: run_app never runs
-                    self.cycle_done(stream, cycle)
+                    stream.on_cycle_done(cycle)
 
     # -- WebSockets over HTTP/2 (RFC 8441) --------------------------------------------------------
     def _websocket_handler(self) -> Any:
@@ -471,28 +471,8 @@ class H2Connection(asyncio.Protocol):
                 self._become_idle()
 
     # -- what the streams report ----------------------------------------------------------------
-    def response_complete(self, stream: H2Stream, cycle: RequestResponseCycle) -> None:
-        if stream.reading_paused:  # the body left is dropped as it comes: it must not pause reading
-            stream.release_reading()
-        state = self.state
-        state.total_requests += 1
-        if state.total_requests == state.request_limit:
-            state.request_limit_reached()
-        if state.access_log is not None:
-            state.access_log.log(stream, cycle)
-        if state.h2_request_done is not None:  # --metrics-bind
-            elapsed = perf_counter() - cycle.start_time if cycle.start_time else None
-            state.h2_request_done(cycle.status, "http/2", elapsed)
-
-    def cycle_done(self, stream: H2Stream, cycle: RequestResponseCycle) -> None:
-        self.state.active_requests -= 1
-        cycle.task = None
-        self._maybe_forget(stream)
-
-    def stream_sent(self, stream: H2Stream) -> None:
-        """END_STREAM or RST_STREAM is out for `stream`."""
-        self._maybe_forget(stream)
-
+    # (A response complete, an app returned, END_STREAM or RST_STREAM out: H2Stream's
+    # on_response_complete, on_cycle_done and _ended, which call _maybe_forget directly.)
     def _maybe_forget(self, stream: H2Stream) -> None:
         """A stream is over once its response is out and its app has returned."""
         cycle = stream.cycle
