@@ -190,7 +190,10 @@ class H2Connection(asyncio.Protocol):
             self._connection_error(exc.error_code, str(exc))
             return
         for event in events:
-            self._dispatch(event)
+            if type(event) is RequestHeaders:  # most events: _dispatch's call saved (-0.8k per GET)
+                self._on_request(event)
+            else:
+                self._dispatch(event)
             if self.closed:
                 return
         self.flush(False)
