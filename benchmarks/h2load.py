@@ -12,8 +12,10 @@ Starlette's GET /json), access logs off, pinned to CPU 0 with h2load on CPU 1. T
 default (64 connections, 10 streams in flight on each), as the HTTP/2 issue asks. Rounds are
 interleaved (every server once per round, in turn) so that load from elsewhere on the machine
 spreads over all of them; the figure is the median of the rounds' req/s, with every round shown.
-`fastserve-base` is fastserve (zttp) as it was at the commit `--base` names (its src/ exported to a
-temporary folder, first on PYTHONPATH), to measure a change before and after in the same rounds.
+`fastserve` and `fastserve-h2` run this checkout's src/ (first on PYTHONPATH: the venv's editable
+install may point at another checkout); `fastserve-base` is fastserve (zttp) as it was at the commit
+`--base` names (its src/ exported to a temporary folder, likewise), to measure a change before and
+after in the same rounds.
 """
 
 from __future__ import annotations
@@ -158,7 +160,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.no_pin:
         args.server_cpu = args.load_cpu = None
     args.tls = make_certificate(folder.name) if args.tls else None
-    envs = {"fastserve-base": base_env(args.base, folder.name)} if "fastserve-base" in servers else {}
+    this_src = {**os.environ, "PYTHONPATH": str(BENCH_DIR.parent / "src")}
+    envs = {"fastserve": this_src, "fastserve-h2": this_src}
+    if "fastserve-base" in servers:
+        envs["fastserve-base"] = base_env(args.base, folder.name)
     for round_number in range(args.rounds):
         for name in servers:
             try:
@@ -167,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
                 rate, status = 0.0, f"failed: {exc}"[:200]
             results[name].append(rate)
             print(f"round {round_number + 1} {name:13} {rate:10.0f} req/s   {status}", flush=True)
-    base = f" (fastserve-base: {args.base})" if envs else ""
+    base = f" (fastserve-base: {args.base})" if "fastserve-base" in envs else ""
     how = "TLS with ALPN" if args.tls else "h2c prior knowledge"
     print(f"\nh2load -n {args.requests} -c {args.clients} -m {args.streams}, {args.app}, {how}, median of {args.rounds}{base}:")
     for name, rates in results.items():

@@ -236,6 +236,27 @@ def test_send_window_exhaustion_and_window_update(codec):
     assert p.server.send_window(1) == 0  # closed now
 
 
+def test_send_response_sends_head_and_body_at_once_or_nothing(codec):
+    """send_response: the whole response when the window takes its body; else nothing queued."""
+    p = pair(codec, **{"4": 100})
+    p.request(1)
+    p.request(3)
+    p.to_client()
+    assert p.server.send_response(1, 200, [(b"content-length", b"100")], b"x" * 100) is True
+    headers, body, _, ended = client_response(p.to_client(), 1)
+    assert (dict(headers)[b":status"], body, ended) == (b"200", b"x" * 100, True)
+    assert p.server.send_response(3, 200, [], b"y" * 101) is False  # over the stream's window
+    assert p.server.data_to_send() == b""
+    p.server.send_headers(3, 200, [])  # the ordinary calls still work on that stream
+    p.server.send_data(3, b"y" * 100, end_stream=True)
+    assert client_response(p.to_client(), 3)[1:] == (b"y" * 100, None, True)
+    p.request(5, end_stream=False)
+    p.client.reset_stream(5, CANCEL)
+    p.to_server()
+    assert p.server.send_response(5, 200, [], b"z") is False  # a closed stream: nothing sent
+    assert p.server.data_to_send() == b""
+
+
 def test_settings_change_moves_send_windows(codec):
     p = pair(codec)
     p.request(1)

@@ -267,6 +267,11 @@ class Codec(Protocol):
     def send_informational(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         """An interim 1xx head (100 Continue, 103 Early Hints)."""
 
+    def send_response(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+        """A whole response at once (the common small one): the head, then `body` (not empty) as
+        DATA ending the stream, when the windows take all of it: True. Otherwise nothing is
+        queued and it returns False (a closed stream too): send_headers and send_data then say why."""
+
     def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         """Body bytes, at most `send_window(stream_id)` of them (CodecUsageError otherwise);
         the codec cuts them into frames of at most `max_outbound_frame_size`."""

@@ -14,7 +14,7 @@ from contextvars import copy_context
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from ..asgi.app_runner import new_task, run_app
+from ..asgi.app_runner import APP_TASK_NAME, INLINE_TASK, new_task, run_app
 from ..asgi.flow import BODY, FlowControl
 from ..asgi.http_cycle import RequestResponseCycle
 from ..asgi.scope import (
@@ -190,7 +190,10 @@ class H2Connection(asyncio.Protocol):
             self._connection_error(exc.error_code, str(exc))
             return
         for event in events:
-            self._dispatch(event)
+            if type(event) is RequestHeaders:  # most events: _dispatch's call saved (-0.8k per GET)
+                self._on_request(event)
+            else:
+                self._dispatch(event)
             if self.closed:
                 return
         self.flush(False)
@@ -278,15 +281,20 @@ class H2Connection(asyncio.Protocol):
             cycle.sink.send_error(cycle, 503, "Service Unavailable", _RETRY_SOON)
             cycle.response_complete = True
             stream = cycle.sink
-            self.response_complete(stream, cycle)
+            stream.on_response_complete(cycle)
             self._maybe_forget(stream)
             return
         state.active_requests += 1
         if state.access_log is not None:
             cycle.start_time = perf_counter()
-        task = new_task(run_app(cycle, self.app), self.loop, self.context)
-        if not task.done():
-            cycle.task = task
+        if INLINE_TASK:  # as HTTPProtocol._start: new_task() inlined, a call and a done() less (-0.9k)
+            cycle.task = asyncio.Task(  # type: ignore[call-arg]  # context=: 3.11+
+                run_app(cycle, self.app), loop=self.loop, name=APP_TASK_NAME, context=self.context.copy()
+            )
+        else:
+            task = new_task(run_app(cycle, self.app), self.loop, self.context)
+            if not task.done():
+                cycle.task = task
 
     def _answer(self, stream_id: int, status: int, reason: str) -> None:
         """A plain-text answer, no app involved (the request's body, if any, is credited as it comes)."""
@@ -312,7 +320,7 @@ class H2Connection(asyncio.Protocol):
         if not cycle.is_head:
             stream._send_data(body, True)
         self.flush(True)
-        self.response_complete(stream, cycle)
+        stream.on_response_complete(cycle)
         self._maybe_forget(stream)
 
     def _on_data(self, event: Data) -> None:
@@ -406,7 +414,7 @@ class H2Connection(asyncio.Protocol):
             if task is not None:
                 task.cancel()
                 if not cycle.app_started:  # cancelled before its first step: run_app never runs
-                    self.cycle_done(stream, cycle)
+                    stream.on_cycle_done(cycle)
 
     # -- WebSockets over HTTP/2 (RFC 8441) --------------------------------------------------------
     def _websocket_handler(self) -> Any:
@@ -466,37 +474,22 @@ class H2Connection(asyncio.Protocol):
                 self._become_idle()
 
     # -- what the streams report ----------------------------------------------------------------
-    def response_complete(self, stream: H2Stream, cycle: RequestResponseCycle) -> None:
-        if stream.reading_paused:  # the body left is dropped as it comes: it must not pause reading
-            stream.release_reading()
-        state = self.state
-        state.total_requests += 1
-        if state.total_requests == state.request_limit:
-            state.request_limit_reached()
-        if state.access_log is not None:
-            state.access_log.log(stream, cycle)
-        if state.h2_request_done is not None:  # --metrics-bind
-            elapsed = perf_counter() - cycle.start_time if cycle.start_time else None
-            state.h2_request_done(cycle.status, "http/2", elapsed)
-
-    def cycle_done(self, stream: H2Stream, cycle: RequestResponseCycle) -> None:
-        self.state.active_requests -= 1
-        cycle.task = None
-        self._maybe_forget(stream)
-
-    def stream_sent(self, stream: H2Stream) -> None:
-        """END_STREAM or RST_STREAM is out for `stream`."""
-        self._maybe_forget(stream)
-
+    # (A response complete, an app returned, END_STREAM or RST_STREAM out: H2Stream's
+    # on_response_complete, on_cycle_done and _ended, which call _maybe_forget directly.)
     def _maybe_forget(self, stream: H2Stream) -> None:
         """A stream is over once its response is out and its app has returned."""
         cycle = stream.cycle
-        if not stream.send_done or cycle.task is not None:
-            return
+        if cycle is None or not stream.send_done or cycle.task is not None:
+            return  # (None: forgotten already)
         if cycle.app_started and not (cycle.response_complete or cycle.disconnected):
             return  # the app has not settled its response yet
         if self.streams.pop(stream.stream_id, None) is None:
             return
+        # The cycle refers to the stream: without this the pair (with the scope, the Task...)
+        # would wait for the cyclic GC (-5.8k instructions per GET, callgrind). A forgotten
+        # stream is reached only through its cycle, which no longer needs it back: its drain()
+        # stops at send_done before reading it.
+        stream.cycle = None
         if stream.unacked and not self.closed:
             unacked, stream.unacked = stream.unacked, 0
             self.acknowledge(stream.stream_id, unacked)

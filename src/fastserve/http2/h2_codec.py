@@ -223,6 +223,13 @@ class H2Codec:
         status_field = _STATUS.get(status) or str(status).encode()
         self._call(self._h2.send_headers, stream_id, [(b":status", status_field), *headers], end_stream)
 
+    def send_response(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+        if len(body) > self.send_window(stream_id):  # (0 for a closed stream)
+            return False
+        self.send_headers(stream_id, status, headers)
+        self.send_data(stream_id, body, True)
+        return True
+
     def send_informational(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         if not 100 <= status < 200 or status == 101:
             raise CodecUsageError(f"{status} is not an informational status")

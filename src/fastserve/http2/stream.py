@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 from collections import deque
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..asgi.contracts import EARLY_HINT, PATHSEND, TRAILERS, ZEROCOPYSEND
@@ -52,6 +53,11 @@ def render_head(items: list[tuple[bytes, bytes]], chunked: bool, closes: bool) -
 
 
 HEADS = ResponseHeadCache(render_head)
+# H2Stream.pending until something waits for window (most streams: never). Shared and always
+# empty: only _send_within_window adds to an empty queue, and it makes the stream its own first
+# (a deque per stream costs 1.5k instructions per GET, callgrind). Appending to a non-empty
+# queue, clear() and popleft() on it are safe as they are.
+_NOTHING_PENDING: deque = deque()
 
 
 class H2Stream:
@@ -96,7 +102,7 @@ class H2Stream:
         self.received = 0  # request body bytes received
         self.expected = cycle.body_left if cycle.body_left >= 0 else None  # the content-length
         self.discarded = 0
-        self.pending: deque[tuple[bytes | list[tuple[bytes, bytes]], bool]] = deque()
+        self.pending: deque[tuple[bytes | list[tuple[bytes, bytes]], bool]] = _NOTHING_PENDING
         self.drain_waiter: asyncio.Future | None = None
         self.send_done = False  # END_STREAM or RST_STREAM written: nothing more goes out
         self.reading_paused = False
@@ -142,7 +148,7 @@ class H2Stream:
         cycle.status = status
         self.send_error(cycle, status, reason)
         cycle.response_complete = True
-        self.conn.response_complete(self, cycle)
+        self.on_response_complete(cycle)
         try:  # the rest of the body is not wanted (RFC 9113 8.1)
             self.conn.codec.reset_stream(self.stream_id, NO_ERROR)
         except StreamClosed:
@@ -150,11 +156,25 @@ class H2Stream:
         self.conn.flush(True)
         cycle.on_disconnect()
 
+    # The cycle reports to the stream, which does the connection's part itself: one call less for
+    # each (-2.1k instructions per GET with _ended calling _maybe_forget directly, callgrind).
     def on_response_complete(self, cycle: Any) -> None:
-        self.conn.response_complete(self, cycle)
+        if self.reading_paused:  # the body left is dropped as it comes: it must not pause reading
+            self.release_reading()
+        state = self.state
+        state.total_requests += 1
+        if state.total_requests == state.request_limit:
+            state.request_limit_reached()
+        if state.access_log is not None:
+            state.access_log.log(self, cycle)
+        if state.h2_request_done is not None:  # --metrics-bind
+            elapsed = perf_counter() - cycle.start_time if cycle.start_time else None
+            state.h2_request_done(cycle.status, "http/2", elapsed)
 
     def on_cycle_done(self, cycle: Any) -> None:
-        self.conn.cycle_done(self, cycle)
+        self.state.active_requests -= 1
+        cycle.task = None
+        self.conn._maybe_forget(self)
 
     # -- FlowInfo -------------------------------------------------------------------------------
     @property
@@ -186,7 +206,7 @@ class H2Stream:
             self.conn.resume_stream_reading()
 
     async def drain(self) -> None:
-        while not self.cycle.disconnected:
+        while not (self.send_done or self.cycle.disconnected):
             if self.pending:
                 self.drain_waiter = self.loop.create_future()
                 await self.drain_waiter
@@ -213,10 +233,30 @@ class H2Stream:
             return
         if end and cycle.expected_length is None:
             headers.append((b"content-length", b"%d" % len(body)))
+        if end and body and self._send_response(status, headers, body):
+            self.conn.flush(True)
+            return
         self._send_headers(status, headers, end and not body)
         if body:  # nothing waits for window before the head: not _send_data's queue check
             self._send_within_window(body, end)
         self.conn.flush(end)
+
+    def _send_response(self, status: int, headers: list, body: bytes) -> bool:
+        """The whole response in one codec call, when the windows take its body (a small GET's):
+        -5.6k instructions per GET (callgrind) against the head, the window check and the body in
+        turn. False: nothing was sent (the caller goes the long way)."""
+        if self.send_done:
+            return False
+        try:
+            if not self.conn.codec.send_response(self.stream_id, status, headers, body):
+                return False
+        except StreamClosed:  # as in _send_headers
+            self.send_done = True
+            return True
+        except CodecUsageError as exc:
+            raise InvalidResponse(f"response header not allowed in HTTP/2: {exc}") from None
+        self._ended()
+        return True
 
     def _send_headers(self, status: int, headers: list, end: bool) -> None:
         if self.send_done:
@@ -260,6 +300,8 @@ class H2Stream:
             return True
         if len(rest) < len(body):
             self.window_progress = self.loop.time()  # credit used: not a reader that stopped
+        if self.pending is _NOTHING_PENDING:
+            self.pending = deque()
         self.pending.appendleft((rest, end))
         self._block()
         return False
@@ -309,8 +351,9 @@ class H2Stream:
         wake(waiter)
 
     def _ended(self) -> None:
-        self.send_done = True
-        self.conn.stream_sent(self)
+        self.send_done = True  # END_STREAM or RST_STREAM is out
+        if self.cycle.task is None:  # else the app's return will forget it (-0.8k instructions per GET)
+            self.conn._maybe_forget(self)
 
     def send_informational(self, cycle: Any, status: int, headers: Any) -> None:
         if self.send_done:

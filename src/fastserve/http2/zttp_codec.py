@@ -170,6 +170,21 @@ class ZttpCodec:
         except zttp.LocalProtocolError as exc:
             raise self._usage_error(stream_id, exc) from None
 
+    def send_response(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+        # One stream lookup and one call from H2Stream for send_headers + send_window + send_data.
+        stream = self._stream(stream_id)
+        window = stream.send_window
+        size = len(body)
+        if window is None or size > window or size > self._conn.send_window:
+            return False
+        try:
+            stream.send_response(status, headers, False)
+            stream.send_data(body)
+            stream.end_message()
+        except zttp.LocalProtocolError as exc:
+            raise self._usage_error(stream_id, exc) from None
+        return True
+
     def send_informational(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         if not 100 <= status < 200 or status == 101:  # zttp would send a final 200 as "interim"
             raise CodecUsageError(f"{status} is not an interim status for HTTP/2")
