@@ -586,9 +586,11 @@ class H2Connection(asyncio.Protocol):
         """--timeout-write: the client has read nothing of the connection for that long (whatever
         the stream windows say: --http2-timeout-window is per stream). No frame can reach it, not
         even GOAWAY: drop the connection; each stream's app sees the client gone."""
+        streams = len(self.streams) + len(self.websockets)
+        doing = f"{streams} streams were being served" if streams else "its last responses were waiting to be read"
         logger.info(
-            "Aborted the HTTP/2 connection from %s: it read nothing for %gs with %d streams open (--timeout-write)",
-            peer_name(self.client), self.config.timeout_write, len(self.streams) + len(self.websockets),
+            "Aborted the HTTP/2 connection from %s: it read nothing for %gs while %s (--timeout-write)",
+            peer_name(self.client), self.config.timeout_write, doing,
         )
         self.writer.abort()
         self.closed = True
