@@ -62,10 +62,10 @@ class FlowControl:
         self.read_paused = 0  # the reasons reading is paused for (falsy when reading)
         self.write_paused = False
         self._drain_waiter: asyncio.Future | None = None
-        self.write_timeout = write_timeout if on_write_timeout is not None else 0.0  # 0: no timer
+        self.write_timeout = write_timeout  # 0: no timer (on_write_timeout is then never called)
         self._on_write_timeout = on_write_timeout
         self._write_timer: asyncio.TimerHandle | None = None
-        self._unsent = 0  # unsent() when the timer was armed
+        # (and _unsent: unsent() when the timer was armed; set before it is read, once per connection at most)
 
     def pause_reading(self, reason: int = BODY) -> None:
         if not self.read_paused:
@@ -91,7 +91,8 @@ class FlowControl:
 
     def connection_lost(self) -> None:
         self.write_paused = False
-        self.stop_write_timer()
+        if self._write_timer is not None:  # (no call when none: this runs for every connection)
+            self.stop_write_timer()
         self._wake_writer()
 
     async def drain(self) -> None:
