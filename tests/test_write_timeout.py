@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import time
 
 import pytest
+import trustme
 
 from .helpers import ServerProcess, http_get
 from .wsclient import handshake_request
@@ -41,6 +43,27 @@ def big_file(tmp_path_factory):
     return str(path)
 
 
+@pytest.fixture(scope="module")
+def tls_server(module_impl, tmp_path_factory):
+    """The same server over TLS: a file is read and written through the transport (no sendfile),
+    so writing pauses as for a streamed body."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    folder = tmp_path_factory.mktemp("tls")
+    key, chain = folder / "key.pem", folder / "cert.pem"
+    cert.private_key_pem.write_to_path(key)
+    cert.cert_chain_pems[0].write_to_path(chain)
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    http, loop = module_impl
+    server = ServerProcess(APP, "--http", http, "--loop", loop, "--timeout-write", "1",
+                           "--ssl-keyfile", str(key), "--ssl-certfile", str(chain))
+    server.start()
+    server.client_context = context
+    yield server
+    server.stop()
+
+
 def stalled_client(port: int, request: bytes, receive_buffer: int = 4096) -> socket.socket:
     """Connects with a small receive buffer, sends ``request``, and (unless the test does) never reads."""
     sock = socket.socket()
@@ -58,7 +81,7 @@ def closed_by_server(sock: socket.socket, timeout: float) -> bool:
         while time.monotonic() < deadline:
             if not sock.recv(1 << 20):
                 return True
-    except ConnectionResetError:
+    except (ConnectionResetError, ssl.SSLError):  # (TLS: the close_notify never came)
         return True
     except TimeoutError:
         return False
@@ -116,6 +139,24 @@ def test_file_response_to_a_client_that_stops_reading(server, big_file):
     transport: the timer runs while the transfer waits for the socket to take more."""
     check_stalled(server, b"GET /file?path=%s HTTP/1.1\r\nHost: x\r\n\r\n" % big_file.encode(),
                   "the response to GET /file", "app: file send raised ClientDisconnected")
+
+
+@pytest.mark.two_impls
+def test_file_over_tls_to_a_client_that_stops_reading(tls_server, big_file):
+    server = tls_server
+    start = len(server.lines)
+    fds = open_fds(server.proc.pid)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock = server.client_context.wrap_socket(sock, server_hostname="127.0.0.1")
+    try:
+        sock.sendall(b"GET /file?path=%s HTTP/1.1\r\nHost: x\r\n\r\n" % big_file.encode())
+        assert http_get(server.url + "/hello", timeout=5, verify=server.client_context).text == "hello"
+        assert_aborted_once(server, sock, start, "the response to GET /file", "app: file send raised ClientDisconnected")
+    finally:
+        sock.close()
+    assert wait_for_fds(server.proc.pid, fds) <= fds
 
 
 @pytest.mark.two_impls
