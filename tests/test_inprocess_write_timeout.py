@@ -13,6 +13,8 @@ import socket
 import pytest
 
 from fastserve.asgi.flow import FlowControl
+from fastserve.http2 import codec_class
+from fastserve.negotiate import h2_takeover
 
 from .harness import IMPL_IDS, IMPLS, FakeTransport, connection_runner, upgrade_request
 
@@ -188,6 +190,40 @@ def test_a_pause_at_the_hand_over_is_watched_by_the_session(run, caplog):
     run(pushing_app(outcome), scenario, timeout_write=0.2)
     [line] = timeout_lines(caplog)
     assert "WebSocket" in line
+
+
+# -- h2c: HTTP/2 takes over a paused connection ---------------------------------------------------
+H2C_UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+    b"HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+)
+
+
+def test_a_pause_at_the_h2c_upgrade_is_watched_by_http2(run, caplog):
+    """The client stopped reading before it upgraded to h2c: the HTTP/1.1 timer stops and the
+    HTTP/2 connection's starts (it cannot learn of the pause from the transport: that was said)."""
+    caplog.set_level(logging.INFO, logger="fastserve.error")
+
+    async def hello(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"hello"})
+
+    async def scenario(conn):
+        config = conn.config
+        codec = codec_class("h2", config.http2_settings())
+        conn.state.h2_takeover = h2_takeover(config, hello, conn.state, conn.loop, codec)
+        http = conn.protocol
+        conn.transport.fill_write_buffer()
+        conn.feed(H2C_UPGRADE)
+        await conn.settle()
+        h2 = conn.transport.protocol
+        assert h2 is not http and http.flow._write_timer is None
+        assert h2.flow.write_paused and h2.flow._write_timer is not None
+        assert await aborted(conn.transport)
+
+    run(hello, scenario, timeout_write=0.2, http2_codec="h2")
+    [line] = timeout_lines(caplog)
+    assert "HTTP/2 connection" in line
 
 
 # -- FlowControl's rules, on a clock the test moves --------------------------------------------------

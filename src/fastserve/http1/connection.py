@@ -250,14 +250,17 @@ class HTTPProtocol(asyncio.Protocol):
         settings = next(v for n, v in request.headers if n == b"http2-settings")
         self.writer.release()  # responses to requests pipelined ahead of the upgrade
         upgrade = (settings, (request.method.encode(), target, fields), _SWITCHING_TO_H2C, request.body_left)
-        if self.state.h2_takeover(self.transport, self.server, self.client, self.scheme, leftover, upgrade) is None:
+        h2 = self.state.h2_takeover(self.transport, self.server, self.client, self.scheme, leftover, upgrade)
+        if h2 is None:
             self.refuse(BadRequest(400, "Invalid h2c upgrade: HTTP2-Settings or a request HTTP/2 refuses"))
             return
         self.switched = True
         self._cancel_keep_alive()
         if self.head_timer is not None:
             self.head_timer.cancel()
-        self.flow.stop_write_timer()  # HTTP/2 watches its own writes
+        if self.flow.write_paused:  # answers ahead of the upgrade are still unread: HTTP/2 watches now
+            h2.pause_writing()
+        self.flow.stop_write_timer()
         self.state.connection_closed(self)
         self.parser.close()  # (the request is counted when stream 1's response is complete)
 
