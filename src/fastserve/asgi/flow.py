@@ -93,6 +93,9 @@ class FlowControl:
         self.write_paused = False
         if self._write_timer is not None:  # (no call when none: this runs for every connection)
             self.stop_write_timer()
+        # The callback is the owner's bound method, and the owner holds us: let go of it, so that
+        # reference counting frees the connection as it closes (not the cyclic GC).
+        self._on_write_timeout = None
         self._wake_writer()
 
     async def drain(self) -> None:
@@ -118,10 +121,17 @@ class FlowControl:
                 self.stop_write_timer()
 
     def stop_write_timer(self) -> None:
-        """Writing resumed, the connection is gone, or another protocol has taken the transport."""
+        """Writing resumed, or the connection is gone."""
         if self._write_timer is not None:
             self._write_timer.cancel()
             self._write_timer = None
+
+    def hand_over(self) -> None:
+        """Another protocol has taken the transport and watches its writes: no timer here any more
+        (``write_paused`` stays, for the new protocol to start from); see connection_lost."""
+        self.stop_write_timer()
+        self.write_timeout = 0.0
+        self._on_write_timeout = None
 
     def _watch_writes(self) -> None:
         if self._write_timer is None:

@@ -228,7 +228,7 @@ class HTTPProtocol(asyncio.Protocol):
             self.head_timer.cancel()
             self.head_timer = None
         self.head_deadline = None
-        self.flow.stop_write_timer()  # HTTP/2 watches its own writes
+        self.flow.hand_over()  # HTTP/2 watches its own writes
         self.state.connection_closed(self)
         self.parser.close()
         takeover(self.transport, self.server, self.client, self.scheme, data, None)
@@ -260,7 +260,7 @@ class HTTPProtocol(asyncio.Protocol):
             self.head_timer.cancel()
         if self.flow.write_paused:  # answers ahead of the upgrade are still unread: HTTP/2 watches now
             h2.pause_writing()
-        self.flow.stop_write_timer()
+        self.flow.hand_over()
         self.state.connection_closed(self)
         self.parser.close()  # (the request is counted when stream 1's response is complete)
 
@@ -426,7 +426,7 @@ class HTTPProtocol(asyncio.Protocol):
         if self.backlog is not None:  # read after the upgrade, not fed yet (h11 held the upgrade)
             leftover, self.backlog = leftover + self.backlog, None
         self._cancel_keep_alive()
-        self.flow.stop_write_timer()  # the session watches its own writes (from our write_paused)
+        self.flow.hand_over()  # the session watches its own writes (from our write_paused)
         state = self.state
         state.connection_closed(self)
         state.ws_handler(self, request, leftover)
