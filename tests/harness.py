@@ -59,6 +59,7 @@ class FakeTransport(asyncio.Transport):
         self.aborted = False
         self.eof_written = False
         self.lost = False
+        self.write_buffer_size = 0  # what get_write_buffer_size() reports (set by a test)
         self.extra = {"peername": peername, "sockname": sockname, "sslcontext": sslcontext}
 
     # -- what the protocol calls --------------------------------------------------------------
@@ -118,7 +119,7 @@ class FakeTransport(asyncio.Transport):
         return self.protocol
 
     def get_write_buffer_size(self) -> int:
-        return 0
+        return self.write_buffer_size
 
     # -- what the test calls ------------------------------------------------------------------
     @property

@@ -613,6 +613,32 @@ async def test_a_client_that_does_not_read_stops_being_read(codec):
     assert peer.transport.reading
 
 
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("codec", CODECS)
+def test_a_client_that_reads_nothing_is_aborted_after_the_write_timeout(codec, loop, caplog):
+    """--timeout-write for the whole connection: a client that reads no frame (the transport stays
+    paused, whatever the stream windows say) is dropped, and each stream's app sees it gone."""
+    caplog.set_level(logging.INFO, logger="fastserve.error")
+
+    async def scenario():
+        peer = H2Peer(big(200_000), codec, timeout_write=0.2)
+        peer.get(1)
+        await peer.exchange(1)
+        peer.transport.fill_write_buffer()
+        for _ in range(250):
+            if peer.transport.lost:
+                break
+            await asyncio.sleep(0.02)
+        assert peer.transport.aborted and peer.transport.lost
+        await settle(peer.transport)
+        assert not peer.conn.streams and peer.state.active_requests == 0
+
+    run_on(loop, scenario)
+    lines = [r.getMessage() for r in caplog.records if "(--timeout-write)" in r.getMessage()]
+    assert len(lines) == 1 and "HTTP/2 connection" in lines[0] and "1 streams were being served" in lines[0]
+    assert not any(r.exc_info for r in caplog.records)
+
+
 @in_loop
 async def test_health_path_body_limit_root_path_and_proxy_headers(codec):
     """The operations options hold on HTTP/2 as on HTTP/1.1."""

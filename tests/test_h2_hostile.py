@@ -165,6 +165,31 @@ def test_zero_window_slow_read(serve, codec):
 
 
 @pytest.mark.parametrize("codec", CODECS)
+def test_a_client_that_reads_nothing_is_aborted_after_the_write_timeout(serve, codec):
+    """Windows wide open, then not a byte read: the transport stays paused (no stream waits for
+    window, so --http2-timeout-window never fires) until --timeout-write drops the connection."""
+    server = serve(APP, "--http2-codec", codec, "--timeout-write", "1")
+    raw = RawClient()
+    wide = SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 2**31 - 1}).serialize()
+    wire = raw.preface() + wide + raw.window_update(0, 2**31 - 1 - 65535) + raw.headers(1, get(b"/big?size=8000000"))
+    start = len(server.lines)
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(wire)
+        line = server.wait_for_line("(--timeout-write)", timeout=10, start=start)
+        assert "HTTP/2 connection" in line and "its last responses were waiting to be read" in line
+        sock.settimeout(10)
+        try:
+            while sock.recv(1 << 20):
+                pass
+        except ConnectionResetError:
+            pass
+    assert sum("(--timeout-write)" in text for text in server.lines[start:]) == 1
+    still_serves(server)
+
+
+@pytest.mark.parametrize("codec", CODECS)
 def test_preface_that_never_completes(serve, codec):
     """The preface, then half a SETTINGS frame header, then silence: closed on the keep-alive
     timeout. (A preface cut before its last line is still HTTP/1.1's: llhttp waits for the rest

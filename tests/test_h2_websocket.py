@@ -330,6 +330,32 @@ async def test_large_message_waits_for_the_clients_window(codec):
     assert [(op, len(data)) for op, _, data in frames] == [(Opcode.BINARY, 300_000), (Opcode.TEXT, 4)]
 
 
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("codec", CODECS)
+def test_a_websocket_whose_window_stays_closed_is_reset_after_the_write_timeout(codec, loop, caplog):
+    """--timeout-write through the session's carrier: a WebSocket stream whose client grants no
+    window for its messages is reset (CANCEL); the connection and its other streams go on."""
+    caplog.set_level(logging.INFO, logger="fastserve.error")
+
+    async def scenario():
+        window = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 16_384}
+        peer = H2Peer(sender(300_000), codec, client_settings=window, auto_ack=False, timeout_write=0.2)
+        WebSocketOnStream(peer, 1).open()
+        await peer.exchange()
+        assert peer.conn.websockets[1].writes_paused
+        for _ in range(250):
+            await peer.exchange(1)
+            if peer.streams[1].reset is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert peer.streams[1].reset == CANCEL
+        assert not peer.transport.closing and peer.goaway is None
+
+    run_on(loop, scenario)
+    lines = [r.getMessage() for r in caplog.records if "(--timeout-write)" in r.getMessage()]
+    assert len(lines) == 1 and "WebSocket" in lines[0]
+
+
 @in_loop
 async def test_a_message_larger_than_the_window_starts_going_out_at_once(codec):
     """The part of an echo the client's window takes is written at once, not when the client

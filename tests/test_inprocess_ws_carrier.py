@@ -57,6 +57,9 @@ class RecordingCarrier:
     def is_closing(self):
         return False
 
+    def get_write_buffer_size(self):
+        return 0
+
     def kinds(self) -> list[str]:
         return [call[0] for call in self.calls]
 

@@ -139,6 +139,14 @@ class Config:
         "still sends for at most this many seconds, so it receives the answer instead of a reset (0: close at once).",
         group="http",
     )
+    # 30 s as --http2-timeout-window: long enough for a slow link or a client busy for a while,
+    # short next to what a stopped reader would otherwise hold (the connection, for ever).
+    timeout_write: float = option(
+        30.0,
+        "Abort a connection that has read nothing of what we send for this many seconds (its send "
+        "buffer stays full: a response, a file or WebSocket messages it stopped reading); 0 disables.",
+        group="http",
+    )
     limit_request_body: int | None = option(None, "Largest request body accepted, in bytes (413 above it; default: no limit, bodies are streamed).", group="http", type=int)
 
     # -- WebSocket ------------------------------------------------------------------------------
@@ -251,7 +259,7 @@ class Config:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be positive; got {getattr(self, name)!r}")
-        non_negative = ("timeout_keep_alive", "timeout_graceful_shutdown", "timeout_linger", "reload_delay", "limit_max_requests_jitter", "limit_drain_body", "shutdown_delay", "timeout_worker_healthcheck")
+        non_negative = ("timeout_keep_alive", "timeout_graceful_shutdown", "timeout_linger", "reload_delay", "limit_max_requests_jitter", "limit_drain_body", "shutdown_delay", "timeout_worker_healthcheck", "timeout_write")
         for name in ("timeout_request_header", "timeout_request_body", "timeout_ws_handshake", "http2_timeout_window"):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be positive; got {getattr(self, name)!r}")

@@ -150,7 +150,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.transport = transport
         self.writer = HeldWriter(transport, self.state.write_batch)
         self.sink = H1Writer(self.writer, self.state)  # renders every response of the connection
-        self.flow = FlowControl(transport)
+        self.flow = FlowControl(transport, self.config.timeout_write, self._write_timed_out)
         self.server = scope_address(transport.get_extra_info("sockname"))
         self.client = scope_address(transport.get_extra_info("peername"))
         self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
@@ -228,6 +228,7 @@ class HTTPProtocol(asyncio.Protocol):
             self.head_timer.cancel()
             self.head_timer = None
         self.head_deadline = None
+        self.flow.hand_over()  # HTTP/2 watches its own writes
         self.state.connection_closed(self)
         self.parser.close()
         takeover(self.transport, self.server, self.client, self.scheme, data, None)
@@ -249,13 +250,17 @@ class HTTPProtocol(asyncio.Protocol):
         settings = next(v for n, v in request.headers if n == b"http2-settings")
         self.writer.release()  # responses to requests pipelined ahead of the upgrade
         upgrade = (settings, (request.method.encode(), target, fields), _SWITCHING_TO_H2C, request.body_left)
-        if self.state.h2_takeover(self.transport, self.server, self.client, self.scheme, leftover, upgrade) is None:
+        h2 = self.state.h2_takeover(self.transport, self.server, self.client, self.scheme, leftover, upgrade)
+        if h2 is None:
             self.refuse(BadRequest(400, "Invalid h2c upgrade: HTTP2-Settings or a request HTTP/2 refuses"))
             return
         self.switched = True
         self._cancel_keep_alive()
         if self.head_timer is not None:
             self.head_timer.cancel()
+        if self.flow.write_paused:  # answers ahead of the upgrade are still unread: HTTP/2 watches now
+            h2.pause_writing()
+        self.flow.hand_over()
         self.state.connection_closed(self)
         self.parser.close()  # (the request is counted when stream 1's response is complete)
 
@@ -421,6 +426,7 @@ class HTTPProtocol(asyncio.Protocol):
         if self.backlog is not None:  # read after the upgrade, not fed yet (h11 held the upgrade)
             leftover, self.backlog = leftover + self.backlog, None
         self._cancel_keep_alive()
+        self.flow.hand_over()  # the session watches its own writes (from our write_paused)
         state = self.state
         state.connection_closed(self)
         state.ws_handler(self, request, leftover)
@@ -736,6 +742,21 @@ class HTTPProtocol(asyncio.Protocol):
             self.writer.close()
         else:
             self.loop.call_at((since or now) + SHUTDOWN_QUIET, self._close_when_quiet)
+
+    def _write_timed_out(self) -> None:
+        """--timeout-write: the client has read nothing of what we send for that long. Nothing more
+        can reach it, so drop the connection: the app's pending send() raises ClientDisconnected."""
+        active = self.active
+        if active is not None:
+            target = active.raw_path[:100].decode("ascii", "backslashreplace")  # (bytes from the client)
+            doing = f"the response to {active.method} {target} was being sent"
+        else:
+            doing = "its last response was waiting to be read"
+        logger.info(
+            "Aborted the connection from %s: it read nothing for %gs while %s (--timeout-write)",
+            peer_name(self.client), self.config.timeout_write, doing,
+        )
+        self.writer.abort()
 
     def abort(self) -> None:
         """Graceful shutdown timed out: cancel the app and drop the connection."""

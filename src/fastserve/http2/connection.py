@@ -107,7 +107,7 @@ class H2Connection(asyncio.Protocol):
         self.transport = transport
         self.context = copy_context()  # what every stream's Task starts a copy of (see new_task)
         self.writer = HeldWriter(transport, self.state.write_batch)
-        self.flow = FlowControl(transport)
+        self.flow = FlowControl(transport, self.config.timeout_write, self._write_timed_out)
         self.server, self.client, self.scheme = server, client, scheme
         self.tls = self.state.tls.extension(transport) if self.state.tls is not None else None
         self.trusted_peer = self.config.proxy_headers and (
@@ -574,6 +574,19 @@ class H2Connection(asyncio.Protocol):
             self.release()
             self.writer.close()
             self.closed = True
+
+    def _write_timed_out(self) -> None:
+        """--timeout-write: the client has read nothing of the connection for that long (whatever
+        the stream windows say: --http2-timeout-window is per stream). No frame can reach it, not
+        even GOAWAY: drop the connection; each stream's app sees the client gone."""
+        streams = len(self.streams) + len(self.websockets)
+        doing = f"{streams} streams were being served" if streams else "its last responses were waiting to be read"
+        logger.info(
+            "Aborted the HTTP/2 connection from %s: it read nothing for %gs while %s (--timeout-write)",
+            peer_name(self.client), self.config.timeout_write, doing,
+        )
+        self.writer.abort()
+        self.closed = True
 
     def abort(self) -> None:
         """Graceful shutdown timed out: cancel the apps and drop the connection."""

@@ -152,6 +152,9 @@ class H2WebSocketStream:
     def is_closing(self) -> bool:
         return self.ending or self.send_done or self.over
 
+    def get_write_buffer_size(self) -> int:
+        return self.pending_size
+
     # -- what the connection reports ------------------------------------------------------------
     def on_data(self, event: Data) -> None:
         self.unacked += event.flow_controlled_length

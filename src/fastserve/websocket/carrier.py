@@ -34,7 +34,8 @@ session over a fake one that records these calls):
    (CANCEL), then ``lost``. Calls after ``end`` or ``abort`` (a second ``abort``, from a timer)
    are ignored. ``pause_reading``/``resume_reading``: stop and restart giving the client stream
    window (WINDOW_UPDATE) for this stream only, so that a slow session never stalls the
-   connection's other streams; ``is_closing``: the stream is ending or over.
+   connection's other streams; ``is_closing``: the stream is ending or over;
+   ``get_write_buffer_size``: the DATA bytes waiting for window.
 5. A WebSocket stream counts for ``--limit-concurrency`` and the concurrent-stream limit; the
    session registers itself with the server (``state.connection_opened``) for shutdown (1012).
 """
@@ -71,6 +72,10 @@ class WebSocketCarrier(Protocol):
     def resume_reading(self) -> None: ...
 
     def is_closing(self) -> bool: ...
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes written and not sent yet (H2: waiting for window): --timeout-write aborts the
+        carrier when writes stay paused that long without this shrinking."""
 
 
 class SessionEndpoint(Protocol):

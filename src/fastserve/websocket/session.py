@@ -101,7 +101,10 @@ FRAME_BUDGET = 256
 class SessionSettings:
     """Per-server constants, computed once from the config."""
 
-    __slots__ = ("extensions", "max_size", "max_queue", "max_queue_size", "ping_interval", "ping_timeout", "handshake_timeout")
+    __slots__ = (
+        "extensions", "max_size", "max_queue", "max_queue_size", "ping_interval", "ping_timeout", "handshake_timeout",
+        "write_timeout",
+    )
 
     def __init__(self, config: Any) -> None:
         if config.ws_per_message_deflate:
@@ -116,6 +119,7 @@ class SessionSettings:
         self.ping_interval = config.ws_ping_interval or None
         self.ping_timeout = config.ws_ping_timeout or None
         self.handshake_timeout = config.timeout_ws_handshake
+        self.write_timeout = config.timeout_write
 
 
 # The server's own refusals of a handshake: status, text, extra headers.
@@ -182,8 +186,10 @@ class WebSocketSession:
         self.accepted: Accept | None = None  # the handshake's answer, completed when the app accepts
         self.accept_status = 101  # what the accept is, for the access log (HTTP/2: 200)
         self.phase = HANDSHAKE
-        self.flow = FlowControl(carrier)  # type: ignore[arg-type]  # pauses and resumes reading as a transport does
-        self.flow.write_paused = conn.flow.write_paused
+        # (the carrier pauses and resumes reading, and reports what it holds unsent, as a transport does)
+        self.flow = FlowControl(carrier, settings.write_timeout, self._write_timed_out)  # type: ignore[arg-type]
+        if conn.flow.write_paused:  # the client stopped reading before the hand-over
+            self.flow.pause_writing()
         self.inbox: deque[dict[str, Any]] = deque()
         self.queued_size = 0  # of the messages in the inbox (see _size)
         self.continue_handle: asyncio.Handle | None = None  # parses the backlog on the next turn
@@ -848,6 +854,20 @@ class WebSocketSession:
         self.reported = True
         self._close_by_server(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
         self._end_carrier()  # a silent peer is not waited for
+
+    def _write_timed_out(self) -> None:
+        """--timeout-write: the client has read nothing we sent for that long (see FlowControl).
+        Nothing more can reach it (not even a close frame): drop the connection; the app's pending
+        send() raises ClientDisconnected and its receive() returns websocket.disconnect (1006)."""
+        if self.connection_lost_:
+            return
+        doing = "WebSocket messages were being sent" if self.phase is OPEN else f"the WebSocket was in its {self.phase} phase"
+        logger.info(
+            "Aborted the WebSocket connection from %s: it read nothing for %gs while %s (--timeout-write)",
+            peer_name(self.client), self.settings.write_timeout, doing,
+        )
+        self.reported = True
+        self.carrier.abort()
 
     def _handshake_timed_out(self) -> None:
         """--timeout-ws-handshake: the app never accepted, closed or denied the connection."""

@@ -83,3 +83,9 @@ class UpgradedTransport(asyncio.Protocol):
 
     def is_closing(self) -> bool:
         return self.transport.is_closing()
+
+    def get_write_buffer_size(self) -> int:
+        return self.transport.get_write_buffer_size()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.transport.get_extra_info(name, default)  # (the socket: see asgi.flow.unsent)
