@@ -101,15 +101,24 @@ FRAME_BUDGET = 256
 class SessionSettings:
     """Per-server constants, computed once from the config."""
 
-    __slots__ = ("extensions", "max_size", "max_queue", "max_queue_size", "ping_interval", "ping_timeout", "handshake_timeout")
+    __slots__ = (
+        "extensions", "deflate_threshold", "max_size", "max_queue", "max_queue_size", "ping_interval", "ping_timeout",
+        "handshake_timeout",
+    )
 
     def __init__(self, config: Any) -> None:
         if config.ws_per_message_deflate:
-            from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
+            from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 
-            self.extensions = enable_server_permessage_deflate(None)
+            # websockets' defaults (its "Compression" guide: window bits 12, memory level 5), at
+            # --ws-deflate-level: compressing is most of the CPU a compressed message costs.
+            self.extensions = [ServerPerMessageDeflateFactory(
+                server_max_window_bits=12, client_max_window_bits=12,
+                compress_settings={"memLevel": 5, "level": config.ws_deflate_level},
+            )]
         else:
             self.extensions = None
+        self.deflate_threshold = config.ws_deflate_threshold
         self.max_size = config.ws_max_size
         self.max_queue = config.ws_max_queue
         self.max_queue_size = config.ws_max_queue_size
@@ -639,7 +648,10 @@ class WebSocketSession:
             data, first = message.get("bytes"), _FIN_BINARY
             if data is None:
                 raise RuntimeError("'websocket.send' needs 'text' or 'bytes'.")
-        if protocol.extensions:  # compression negotiated: websockets encodes the frame
+        if protocol.extensions and len(data) >= self.settings.deflate_threshold:
+            # Compression negotiated and worth it: websockets compresses and frames. A smaller
+            # message goes out uncompressed (RSV1 clear: RFC 7692 lets a sender choose per message;
+            # the compression context only holds compressed messages).
             if text is not None:
                 protocol.send_text(data)
             else:
