@@ -456,9 +456,15 @@ class WebSocketSession:
                 self._fail_message(CloseCode.PROTOCOL_ERROR, "RSV1 bit set in continuation frame")
             else:  # also a text or binary frame after the app closed: websockets drops it
                 if first in _COMPRESSED_STARTS and self.deflate is not None:
-                    # Not inflated here (the app closed, or it breaks a rule websockets reports):
+                    # Not a message here (the app closed, or it breaks a rule websockets reports):
                     # websockets, which runs without extensions, sees it as the uncompressed frame
-                    # it stands for (to drop it, or to report the fault it has).
+                    # it stands for (to drop it, or to report the fault it has). Open, it is
+                    # inflated first, as websockets' extension would: a bomb is still a 1009.
+                    if masked and self.phase is OPEN:
+                        payload = data[head:frame_end]
+                        mask = data[head - 4 : head]
+                        payload = bytes(payload) if mask == _NO_MASK else apply_mask(payload, mask)
+                        self._inflate(payload, first & 0x80 != 0, protocol.current_size or 0, True)
                     self._feed(bytes((first ^ _RSV1,)) + bytes(data[pos + 1 : frame_end]))
                 else:
                     self._feed(data[pos:frame_end])
