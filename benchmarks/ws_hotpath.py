@@ -89,7 +89,9 @@ async def echo(scope, receive, send) -> None:
 
 
 def open_session(carrier: CountingCarrier, offer_deflate: bool = False) -> WebSocketSession:
-    config = Config(app="benchmarks.ws_hotpath:echo")
+    # No keepalive pings: under valgrind a run outlasts --ws-ping-interval, and the carrier
+    # never answers, so the session would close mid-run (1011) and count fewer messages.
+    config = Config(app="benchmarks.ws_hotpath:echo", ws_ping_interval=0)
     state = ServerState(config, {}, None, None)
     conn = SimpleNamespace(loop=asyncio.get_running_loop(), app=echo, context=copy_context(), state=state, config=config,
                            server=("127.0.0.1", 8000), tls=None, flow=FlowControl(None))  # type: ignore[arg-type]
