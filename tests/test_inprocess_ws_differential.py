@@ -22,6 +22,7 @@ import zlib
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from websockets.exceptions import PayloadTooBig, ProtocolError
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 
 from .harness import (
@@ -259,6 +260,28 @@ DEFLATE_THRESHOLD = 64  # replies on both sides of it: compressed and not
 DEFLATE_SIZES = [0, 1, 63, 64, 125, 126, 2043, 2044, 65535]  # not MAX_SIZE itself: see below
 
 
+class ReferenceDeflate(PerMessageDeflate):
+    """websockets' extension, with the session's two intended differences: a message (or
+    fragment) inflating to exactly the limit is taken (test_a_compressed_message_of_exactly_max_size_is_taken),
+    and a client that ends its DEFLATE stream (a BFINAL block) starts a new one with its next
+    message, data after the end of a stream being a fault
+    (test_a_client_ending_its_deflate_stream_starts_a_new_one)."""
+
+    def decode(self, frame, *, max_size=None):
+        try:  # a byte more, to tell "exactly the limit" from "over it", as the session does
+            frame = super().decode(frame, max_size=None if max_size is None else max_size + 1)
+        except PayloadTooBig:
+            raise PayloadTooBig(None, max_size) from None
+        if max_size is not None and len(frame.data) > max_size:
+            raise PayloadTooBig(None, max_size)
+        decoder = getattr(self, "decoder", None)
+        if decoder is not None and decoder.eof:
+            if len(decoder.unused_data) > (4 if frame.fin else 0):
+                raise ProtocolError("decompression failed")
+            self.decoder = zlib.decompressobj(wbits=-self.remote_max_window_bits)
+        return frame
+
+
 class ClientDeflater:
     """The client's compression context, taken over from message to message (as browsers do)."""
 
@@ -332,7 +355,7 @@ async def deflate_outcome(reads: list[bytes], direct: bool, eof: bool) -> dict:
     assert session.direct and session.deflate is not None and not session.protocol.extensions
     if not direct:  # the reference: every byte through websockets' parser and its extension
         session.direct = False
-        session.protocol.extensions = [PerMessageDeflate(False, False, 12, 12)]
+        session.protocol.extensions = [ReferenceDeflate(False, False, 12, 12)]
     for data in reads:
         conn.feed(data)
     if eof:
@@ -389,3 +412,26 @@ def test_a_compressed_message_of_exactly_max_size_is_taken():
     reason = f"frame exceeds limit of {MAX_SIZE} bytes".encode()
     close = bytes((0x88, 2 + len(reason))) + (1009).to_bytes(2, "big") + reason
     assert outcome["written"].endswith(close) and outcome["closed"]
+
+
+def test_a_client_ending_its_deflate_stream_starts_a_new_one():
+    """A message may end its DEFLATE stream (BFINAL): the next message is a new stream, inflated
+    from scratch. (websockets' extension keeps the ended inflater, which then hands back nothing
+    and keeps every later byte: memory without end.) Data after the end of a stream is 1002."""
+    def finished(data: bytes) -> bytes:
+        deflater = zlib.compressobj(6, zlib.DEFLATED, -12)
+        return deflater.compress(data) + deflater.flush(zlib.Z_FINISH)
+
+    frames = [client_frame(TEXT, finished(b"one " * 50), rsv=0x40, mask=b"abcd"),
+              client_frame(TEXT, finished(b"two " * 50), rsv=0x40, mask=b"efgh")]
+    garbage = client_frame(BINARY, finished(b"three") + b"\x00garbage", rsv=0x40, mask=b"ijkl")
+
+    async def scenario():
+        return await deflate_outcome(frames, True, False), await deflate_outcome([garbage], True, False)
+
+    outcome, failed = run_on("asyncio", scenario)
+    assert outcome["messages"][1:] == [{"type": "websocket.receive", "text": "one " * 50},
+                                       {"type": "websocket.receive", "text": "two " * 50}]
+    reason = b"decompression failed"
+    assert failed["written"].endswith(bytes((0x88, 2 + len(reason))) + (1002).to_bytes(2, "big") + reason)
+    assert failed["closed"]

@@ -66,7 +66,14 @@ class MessageDeflate:
         inflated = inflater.decompress(data, limit + 1)
         if len(inflated) > limit:
             raise TooBig
-        if fin and not self.inflate_takeover:
+        if inflater.eof:
+            # The client ended its DEFLATE stream (a block with BFINAL set, which RFC 7692 allows):
+            # its next message starts a new one. Left in place, zlib would keep every later byte
+            # as unused_data, without end.
+            if len(inflater.unused_data) > (len(_SYNC_TAIL) if fin else 0):
+                raise zlib.error("data after the end of the DEFLATE stream")
+            self.inflater = None
+        elif fin and not self.inflate_takeover:
             self.inflater = None
         return inflated
 
