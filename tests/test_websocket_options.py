@@ -333,3 +333,17 @@ def test_deflate_options_are_checked(name, value, problem):
     with pytest.raises(ConfigError) as info:
         Config(app="apps.ws:app", **{name: value})
     assert str(info.value) == problem
+
+
+def test_messages_that_end_their_deflate_stream_are_each_inflated(serve):
+    """A client may end each compressed message's DEFLATE stream (BFINAL, Z_FINISH): every
+    message is then a new stream, and each is inflated (not an empty message after the first)."""
+    server = serve("apps.ws:app")
+    ws = RawWebSocket(server.port, extra="Sec-WebSocket-Extensions: permessage-deflate\r\n")
+    try:
+        for word in (b"first", b"second", b"third"):
+            deflater = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+            ws.send(frame(TEXT, deflater.compress(word * 10) + deflater.flush(zlib.Z_FINISH), rsv=0x40))
+            assert ws.recv_frame() == (TEXT, word * 10)  # under the threshold: sent back uncompressed
+    finally:
+        ws.close()
