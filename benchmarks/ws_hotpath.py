@@ -1,6 +1,6 @@
 """The in-process WebSocket hot path: µs per echoed message through WebSocketSession.
 
-    python -m benchmarks.ws_hotpath [MESSAGES [REPEAT]]
+    python -m benchmarks.ws_hotpath [--deflate] [MESSAGES [REPEAT]]
 
 No sockets and no HTTP parser: the real session (built as websocket.upgrade_handler builds it,
 real Config and ServerState, no access log), an echo app, and a carrier that only counts writes.
@@ -12,14 +12,21 @@ fed. On a busy machine wall-clock figures swing by half; compare code versions b
     PYTHONHASHSEED=0 valgrind --tool=callgrind python -m benchmarks.ws_hotpath 6000 1
 
 (the difference of the two totals over 4000: instructions per message, the floor turns included).
+
+``--deflate``: the ``ws-deflate`` scenario's traffic instead. The handshake offers permessage-deflate
+as Chromium does, and the frames fed are the load generator's: its seeded mix of JSON messages
+(``loadgen.message_mix``), each compressed with a fresh compressor (``loadgen.compressed_frames``),
+one per turn, cycling; the app echoes each as text, which the server compresses with its context.
+Where the time goes: ``python -m cProfile -s tottime -m benchmarks.ws_hotpath --deflate 20000 1``.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import statistics
-import sys
 import time
+from contextvars import copy_context
 from types import SimpleNamespace
 
 from fastserve.asgi.flow import FlowControl
@@ -27,6 +34,8 @@ from fastserve.asgi.request import RequestHead
 from fastserve.config import Config
 from fastserve.server import ServerState, loop_factory
 from fastserve.websocket.session import SessionSettings, WebSocketSession
+
+from .loadgen import DEFLATE_OFFER, compressed_frames, message_mix, negotiated_deflate
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 MASK = b"\x01\x02\x03\x04"
@@ -39,9 +48,10 @@ class CountingCarrier:
 
     def __init__(self) -> None:
         self.writes = 0
+        self.accept_headers: list[tuple[bytes, bytes]] = []
 
     def accept(self, headers) -> None:
-        pass
+        self.accept_headers = headers
 
     def deny(self, status, headers, body) -> None:
         pass
@@ -78,33 +88,50 @@ async def echo(scope, receive, send) -> None:
         await send({"type": "websocket.send", "text": message["text"]})
 
 
-def open_session(carrier: CountingCarrier) -> WebSocketSession:
-    config = Config(app="benchmarks.ws_hotpath:echo")
+def open_session(carrier: CountingCarrier, offer_deflate: bool = False) -> WebSocketSession:
+    # No keepalive pings: under valgrind a run outlasts --ws-ping-interval, and the carrier
+    # never answers, so the session would close mid-run (1011) and count fewer messages.
+    config = Config(app="benchmarks.ws_hotpath:echo", ws_ping_interval=0)
     state = ServerState(config, {}, None, None)
-    conn = SimpleNamespace(loop=asyncio.get_running_loop(), app=echo, state=state, config=config,
+    conn = SimpleNamespace(loop=asyncio.get_running_loop(), app=echo, context=copy_context(), state=state, config=config,
                            server=("127.0.0.1", 8000), tls=None, flow=FlowControl(None))  # type: ignore[arg-type]
     head = RequestHead()
     head.path, head.raw_path, head.query_string = "/ws", b"/ws", b""
     head.headers = [(b"host", b"x"), (b"upgrade", b"websocket"), (b"connection", b"Upgrade"),
                     (b"sec-websocket-key", KEY), (b"sec-websocket-version", b"13")]
+    if offer_deflate:
+        name, _, value = DEFLATE_OFFER.strip().partition(": ")
+        head.headers.append((name.lower().encode(), value.encode()))
     head.http_version, head.client, head.scheme = "1.1", ("127.0.0.1", 1), "http"
     session = WebSocketSession(conn, head, SessionSettings(config), carrier)  # type: ignore[arg-type]
     session.start(head, b"")
     return session
 
 
-async def measure(messages: int, repeat: int) -> float:
+def deflate_frames(accept_headers: list[tuple[bytes, bytes]]) -> list[bytes]:
+    """The ws-deflate load generator's frames, compressed as the server's accept asks."""
+    head = b"HTTP/1.1 101 Switching Protocols\r\n" + b"".join(
+        name + b": " + value + b"\r\n" for name, value in accept_headers)
+    params = negotiated_deflate(head)
+    if params is None:
+        raise RuntimeError("the server declined permessage-deflate")
+    return compressed_frames(message_mix(seed=1), params)
+
+
+async def measure(messages: int, repeat: int, deflate: bool = False) -> float:
     carrier = CountingCarrier()
-    session = open_session(carrier)
+    session = open_session(carrier, offer_deflate=deflate)
     for _ in range(5):  # the app accepts
         await asyncio.sleep(0)
+    frames = deflate_frames(carrier.accept_headers) if deflate else [FRAME]
+    schedule = [frames[i % len(frames)] for i in range(messages)]
     feed, turn = session.feed, asyncio.sleep
     runs = []
     for _ in range(repeat):
         before = carrier.writes
         start = time.perf_counter()
-        for _ in range(messages):
-            feed(FRAME)
+        for frame in schedule:
+            feed(frame)
             await turn(0)
         elapsed = time.perf_counter() - start
         assert carrier.writes - before == messages, "not every message was echoed in its turn"
@@ -120,11 +147,15 @@ async def measure(messages: int, repeat: int) -> float:
 
 
 def main() -> None:
-    messages = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
-    repeat = int(sys.argv[2]) if len(sys.argv) > 2 else 7
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ws_hotpath", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--deflate", action="store_true", help="the ws-deflate scenario's compressed message mix")
+    parser.add_argument("messages", type=int, nargs="?", default=20000)
+    parser.add_argument("repeat", type=int, nargs="?", default=7)
+    args = parser.parse_args()
     loop = loop_factory("auto")()
     try:
-        print(f"{loop.run_until_complete(measure(messages, repeat)):.3f} µs per message")
+        print(f"{loop.run_until_complete(measure(args.messages, args.repeat, args.deflate)):.3f} µs per message")
     finally:
         loop.close()
 

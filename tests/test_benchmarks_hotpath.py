@@ -20,3 +20,14 @@ def test_hotpath_harness_reports_microseconds_per_request():
         for line in lines:
             # A figure, not a speed check: with 400 requests the floor subtracted can outweigh it.
             assert math.isfinite(float(line.split(": ")[1].split(" µs")[0])), line
+
+
+def test_ws_hotpath_harness_reports_microseconds_per_message():
+    # It checks itself that every message fed was echoed in its turn (--deflate: the ws-deflate
+    # scenario's compressed mix, negotiated by the real handshake).
+    for extra in ([], ["--deflate"]):
+        command = [sys.executable, "-m", "benchmarks.ws_hotpath", *extra, "300", "1"]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.endswith(" µs per message\n"), done.stdout
+        assert math.isfinite(float(done.stdout.split(" µs")[0])), done.stdout

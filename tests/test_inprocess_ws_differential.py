@@ -17,9 +17,13 @@ a model of RFC 6455; this test needs no model: websockets is the reference.
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from websockets.exceptions import PayloadTooBig, ProtocolError
+from websockets.extensions.permessage_deflate import PerMessageDeflate
 
 from .harness import (
     BINARY,
@@ -248,3 +252,186 @@ def test_each_fault_between_messages(fault):
 @pytest.mark.timeout(1800)
 def test_soak_direct_framing_matches_websockets():
     given(case=stream())(SOAK(lambda case: compare(*case, "uvloop")))()
+
+
+# -- permessage-deflate: the session inflates and compresses itself; websockets' extension is the reference
+DEFLATE_OFFER = b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+DEFLATE_THRESHOLD = 64  # replies on both sides of it: compressed and not
+DEFLATE_SIZES = [0, 1, 63, 64, 125, 126, 2043, 2044, 65535]  # not MAX_SIZE itself: see below
+
+
+class ReferenceDeflate(PerMessageDeflate):
+    """websockets' extension, with the session's two intended differences: a message (or
+    fragment) inflating to exactly the limit is taken (test_a_compressed_message_of_exactly_max_size_is_taken),
+    and a client that ends its DEFLATE stream (a BFINAL block) starts a new one with its next
+    message, data after the end of a stream being a fault
+    (test_a_client_ending_its_deflate_stream_starts_a_new_one)."""
+
+    def decode(self, frame, *, max_size=None):
+        try:  # a byte more, to tell "exactly the limit" from "over it", as the session does
+            frame = super().decode(frame, max_size=None if max_size is None else max_size + 1)
+        except PayloadTooBig:
+            raise PayloadTooBig(None, max_size) from None
+        if max_size is not None and len(frame.data) > max_size:
+            raise PayloadTooBig(None, max_size)
+        decoder = getattr(self, "decoder", None)
+        if decoder is not None and decoder.eof:
+            if len(decoder.unused_data) > (4 if frame.fin else 0):
+                raise ProtocolError("decompression failed")
+            self.decoder = zlib.decompressobj(wbits=-self.remote_max_window_bits)
+        return frame
+
+
+class ClientDeflater:
+    """The client's compression context, taken over from message to message (as browsers do)."""
+
+    def __init__(self) -> None:
+        self.deflater = zlib.compressobj(6, zlib.DEFLATED, -12)
+
+    def message(self, data: bytes) -> bytes:
+        compressed = self.deflater.compress(data) + self.deflater.flush(zlib.Z_SYNC_FLUSH)
+        assert compressed.endswith(b"\x00\x00\xff\xff")
+        return compressed[:-4]
+
+
+@st.composite
+def deflate_stream(draw) -> tuple[list[bytes], list[int]]:
+    """Compressed and uncompressed messages (fragmented or not, with control frames between
+    fragments), deflate faults (corrupt data, bombs, RSV1 where it must not be) and the other odd
+    frames, compressed with one client context; and where the fast path's reads split them."""
+    client = ClientDeflater()
+    frames: list[bytes] = []
+    for _ in range(draw(st.integers(1, 5))):
+        kind = draw(st.sampled_from(["compressed", "compressed", "compressed", "plain", "odd", "fault"]))
+        if kind == "plain":
+            frames += draw(message_frames())
+            continue
+        if kind == "odd":
+            frames.append(draw(odd_frame()))
+            continue
+        opcode = draw(st.sampled_from([TEXT, BINARY]))
+        if kind == "fault":
+            fault = draw(st.sampled_from(["corrupt", "bomb", "fragmented-bomb", "rsv1-cont", "compressed-ping"]))
+            if fault == "corrupt":
+                frames.append(client_frame(opcode, draw(st.binary(max_size=40)), rsv=0x40, mask=draw(masks)))
+            elif fault == "bomb":
+                bomb = ClientDeflater().message(b"\0" * (MAX_SIZE + draw(st.integers(1, 3000))))
+                frames.append(client_frame(opcode, bomb, rsv=0x40, mask=draw(masks)))
+            elif fault == "fragmented-bomb":  # too big only once a later fragment is inflated
+                bomb = ClientDeflater().message(b"\0" * (MAX_SIZE + draw(st.integers(1, 3000))))
+                cut = draw(st.integers(1, len(bomb) - 1))
+                frames.append(client_frame(opcode, bomb[:cut], fin=False, rsv=0x40, mask=draw(masks)))
+                frames.append(client_frame(CONT, bomb[cut:], mask=draw(masks)))
+            elif fault == "rsv1-cont":
+                frames.append(client_frame(opcode, client.message(b"first"), fin=False, rsv=0x40, mask=draw(masks)))
+                frames.append(client_frame(CONT, b"x", rsv=0x40, mask=draw(masks)))
+            else:
+                frames.append(client_frame(PING, b"p", rsv=0x40, mask=draw(masks)))
+            continue
+        size = draw(st.one_of(st.sampled_from(DEFLATE_SIZES), st.integers(0, 300)))
+        data = draw(payload(opcode == TEXT))[:size] if draw(st.booleans()) else b"ab" * (size // 2)
+        compressed = client.message(data)
+        cuts = sorted(draw(st.lists(st.integers(0, len(compressed)), max_size=3)))
+        pieces = [compressed[a:b] for a, b in zip([0, *cuts], [*cuts, len(compressed)], strict=True)]
+        for i, piece in enumerate(pieces):
+            frames.append(client_frame(opcode if i == 0 else CONT, piece, fin=i == len(pieces) - 1,
+                                       rsv=0x40 if i == 0 else 0, mask=draw(masks)))
+            if i < len(pieces) - 1 and draw(st.integers(0, 3)) == 0:
+                frames.append(client_frame(PING, draw(st.binary(max_size=125)), mask=draw(masks)))
+    size = sum(map(len, frames))
+    cuts = sorted(set(draw(st.lists(st.integers(1, max(1, size - 1)), max_size=6)))) if draw(st.booleans()) else []
+    return frames, cuts
+
+
+async def deflate_outcome(reads: list[bytes], direct: bool, eof: bool) -> dict:
+    log: list = []
+    conn = Connection(echo_app(log), "httptools", ws_max_size=MAX_SIZE, ws_ping_interval=0,
+                      ws_deflate_threshold=DEFLATE_THRESHOLD)
+    conn.feed(upgrade_request(extra=DEFLATE_OFFER))
+    await conn.settle()
+    head, rest = split_handshake(conn.transport.take())
+    assert b"server_max_window_bits=12; client_max_window_bits=12" in head and rest == b""
+    session = conn.session
+    assert session.direct and session.deflate is not None and not session.protocol.extensions
+    if not direct:  # the reference: every byte through websockets' parser and its extension
+        session.direct = False
+        session.protocol.extensions = [ReferenceDeflate(False, False, 12, 12)]
+    for data in reads:
+        conn.feed(data)
+    if eof:
+        conn.feed_eof()
+    await conn.settle()
+    return {"messages": log, "written": conn.transport.data, "late": conn.transport.late,
+            "closed": conn.closed, "aborted": conn.transport.aborted}
+
+
+def compare_deflate(frames: list[bytes], cuts: list[int], loop: str, eof: bool = False) -> None:
+    """As compare(), with permessage-deflate agreed. The replies are compressed by the session on
+    both sides (the same bytes); what is compared is how the client's frames were read."""
+    data = b"".join(frames)
+    fast_reads = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+
+    async def both():
+        return await deflate_outcome(fast_reads, True, eof), await deflate_outcome(frames, False, eof)
+
+    fast, reference = run_on(loop, both)
+    assert fast["messages"] == reference["messages"], (frames, cuts)
+    assert fast["written"] == reference["written"], (frames, cuts)
+    assert fast == reference, (frames, cuts)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_own_deflate_matches_websockets_extension(loop):
+    given(case=deflate_stream())(EXAMPLES(lambda case: compare_deflate(*case, loop)))()
+
+
+def test_own_deflate_matches_websockets_extension_on_a_stream_cut_short():
+    given(case=deflate_stream())(settings(EXAMPLES, max_examples=40)(
+        lambda case: compare_deflate(*case, "asyncio", eof=True)))()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_soak_own_deflate_matches_websockets_extension():
+    given(case=deflate_stream())(SOAK(lambda case: compare_deflate(*case, "uvloop")))()
+
+
+def test_a_compressed_message_of_exactly_max_size_is_taken():
+    """Where the session departs from websockets' extension on purpose: a message inflating to
+    exactly --ws-max-size is taken, as an uncompressed one is (websockets' inflate stops at the
+    limit with the end of the stream unread and calls that too big); a byte more is 1009."""
+    client = ClientDeflater()
+    exact = client_frame(BINARY, client.message(b"m" * MAX_SIZE), rsv=0x40, mask=b"abcd")
+    over = client_frame(BINARY, client.message(b"n" * (MAX_SIZE + 1)), rsv=0x40, mask=b"abcd")
+
+    async def scenario():
+        return await deflate_outcome([exact, over], True, False)
+
+    outcome = run_on("asyncio", scenario)
+    assert outcome["messages"][1] == {"type": "websocket.receive", "bytes": b"m" * MAX_SIZE}
+    reason = f"frame exceeds limit of {MAX_SIZE} bytes".encode()
+    close = bytes((0x88, 2 + len(reason))) + (1009).to_bytes(2, "big") + reason
+    assert outcome["written"].endswith(close) and outcome["closed"]
+
+
+def test_a_client_ending_its_deflate_stream_starts_a_new_one():
+    """A message may end its DEFLATE stream (BFINAL): the next message is a new stream, inflated
+    from scratch. (websockets' extension keeps the ended inflater, which then hands back nothing
+    and keeps every later byte: memory without end.) Data after the end of a stream is 1002."""
+    def finished(data: bytes) -> bytes:
+        deflater = zlib.compressobj(6, zlib.DEFLATED, -12)
+        return deflater.compress(data) + deflater.flush(zlib.Z_FINISH)
+
+    frames = [client_frame(TEXT, finished(b"one " * 50), rsv=0x40, mask=b"abcd"),
+              client_frame(TEXT, finished(b"two " * 50), rsv=0x40, mask=b"efgh")]
+    garbage = client_frame(BINARY, finished(b"three") + b"\x00garbage", rsv=0x40, mask=b"ijkl")
+
+    async def scenario():
+        return await deflate_outcome(frames, True, False), await deflate_outcome([garbage], True, False)
+
+    outcome, failed = run_on("asyncio", scenario)
+    assert outcome["messages"][1:] == [{"type": "websocket.receive", "text": "one " * 50},
+                                       {"type": "websocket.receive", "text": "two " * 50}]
+    reason = b"decompression failed"
+    assert failed["written"].endswith(bytes((0x88, 2 + len(reason))) + (1002).to_bytes(2, "big") + reason)
+    assert failed["closed"]

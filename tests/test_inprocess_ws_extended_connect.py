@@ -316,7 +316,7 @@ def test_permessage_deflate_negotiated_from_the_request():
         [(name, params)] = parse_extension(answer)
         extension = ClientPerMessageDeflateFactory(client_max_window_bits=True).process_response_params(params, [])
         client = Client(session, carrier, [extension])
-        text = "compress me " * 50
+        text = "compress me " * 100  # above --ws-deflate-threshold (1024 bytes): compressed
         client.send("send_text", text.encode())
         await turns()
         assert log[-1] == {"type": "websocket.receive", "text": text}

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Close, Opcode
 
+from fastserve.config import Config, ConfigError
+
 from .helpers import ServerProcess, raw_request, status_of
-from .wsclient import PING, RawWebSocket, handshake_request
+from .wsclient import PING, TEXT, RawWebSocket, frame, handshake_request
 from .wsclient_h2 import (
     H2_TRANSPORTS,
     TARGET_IDS,
@@ -106,6 +109,44 @@ def test_deflate_off_is_not_negotiated(keepalive_target):
         ws.send("q" * 50_000)
         assert ws.recv() == "q" * 50_000
     assert ws.header("sec-websocket-extensions") is None
+
+
+def compressed_text(message: bytes) -> bytes:
+    """A compressed client text frame (RFC 7692 7.2.1: a fresh context, the sync tail removed)."""
+    deflater = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -9)
+    payload = deflater.compress(message) + deflater.flush(zlib.Z_SYNC_FLUSH)
+    assert payload.endswith(b"\x00\x00\xff\xff")
+    return frame(TEXT, payload[:-4], rsv=0x40)
+
+
+@pytest.mark.parametrize("threshold", [None, "0", "300"])
+def test_deflate_threshold_sends_small_messages_uncompressed(serve, threshold):
+    """--ws-deflate-threshold (default 1024): the server compresses what the app sends only from
+    that size on; smaller messages go out with RSV1 clear, whatever the client sent compressed.
+    The compressed replies share one context (takeover), so they inflate in order."""
+    args = () if threshold is None else ("--ws-deflate-threshold", threshold)
+    server = serve("apps.ws:app", "--ws-deflate-level", "9", *args)
+    smallest_compressed = 1024 if threshold is None else int(threshold)
+    ws = RawWebSocket(server.port, extra="Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n")
+    inflater = zlib.decompressobj(-15)
+    try:
+        assert "permessage-deflate" in ws.response_head
+        for size in (100, 400, 1023, 1024, 5000, 100, 5000):
+            message = (b'{"seq":%d,"text":"' % size).ljust(size - 2, b"x") + b'"}'
+            ws.send(compressed_text(message))
+            b1, b2 = ws._read_exact(2)  # the reply's header, for its RSV1 bit
+            ws.buffer = bytes((b1, b2)) + ws.buffer
+            opcode, payload = ws.recv_frame()
+            assert opcode == TEXT and b1 & 0x80, hex(b1)
+            if size >= smallest_compressed:
+                assert b1 & 0x40, f"a {size}-byte message went out uncompressed"
+                assert len(payload) < size
+                payload = inflater.decompress(payload + b"\x00\x00\xff\xff")
+            else:
+                assert not b1 & 0x40, f"a {size}-byte message went out compressed"
+            assert payload == message
+    finally:
+        ws.close()
 
 
 def test_shutdown_closes_websockets_with_1012(serve, impl):
@@ -281,3 +322,28 @@ async def _echo_once(port):
     async with connect(f"ws://127.0.0.1:{port}/ws/echo") as ws:
         await ws.send("still serving")
         return await ws.recv()
+
+
+@pytest.mark.parametrize("name, value, problem", [
+    ("ws_deflate_level", 0, "--ws-deflate-level: must be between 1 and 9; got 0"),
+    ("ws_deflate_level", 10, "--ws-deflate-level: must be between 1 and 9; got 10"),
+    ("ws_deflate_threshold", -1, "--ws-deflate-threshold: must not be negative; got -1"),
+])
+def test_deflate_options_are_checked(name, value, problem):
+    with pytest.raises(ConfigError) as info:
+        Config(app="apps.ws:app", **{name: value})
+    assert str(info.value) == problem
+
+
+def test_messages_that_end_their_deflate_stream_are_each_inflated(serve):
+    """A client may end each compressed message's DEFLATE stream (BFINAL, Z_FINISH): every
+    message is then a new stream, and each is inflated (not an empty message after the first)."""
+    server = serve("apps.ws:app")
+    ws = RawWebSocket(server.port, extra="Sec-WebSocket-Extensions: permessage-deflate\r\n")
+    try:
+        for word in (b"first", b"second", b"third"):
+            deflater = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+            ws.send(frame(TEXT, deflater.compress(word * 10) + deflater.flush(zlib.Z_FINISH), rsv=0x40))
+            assert ws.recv_frame() == (TEXT, word * 10)  # under the threshold: sent back uncompressed
+    finally:
+        ws.close()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 
 from fastserve.asgi.errors import InvalidResponse
+from fastserve.websocket.deflate import agreed_params
 from fastserve.websocket.handshake import (
     Accept,
     DenialResponse,
@@ -39,7 +41,29 @@ def test_accept_key_from_the_parsed_request():
     decision = check_handshake(upgrade_request(), None)
     assert isinstance(decision, Accept)
     assert (b"Sec-WebSocket-Accept", b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") in decision.headers  # RFC 6455 1.3
-    assert decision.extensions == []
+    assert decision.deflate is None  # no extension offered
+
+
+def test_accept_carries_the_agreed_deflate_parameters():
+    factories = [ServerPerMessageDeflateFactory(server_max_window_bits=12, client_max_window_bits=12)]
+    offer = (b"sec-websocket-extensions", b"permessage-deflate; client_max_window_bits")
+    decision = check_handshake(upgrade_request(offer), factories)
+    assert isinstance(decision, Accept)
+    answer = dict(decision.headers)[b"Sec-WebSocket-Extensions"]
+    assert answer == b"permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"
+    assert decision.deflate == {"server_max_window_bits": "12", "client_max_window_bits": "12"}
+    offer = (b"sec-websocket-extensions", b"permessage-deflate; client_no_context_takeover")
+    decision = check_handshake(upgrade_request(offer), [ServerPerMessageDeflateFactory()])
+    assert isinstance(decision, Accept) and decision.deflate == {"client_no_context_takeover": None}
+    decision = check_handshake(upgrade_request(offer), None)  # compression off: not agreed
+    assert isinstance(decision, Accept) and decision.deflate is None
+
+
+def test_agreed_params_read_the_answer():
+    assert agreed_params(None) is None
+    assert agreed_params("x-other; a=1") is None
+    assert agreed_params('permessage-deflate;server_no_context_takeover; client_max_window_bits="10"') == {
+        "server_no_context_takeover": None, "client_max_window_bits": "10"}
 
 
 def test_handshake_refusals_are_decisions():
@@ -130,3 +154,38 @@ def test_denial_response_keeps_the_apps_length_and_server():
 def test_denial_response_refuses_header_injection(headers):
     with pytest.raises(InvalidResponse):
         DenialResponse({"status": 400, "headers": headers}, FakeState())
+
+
+def test_websockets_internals_the_session_reads_and_writes():
+    """What websockets_compat.py lists beyond websockets' documented API, against the installed
+    version: the session's fast path depends on each meaning what it meant when it was written."""
+    from websockets.exceptions import ProtocolError
+    from websockets.frames import Close, Frame, Opcode
+
+    from fastserve.websocket.websockets_compat import open_protocol, release, set_message_size
+
+    def frame(opcode, data, fin=True):
+        return Frame(opcode, data, fin).serialize(mask=True)
+
+    protocol = open_protocol(100)
+    assert (protocol.current_size, protocol.eof_sent, protocol.parser_exc) == (None, False, None)
+    assert (protocol.close_rcvd, protocol.close_sent, protocol.extensions) == (None, None, [])
+    protocol.receive_data(frame(Opcode.TEXT, b"abc", fin=False))
+    assert protocol.current_size == 3  # the fragmented message's size so far
+    protocol.receive_data(frame(Opcode.CONT, b"de"))
+    assert protocol.current_size is None
+    set_message_size(protocol, 95)  # as if the session had taken a 95-byte fragment itself
+    protocol.receive_data(frame(Opcode.CONT, b"123456"))  # past the limit, counted from 95
+    assert protocol.eof_sent and "after reading 95 bytes" in str(protocol.parser_exc)
+    assert protocol.close_sent is not None and protocol.close_sent.code == 1009
+
+    protocol = open_protocol(100)
+    set_message_size(protocol, 1)
+    protocol.receive_data(frame(Opcode.TEXT, b"x"))  # not a continuation: websockets refuses it
+    assert isinstance(protocol.parser_exc, ProtocolError) and protocol.close_sent.code == 1002
+
+    protocol = open_protocol(100)
+    protocol.receive_data(frame(Opcode.CLOSE, Close(1000, "bye").serialize()))
+    assert protocol.close_rcvd == Close(1000, "bye") and protocol.eof_sent
+    release(protocol)
+    assert protocol.parser.gi_frame is None  # the generator is closed: no reference cycle left

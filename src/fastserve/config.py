@@ -160,6 +160,12 @@ class Config:
     ws_ping_interval: float | None = option(20.0, "Seconds between WebSocket pings (0 disables).", group="ws", type=float)
     ws_ping_timeout: float | None = option(20.0, "Seconds to wait for a pong before closing with 1011.", group="ws", type=float)
     ws_per_message_deflate: bool = option(True, "Offer permessage-deflate compression.", group="ws")
+    ws_deflate_threshold: int = option(
+        1024,
+        "With permessage-deflate, messages the app sends below this many bytes go out uncompressed (0: compress every message).",
+        group="ws",
+    )
+    ws_deflate_level: int = option(1, "zlib level of permessage-deflate compression: 1 (least CPU) to 9 (smallest).", group="ws")
     timeout_ws_handshake: float = option(10.0, "Answer 503 when the app has not accepted or refused a WebSocket within this many seconds.", group="ws")
 
     # -- HTTP/2 -------------------------------------------------------------------------------
@@ -259,7 +265,9 @@ class Config:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be positive; got {getattr(self, name)!r}")
-        non_negative = ("timeout_keep_alive", "timeout_graceful_shutdown", "timeout_linger", "reload_delay", "limit_max_requests_jitter", "limit_drain_body", "shutdown_delay", "timeout_worker_healthcheck", "timeout_write")
+        if not 1 <= self.ws_deflate_level <= 9:
+            raise ConfigError("ws_deflate_level", f"must be between 1 and 9; got {self.ws_deflate_level!r}")
+        non_negative = ("ws_deflate_threshold", "timeout_keep_alive", "timeout_graceful_shutdown", "timeout_linger", "reload_delay", "limit_max_requests_jitter", "limit_drain_body", "shutdown_delay", "timeout_worker_healthcheck", "timeout_write")
         for name in ("timeout_request_header", "timeout_request_body", "timeout_ws_handshake", "http2_timeout_window"):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be positive; got {getattr(self, name)!r}")

@@ -17,6 +17,7 @@ from websockets.http11 import Request, Response
 
 from ..asgi.errors import InvalidResponse
 from ..asgi.response_head import check_status, check_value, lower_name
+from .deflate import agreed_params
 from .websockets_compat import handshake_checker, negotiate_extensions, release
 
 if TYPE_CHECKING:
@@ -84,13 +85,15 @@ def is_version_mismatch(exc: Exception | None) -> bool:
 class Accept:
     """The handshake is valid: the response headers of the accept so far (over HTTP/1.1 what
     websockets computed: Sec-WebSocket-Accept, extensions, ...; over HTTP/2 the extensions alone)
-    and the extensions negotiated, for when the app accepts."""
+    and the permessage-deflate parameters agreed in them (None: not agreed), for when the app
+    accepts."""
 
-    __slots__ = ("headers", "extensions")
+    __slots__ = ("headers", "deflate")
 
-    def __init__(self, headers: list[tuple[bytes, bytes]], extensions: list[Any]) -> None:
+    def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
         self.headers = headers
-        self.extensions = extensions
+        answer = next((value for name, value in headers if name.lower() == b"sec-websocket-extensions"), None)
+        self.deflate = agreed_params(None if answer is None else answer.decode("latin-1"))
 
 
 def _header_items(response: Response) -> list[tuple[bytes, bytes]]:
@@ -121,7 +124,7 @@ def check_handshake(request: HandshakeRequest, extensions: Any) -> Accept | Refu
     finally:
         release(checker)
     if response is not None and response.status_code == 101:
-        return Accept(_header_items(response), checker.extensions)
+        return Accept(_header_items(response))
     if is_version_mismatch(exc):
         return Refusal(426, exc, [(b"sec-websocket-version", b"13"), (b"upgrade", b"websocket")])
     return Refusal(response.status_code if response is not None else 400, exc, [])
@@ -145,12 +148,12 @@ def check_extended_connect(request: HandshakeRequest, protocol: str | None, exte
             raise InvalidHeader("Sec-WebSocket-Version")
         if versions != ["13"]:
             raise InvalidHeaderValue("Sec-WebSocket-Version", ", ".join(versions))
-        extension_header, accepted = negotiate_extensions(extensions, headers)
+        extension_header = negotiate_extensions(extensions, headers)
     except (ValueError, InvalidHandshake) as error:
         refusal_headers = [(b"sec-websocket-version", b"13")] if is_version_mismatch(error) else []
         return Refusal(400, error, refusal_headers)
     accept_headers = [] if extension_header is None else [(b"sec-websocket-extensions", extension_header.encode("latin-1"))]
-    return Accept(accept_headers, accepted)
+    return Accept(accept_headers)
 
 
 def complete_accept(

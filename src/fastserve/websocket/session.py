@@ -28,6 +28,7 @@ import codecs
 import logging
 import os
 import struct
+import zlib
 from collections import deque
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,7 @@ from ..asgi.flow import (
     wake,
 )
 from ..asgi.scope import peer_name
+from .deflate import MessageDeflate, TooBig
 from .handshake import (
     Accept,
     DenialResponse,
@@ -85,6 +87,8 @@ _TEXT, _BINARY, _CONT, _PONG, _CLOSE = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, 
 _WS_OPEN = State.OPEN
 _FIN_TEXT, _FIN_BINARY = 0x81, 0x82  # first header byte: FIN, no RSV bits, opcode
 _START_TEXT, _START_BINARY, _CONT_MORE, _CONT_LAST = 0x01, 0x02, 0x00, 0x80  # fragments, no RSV bits
+_RSV1 = 0x40  # "compressed" on a message's first frame, with permessage-deflate (RFC 7692 6)
+_COMPRESSED_STARTS = frozenset(first | _RSV1 for first in (_FIN_TEXT, _FIN_BINARY, _START_TEXT, _START_BINARY))
 _HEAD_SHORT, _HEAD_16, _HEAD_64 = struct.Struct("!BB").pack, struct.Struct("!BBH").pack, struct.Struct("!BBQ").pack
 _NO_MASK = b"\0\0\0\0"  # a valid masking key that leaves the payload as it is
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
@@ -102,17 +106,24 @@ class SessionSettings:
     """Per-server constants, computed once from the config."""
 
     __slots__ = (
-        "extensions", "max_size", "max_queue", "max_queue_size", "ping_interval", "ping_timeout", "handshake_timeout",
-        "write_timeout",
+        "extensions", "deflate_threshold", "deflate_level", "max_size", "max_queue", "max_queue_size", "ping_interval", "ping_timeout",
+        "handshake_timeout", "write_timeout",
     )
 
     def __init__(self, config: Any) -> None:
         if config.ws_per_message_deflate:
-            from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
+            from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 
-            self.extensions = enable_server_permessage_deflate(None)
+            # websockets' defaults (its "Compression" guide: window bits 12, memory level 5), at
+            # --ws-deflate-level: compressing is most of the CPU a compressed message costs.
+            self.extensions = [ServerPerMessageDeflateFactory(
+                server_max_window_bits=12, client_max_window_bits=12,
+                compress_settings={"memLevel": 5, "level": config.ws_deflate_level},
+            )]
         else:
             self.extensions = None
+        self.deflate_threshold = config.ws_deflate_threshold
+        self.deflate_level = config.ws_deflate_level
         self.max_size = config.ws_max_size
         self.max_queue = config.ws_max_queue
         self.max_queue_size = config.ws_max_queue_size
@@ -152,6 +163,8 @@ class WebSocketSession:
         "early",
         "parts",
         "own_fragments",
+        "inflating",
+        "deflate",
         "direct",
         "buffered",
         "needed",
@@ -198,6 +211,8 @@ class WebSocketSession:
         self.early = bytearray()  # bytes received before the accept went out
         self.parts: bytearray | None = None  # fragments of the message being received, joined
         self.own_fragments = False  # whether _read_frames took its first fragment (see _is_direct)
+        self.inflating = False  # whether that fragmented message is compressed
+        self.deflate: MessageDeflate | None = None  # permessage-deflate, once agreed and accepted
         # Framing done here, ahead of websockets' parser (see _read_frames); set at accept.
         self.direct = False
         self.buffered = bytearray()  # the start of an incomplete frame, or the backlog, in direct mode
@@ -288,7 +303,10 @@ class WebSocketSession:
     def feed_eof(self) -> None:
         """The client will send no more (the carrier then ends its side)."""
         if self.protocol is not None:
-            if self.buffered:  # a frame cut short (websockets reports it as such), or a backlog
+            if self.buffered and self.direct:  # a backlog (its frames parsed now, all of them)...
+                data, self.buffered = bytes(self.buffered), bytearray()
+                self._read_frames(data, hold=False)
+            if self.buffered:  # ...or a frame cut short (websockets reports it as such)
                 data, self.buffered = bytes(self.buffered), bytearray()
                 self._feed(data)
             self.protocol.receive_eof()
@@ -362,16 +380,18 @@ class WebSocketSession:
         self._unpause(PARSING)
 
     # -- frames from the client -----------------------------------------------------------------
-    def _read_frames(self, data: bytes) -> bool:
+    def _read_frames(self, data: bytes, hold: bool = True) -> bool:
         """Split ``data`` into frames; complete, masked text and binary frames without RSV bits, and
         their continuations, become messages here (see _is_direct), every other frame goes to
         websockets whole, one at a time. Returns whether websockets was given any bytes.
 
         websockets' parser thus only ever sees whole frames and stays at a frame boundary, so this
         can go on after a ping or a fragmented message, and stop at any frame: after FRAME_BUDGET
-        frames, or when the queue fills or writes block, the rest is held (_hold_backlog). Frames
-        with RSV bits go to websockets (compressed ones are its to inflate). Used from the accept
-        until websockets stops parsing (it has sent EOF: closed or failed).
+        frames, or when the queue fills or writes block, the rest is held (_hold_backlog), unless
+        not ``hold`` (at the client's EOF). With permessage-deflate, compressed messages are
+        inflated here too (websockets runs without extensions); other frames with RSV bits go to
+        websockets, which refuses them. Used from the accept until websockets stops parsing (it
+        has sent EOF: closed or failed).
         """
         buffered = self.buffered
         if not buffered and self._one_small_message(data):
@@ -395,7 +415,7 @@ class WebSocketSession:
                 self.direct = False
                 self._feed(data[pos:])
                 return True
-            if not budget or flow.read_paused & (QUEUE_FULL | WRITES_BLOCKED):
+            if hold and (not budget or flow.read_paused & (QUEUE_FULL | WRITES_BLOCKED)):
                 self._hold_backlog(data[pos:])
                 return fed
             head = pos + 2
@@ -433,8 +453,24 @@ class WebSocketSession:
                     self._on_message(first == _FIN_TEXT, payload)
                 else:
                     self._on_direct_fragment(first, payload)
+            elif (masked and self.inflating and first & 0x4F == _RSV1 and self.phase is OPEN
+                  and protocol.current_size + length <= max_size):
+                # A continuation of a compressed message marked compressed itself (RFC 7692 6.1).
+                self._fail_message(CloseCode.PROTOCOL_ERROR, "RSV1 bit set in continuation frame")
             else:  # also a text or binary frame after the app closed: websockets drops it
-                self._feed(data[pos:frame_end])
+                if first in _COMPRESSED_STARTS and self.deflate is not None:
+                    # Not a message here (the app closed, or it breaks a rule websockets reports):
+                    # websockets, which runs without extensions, sees it as the uncompressed frame
+                    # it stands for (to drop it, or to report the fault it has). Open, it is
+                    # inflated first, as websockets' extension would: a bomb is still a 1009.
+                    if masked and self.phase is OPEN:
+                        payload = data[head:frame_end]
+                        mask = data[head - 4 : head]
+                        payload = bytes(payload) if mask == _NO_MASK else apply_mask(payload, mask)
+                        self._inflate(payload, first & 0x80 != 0, protocol.current_size or 0, True)
+                    self._feed(bytes((first ^ _RSV1,)) + bytes(data[pos + 1 : frame_end]))
+                else:
+                    self._feed(data[pos:frame_end])
                 fed = True
                 if protocol.eof_sent:  # a close frame or a failure: no more direct framing
                     self.direct = False
@@ -447,30 +483,68 @@ class WebSocketSession:
         return fed
 
     def _is_direct(self, first: int, length: int) -> bool:
-        """Whether _read_frames handles this (masked, complete) frame itself: an uncompressed text
-        or binary frame, or a continuation of a message begun that way, within --ws-max-size.
+        """Whether _read_frames handles this (masked, complete) frame itself: a text or binary
+        frame (compressed too, with permessage-deflate), or a continuation of a message begun that
+        way, within --ws-max-size.
         Anything else goes to websockets, which keeps the rules (and the error messages)."""
         current = self.protocol.current_size
         if current is None:
-            return first == _FIN_TEXT or first == _FIN_BINARY or first == _START_TEXT or first == _START_BINARY
+            return (first == _FIN_TEXT or first == _FIN_BINARY or first == _START_TEXT or first == _START_BINARY
+                    or (first in _COMPRESSED_STARTS and self.deflate is not None))
         if first != _CONT_MORE and first != _CONT_LAST:
             return False
         return self.own_fragments and current + length <= self.settings.max_size
 
     def _on_direct_fragment(self, first: int, data: bytes) -> None:
-        """A fragment _read_frames took itself: websockets' count of the message so far is kept up
-        to date, as it checks what may come next (and the size limit) against it."""
+        """A fragment, or a compressed message, _read_frames took itself. For fragments,
+        websockets' count of the message so far (inflated) is kept up to date, as it checks what
+        may come next (and the size limit) against it."""
         protocol = self.protocol
-        if first == _START_TEXT or first == _START_BINARY:
+        fin = first & 0x80 != 0
+        opcode = first & 0x0F  # TEXT or BINARY on a message's first frame, CONT after it
+        before = 0 if opcode else protocol.current_size
+        if (first & _RSV1 if opcode else self.inflating):
+            inflated = self._inflate(data, fin, before, opcode == 0)
+            if inflated is None:
+                return  # failed: too big, or not deflate data
+            data = inflated
+            if opcode and fin:  # a whole compressed message in one frame
+                self._on_message(opcode == _TEXT, data)
+                return
+        if opcode:
             set_message_size(protocol, len(data))
-            self.decoder = _utf8_decoder() if first == _START_TEXT else None
+            self.decoder = _utf8_decoder() if opcode == _TEXT else None
             self.parts = bytearray()
             self.own_fragments = True
-        elif first == _CONT_LAST:
+            self.inflating = first & _RSV1 != 0
+        elif fin:
             set_message_size(protocol, None)
+            self.inflating = False
         else:
-            set_message_size(protocol, protocol.current_size + len(data))
-        self._on_fragment(data, first == _CONT_LAST)
+            set_message_size(protocol, before + len(data))
+        self._on_fragment(data, fin)
+
+    def _inflate(self, data: bytes, fin: bool, before: int, continued: bool) -> bytes | None:
+        """A compressed frame's payload, inflated; None once the connection is failed for it
+        (close reasons as websockets words them)."""
+        limit = self.settings.max_size - before
+        try:
+            return self.deflate.inflate(data, fin, limit)  # type: ignore[union-attr]  # set: compressed frames are taken only then
+        except TooBig:
+            if continued:
+                reason = f"frame after reading {before} bytes exceeds limit of {self.settings.max_size} bytes"
+            else:
+                reason = f"frame exceeds limit of {limit} bytes"
+            self._fail_message(CloseCode.MESSAGE_TOO_BIG, reason)
+        except zlib.error:
+            self._fail_message(CloseCode.PROTOCOL_ERROR, "decompression failed")
+        return None
+
+    def _fail_message(self, code: int, reason: str) -> None:
+        """The message being received breaks the rules: drop it and fail the connection."""
+        self.parts = None
+        self.inflating = False
+        self._fail(code, reason)
 
     def _on_frame(self, frame: Any) -> None:
         opcode = frame.opcode
@@ -645,19 +719,18 @@ class WebSocketSession:
             data, first = message.get("bytes"), _FIN_BINARY
             if data is None:
                 raise RuntimeError("'websocket.send' needs 'text' or 'bytes'.")
-        if protocol.extensions:  # compression negotiated: websockets encodes the frame
-            if text is not None:
-                protocol.send_text(data)
-            else:
-                protocol.send_binary(data)
-            self._flush()
-        else:
-            # An unmasked, unfragmented frame is a header and the payload; built here, it skips
-            # websockets' Frame object, serializer and write list (every write is flushed, so
-            # nothing queued in websockets can be overtaken).
-            length = len(data)
-            head = _HEAD_SHORT(first, length) if length < 126 else _frame_head(first, length)
-            self.carrier.write(head + data)
+        deflate = self.deflate
+        if deflate is not None and len(data) >= self.settings.deflate_threshold:
+            # Compressed (RSV1) when permessage-deflate was agreed and it is worth it; a smaller
+            # message goes out as it is: RFC 7692 lets a sender choose per message, and the
+            # compression context only holds what was compressed.
+            data, first = deflate.compress(data), first | _RSV1
+        # An unmasked, unfragmented frame is a header and the payload; built here, it skips
+        # websockets' Frame object, serializer and write list (every write is flushed, so
+        # nothing queued in websockets can be overtaken).
+        length = len(data)
+        head = _HEAD_SHORT(first, length) if length < 126 else _frame_head(first, length)
+        self.carrier.write(head + data)
 
     def _send_close(self, message: dict[str, Any]) -> None:
         code = message.get("code") or CloseCode.NORMAL_CLOSURE
@@ -694,7 +767,9 @@ class WebSocketSession:
         accepted = self.accepted
         assert accepted is not None  # phase HANDSHAKE after a valid handshake
         headers, _ = complete_accept(accepted, message, self.state.default_header_items)
-        self.protocol = open_protocol(accepted.extensions, self.settings.max_size)
+        self.protocol = open_protocol(self.settings.max_size)
+        if accepted.deflate is not None:
+            self.deflate = MessageDeflate(accepted.deflate, self.settings.deflate_level)
         self.carrier.accept(headers)
         self.accepted = None
         self.phase = OPEN
