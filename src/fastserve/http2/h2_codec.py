@@ -39,6 +39,7 @@ from hyperframe.frame import (
     DataFrame,
     ExtensionFrame,
     GoAwayFrame,
+    HeadersFrame,
     PriorityFrame,
     SettingsFrame,
 )
@@ -94,10 +95,13 @@ class _QuietCountingH2(h2.connection.H2Connection):
     surface as events: the connection counts those."""
 
     quiet = 0
+    crowd = _UNLIMITED_STREAMS  # H2Codec sets it: see _check_crowd
 
     def _receive_frame(self, frame: Any) -> list:  # Any: `type(x) is` does not narrow
-        events = super()._receive_frame(frame)
         kind = type(frame)
+        if kind is HeadersFrame and len(self.streams) > 2 * self.crowd:
+            self._check_crowd()
+        events = super()._receive_frame(frame)
         if not events or kind is PriorityFrame or kind is ExtensionFrame:
             self.quiet += 1
         elif kind is DataFrame:
@@ -106,6 +110,15 @@ class _QuietCountingH2(h2.connection.H2Connection):
         elif kind is SettingsFrame and "ACK" in frame.flags:
             self.quiet += 1
         return events
+
+    def _check_crowd(self) -> None:
+        """h2 opens every stream of a read before the adapter can refuse those over the limit,
+        and counts its open streams by walking them all, per new stream: thousands of HEADERS in
+        one read (empty ones too) cost it seconds (5,000: ~11 s). More than `crowd` open at once
+        (twice the advertised limit: a client that ignores it) ends the connection, as zttp does
+        (ENHANCE_YOUR_CALM). Walking them also forgets the closed ones, so this runs rarely."""
+        if self.open_inbound_streams > self.crowd:
+            raise h2.exceptions.DenialOfServiceError(f"more than {self.crowd} streams opened at once")
 
 
 class H2Codec:
@@ -122,6 +135,7 @@ class H2Codec:
             normalize_outbound_headers=False,
         )
         self._h2 = _QuietCountingH2(config=config)
+        self._h2.crowd = 2 * settings.max_concurrent_streams
         self._h2.local_settings = h2.settings.Settings(client=False, initial_values=_h2_values(settings))
         # h2 sizes these from its defaults until the client acks our SETTINGS; ours hold at once.
         self._h2.max_inbound_frame_size = settings.max_frame_size
