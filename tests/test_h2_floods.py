@@ -16,7 +16,7 @@ import logging
 import pytest
 from hyperframe.frame import GoAwayFrame, HeadersFrame, PingFrame, SettingsFrame
 
-from fastserve.http2.codec import ENHANCE_YOUR_CALM
+from fastserve.http2.codec import ENHANCE_YOUR_CALM, PROTOCOL_ERROR
 from fastserve.http2.flood import MIN_USEFUL_CREDIT, FrameBudget
 
 from .h2_client import RawClient, parse_frames
@@ -155,3 +155,25 @@ def test_budget_counts_per_window():
     assert budget.spend(102.0)  # the fourth in 10 s
     assert not budget.spend(120.0, 3)  # a new window
     assert MIN_USEFUL_CREDIT <= 16_384  # below any window a client credits by halves
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("codec", CODECS)
+def test_flood_of_empty_continuation_frames_is_the_codecs_own(codec, loop, caplog):
+    """Zero-length CONTINUATION frames after a HEADERS without END_HEADERS never reach the
+    connection as events: each codec bounds them itself (zttp: ENHANCE_YOUR_CALM; h2: "too many
+    continuation frames", PROTOCOL_ERROR). Pinned, so a codec upgrade that drops it shows."""
+    caplog.set_level(logging.INFO, logger="fastserve.error")
+    expected = ENHANCE_YOUR_CALM if codec == "zttp" else PROTOCOL_ERROR
+
+    async def scenario():
+        peer = await flooded_peer(codec)
+        raw = RawClient()
+        peer.transport.feed(raw.headers(7, request(), end_headers=False) + raw.continuation(7, b"") * 20_000)
+        await settle(peer.transport)
+        codes = [f.error_code for f in parse_frames(peer.transport.take()) if isinstance(f, GoAwayFrame)]
+        assert codes == [expected] and peer.transport.closing
+
+    run_on(loop, scenario)
+    lines = [r.getMessage() for r in caplog.records if "HTTP/2 connection error" in r.getMessage()]
+    assert len(lines) == 1 and f"(code {expected})" in lines[0]
