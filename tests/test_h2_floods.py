@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import h2.settings
 import pytest
 from hyperframe.frame import GoAwayFrame, HeadersFrame, PingFrame, SettingsFrame
 
@@ -149,11 +150,67 @@ def test_credit_a_waiting_response_needs_is_not_counted(codec):
     run_on("asyncio", scenario)
 
 
+@pytest.mark.parametrize("codec", CODECS)
+def test_stream_and_connection_credit_in_separate_reads_are_not_counted(codec):
+    """Both windows closed: the stream's WINDOW_UPDATE alone lets nothing go (counted), the
+    connection's then does, and refunds it. A long download paced that way is not a flood."""
+    size = 40 * 65_535
+
+    async def download(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"x" * size})
+
+    async def scenario():
+        peer = H2Peer(download, codec, http2_max_control_frames=10, auto_ack=False)
+        peer.get(1)
+        await peer.exchange()
+        for _ in range(200):
+            if peer.streams[1].ended or peer.goaway is not None:
+                break
+            peer.client.increment_flow_control_window(32_768, stream_id=1)
+            await peer.exchange(1)
+            peer.client.increment_flow_control_window(32_768)
+            await peer.exchange(1)
+        assert peer.goaway is None and len(peer.streams[1].body) == size
+
+    run_on("asyncio", scenario)
+
+
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize("closed", ["stream", "connection"])
+def test_credit_flood_while_a_response_stays_blocked(codec, closed, caplog):
+    """A response waits for window; the client keeps granting credit on the other window only,
+    so nothing can go: each WINDOW_UPDATE counts, and the flood ends with ENHANCE_YOUR_CALM
+    (rather than lasting until --http2-timeout-window)."""
+    caplog.set_level(logging.INFO, logger="fastserve.error")
+
+    async def download(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"x" * 1_000_000})
+
+    async def scenario():
+        settings = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0} if closed == "stream" else None
+        peer = H2Peer(download, codec, http2_max_control_frames=LIMIT, auto_ack=False, client_settings=settings)
+        peer.get(1)
+        await peer.exchange()
+        assert peer.conn.blocked and peer.goaway is None
+        peer.transport.take()
+        credit = RawClient.window_update(0 if closed == "stream" else 1, 4096)
+        peer.transport.feed(credit * (2 * LIMIT))
+        await settle(peer.transport)
+        assert calm_goaway(peer.transport.take()) and peer.transport.closing
+
+    run_on("asyncio", scenario)
+    assert sum("without progress" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_budget_counts_per_window():
     budget = FrameBudget(3)
     assert not budget.spend(100.0, 2) and not budget.spend(101.0)
     assert budget.spend(102.0)  # the fourth in 10 s
     assert not budget.spend(120.0, 3)  # a new window
+    budget.refund(5)
+    assert budget.spent == 0
     assert MIN_USEFUL_CREDIT <= 16_384  # below any window a client credits by halves
 
 

@@ -90,6 +90,7 @@ class H2Connection(asyncio.Protocol):
         self.resets = 0
         self.reset_window_start = 0.0
         self.control_frames = FrameBudget(config.http2_max_control_frames)
+        self.unpaid_credit = 0  # WINDOW_UPDATEs counted that a later one may refund (_on_credit)
         self.paused_streams = 0  # streams over BODY_HIGH_WATER while reading is paused (zttp)
         self.idle_since: float | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
@@ -208,10 +209,7 @@ class H2Connection(asyncio.Protocol):
         elif kind is RequestHeaders:
             self._on_request(event)
         elif kind is WindowUpdated:
-            if (not self.blocked or event.increment < MIN_USEFUL_CREDIT) and self._no_progress(1):
-                return  # credit nothing waits for (or a few bytes of it): see flood.py
-            for stream in list(self.blocked):
-                stream.window_opened()
+            self._on_credit(event.increment)
         elif kind is SettingsChanged:
             if self._no_progress(1):
                 return
@@ -233,6 +231,26 @@ class H2Connection(asyncio.Protocol):
             self._no_progress(1)
         elif kind is QuietFrames:
             self._no_progress(event.count)
+
+    def _on_credit(self, increment: int) -> None:
+        """A WINDOW_UPDATE: let the responses waiting for window go on. It is progress when one
+        of them sends; otherwise it counts (flood.py), but the next one that lets a response go
+        on refunds it: a client credits a stream and the connection one after the other, and only
+        the second lets anything go. (Counts only what is not refunded, so a flood of credit
+        while a response stays blocked is bounded too.)"""
+        blocked = list(self.blocked)
+        if blocked:
+            window = self.codec.send_window
+            before = sum(window(stream.stream_id) for stream in blocked)
+            for stream in blocked:
+                stream.window_opened()
+            if sum(window(stream.stream_id) for stream in blocked) >= before:  # nothing was sent
+                self.unpaid_credit = min(self.unpaid_credit + 1, len(blocked) + 1)
+            elif increment >= MIN_USEFUL_CREDIT:
+                self.control_frames.refund(self.unpaid_credit)
+                self.unpaid_credit = 0
+                return
+        self._no_progress(1)
 
     def _no_progress(self, frames: int) -> bool:
         """Count frames that made no progress (flood.py); past --http2-max-control-frames in

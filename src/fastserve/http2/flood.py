@@ -15,7 +15,7 @@ from __future__ import annotations
 
 # The budget is for this many seconds; the count starts again after it (like --http2-max-resets).
 WINDOW = 10.0
-# A WINDOW_UPDATE smaller than this is counted even when a response waits for it: clients credit
+# A WINDOW_UPDATE smaller than this is counted even when it lets a response go on: clients credit
 # by the half window (kilobytes at least); single bytes only make the server send tiny frames.
 MIN_USEFUL_CREDIT = 1024
 
@@ -36,3 +36,7 @@ class FrameBudget:
             self.window_start, self.spent = now, 0
         self.spent += frames
         return self.spent > self.limit
+
+    def refund(self, frames: int) -> None:
+        """Frames counted that turned out to be progress (see H2Connection._on_credit)."""
+        self.spent = max(0, self.spent - frames)
