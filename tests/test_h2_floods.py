@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import h2.settings
 import pytest
 from hyperframe.frame import GoAwayFrame, HeadersFrame, PingFrame, SettingsFrame
 
-from fastserve.http2.codec import ENHANCE_YOUR_CALM, PROTOCOL_ERROR
+from fastserve.http2.codec import ENHANCE_YOUR_CALM, PROTOCOL_ERROR, H2ProtocolError
 from fastserve.http2.flood import MIN_USEFUL_CREDIT, FrameBudget
+from fastserve.http2.h2_codec import H2Codec
 
 from .h2_client import RawClient, parse_frames
 from .harness import LOOPS, run_on, settle
@@ -202,6 +204,24 @@ def test_credit_flood_while_a_response_stays_blocked(codec, closed, caplog):
 
     run_on("asyncio", scenario)
     assert sum("without progress" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("valid", [True, False], ids=["requests", "empty-headers"])
+def test_h2_codec_ends_a_read_opening_thousands_of_streams(valid):
+    """h2 opens every stream of a read before the adapter refuses the excess, counting them by
+    walking them all (quadratic: 5,000 in one read took ~11 s). Past twice the limit open at once
+    the codec ends the connection, like zttp's flood detection; under it, REFUSED_STREAM."""
+    raw = RawClient()
+    codec = H2Codec()
+    codec.initiate_connection()
+    codec.receive_data(raw.preface())
+    frames = [raw.headers(2 * i + 1, request()) if valid else empty_headers(i) for i in range(5000)]
+    started = time.process_time()
+    with pytest.raises(H2ProtocolError) as ended:
+        codec.receive_data(b"".join(frames))
+    assert ended.value.error_code == ENHANCE_YOUR_CALM
+    assert time.process_time() - started < 2  # generous: ~0.1 s here, against ~11 s before
+    assert [f.error_code for f in parse_frames(codec.data_to_send()) if isinstance(f, GoAwayFrame)] == [ENHANCE_YOUR_CALM]
 
 
 def test_budget_counts_per_window():
