@@ -1,14 +1,14 @@
 """Frames that cost CPU but make no progress, counted per HTTP/2 connection (--http2-max-control-frames).
 
 Each PING and SETTINGS needs an answer; PRIORITY, an empty DATA frame, an unsolicited ACK, a frame
-on a stream that is over, a stream the codec refuses, or a WINDOW_UPDATE nothing waits for change
-nothing the server serves. A client may send a few (browsers: a handful of SETTINGS and
+on a stream that is over, a stream the codec refuses, or a WINDOW_UPDATE that lets no waiting
+response send change nothing the server serves. A client may send a few (browsers: a handful of SETTINGS and
 WINDOW_UPDATE; gRPC: a keep-alive PING every few seconds); one that sends them by the thousand
 makes the server work for nothing (CVE-2019-9512 ping flood, 9515 settings flood, 9518 empty
 frames, 9513 priority churn). Past the budget the connection ends with GOAWAY ENHANCE_YOUR_CALM.
 
-What counts is chosen by the connection (connection.py, `_dispatch`); this module only keeps the
-count. It is touched by control frames only, never by a request's HEADERS or DATA.
+What counts is chosen by the connection (connection.py, `_dispatch` and `_on_credit`); this
+module only keeps the count. It is touched by control frames only, never by a request's HEADERS or DATA.
 """
 
 from __future__ import annotations
