@@ -179,6 +179,31 @@ def test_stream_and_connection_credit_in_separate_reads_are_not_counted(codec):
 
 
 @pytest.mark.parametrize("codec", CODECS)
+def test_credit_ahead_of_a_response_still_streaming_is_not_counted(codec):
+    """An app slower than the client: nothing waits for window when the client's WINDOW_UPDATEs
+    come, but a response is under way (a file, an event stream): not counted."""
+    chunk, count = 16_384, 200
+
+    async def streaming(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(count):
+            await send({"type": "http.response.body", "body": b"x" * chunk, "more_body": True})
+            await asyncio.sleep(0)
+        await send({"type": "http.response.body", "body": b""})
+
+    async def scenario():
+        peer = H2Peer(streaming, codec, http2_max_control_frames=10)
+        peer.get(1)
+        for _ in range(1000):
+            await peer.exchange(1)
+            if peer.streams[1].ended or peer.goaway is not None:
+                break
+        assert peer.goaway is None and len(peer.streams[1].body) == chunk * count
+
+    run_on("asyncio", scenario)
+
+
+@pytest.mark.parametrize("codec", CODECS)
 @pytest.mark.parametrize("closed", ["stream", "connection"])
 def test_credit_flood_while_a_response_stays_blocked(codec, closed, caplog):
     """A response waits for window; the client keeps granting credit on the other window only,

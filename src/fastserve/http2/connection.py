@@ -234,23 +234,32 @@ class H2Connection(asyncio.Protocol):
 
     def _on_credit(self, increment: int) -> None:
         """A WINDOW_UPDATE: let the responses waiting for window go on. It is progress when one
-        of them sends; otherwise it counts (flood.py), but the next one that lets a response go
-        on refunds it: a client credits a stream and the connection one after the other, and only
-        the second lets anything go. (Counts only what is not refunded, so a flood of credit
-        while a response stays blocked is bounded too.)"""
+        of them sends or is woken to; when none waits, when a response is under way (clients
+        credit ahead of what they read). Otherwise it counts (flood.py), but the next one that
+        does let a response go on refunds it: a client credits a stream and the connection one
+        after the other, and only the second lets anything go. Credit of under 1 KiB counts."""
         blocked = list(self.blocked)
         if blocked:
             window = self.codec.send_window
             before = sum(window(stream.stream_id) for stream in blocked)
             for stream in blocked:
                 stream.window_opened()
-            if sum(window(stream.stream_id) for stream in blocked) >= before:  # nothing was sent
-                self.unpaid_credit = min(self.unpaid_credit + 1, len(blocked) + 1)
+            waiting = self.blocked
+            if sum(window(stream.stream_id) for stream in blocked) >= before and all(s in waiting for s in blocked):
+                self.unpaid_credit = min(self.unpaid_credit + 1, len(blocked) + 1)  # nothing went
             elif increment >= MIN_USEFUL_CREDIT:
                 self.control_frames.refund(self.unpaid_credit)
                 self.unpaid_credit = 0
                 return
+        elif increment >= MIN_USEFUL_CREDIT and self._sending():
+            return  # (a flood of it ends at the 2**31-1 window: FLOW_CONTROL_ERROR, both codecs)
         self._no_progress(1)
+
+    def _sending(self) -> bool:
+        """Whether a response (or a WebSocket) is under way: its head sent, its end not yet."""
+        if self.websockets:
+            return True
+        return any(stream.cycle.head_sent and not stream.send_done for stream in self.streams.values())
 
     def _no_progress(self, frames: int) -> bool:
         """Count frames that made no progress (flood.py); past --http2-max-control-frames in
