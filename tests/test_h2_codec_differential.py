@@ -30,7 +30,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastserve.http2.codec import Data, H2ProtocolError, RequestHeaders, StreamClosed, StreamReset
+from fastserve.http2.codec import (
+    Data,
+    H2ProtocolError,
+    QuietFrames,
+    RequestHeaders,
+    StreamClosed,
+    StreamReset,
+)
 from fastserve.http2.h2_codec import H2Codec
 
 from .h2_client import GET, RawClient, codecs, parse_frames
@@ -131,10 +138,13 @@ def draw_action(data, model: Model) -> bytes:
 
 
 def normalise(events: list) -> list:
-    """Adjacent Data of a stream merged; a stream's repeated StreamReset dropped (codec.py)."""
+    """Adjacent Data of a stream merged; a stream's repeated StreamReset dropped (codec.py);
+    QuietFrames dropped (only the h2 adapter counts them: see codec.QuietFrames)."""
     merged: list = []
     reset: set[int] = set()
     for event in events:
+        if type(event) is QuietFrames:
+            continue
         if type(event) is StreamReset:
             if event.stream_id in reset:
                 continue

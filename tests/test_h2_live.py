@@ -311,3 +311,20 @@ def test_prior_knowledge_behind_the_proxy_protocol(serve):
             body = b"".join(f.data for f in parse_frames(data) if isinstance(f, DataFrame) and f.stream_id == 1)
     scope = json.loads(body)
     assert scope["client"] == ["203.0.113.5", 4711] and scope["http_version"] == "2"
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+@pytest.mark.parametrize("codec", CODECS)
+def test_h2c_upgrade_with_a_1_mib_upload(serve, codec, http, tmp_path):
+    """`curl --http2 http://` with a 1 MiB body: over the 64 KiB an upgrade reads before the switch
+    (not an option: it is stream 1's initial window), so the request is answered over HTTP/1.1,
+    whole, and the connection is not upgraded."""
+    server = serve(APP, "--http2-codec", codec, "--http", http)
+    body = bytes(range(256)) * 4096
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(body)
+    posted = curl("-v", "--http2", "--data-binary", f"@{upload}", server.url + "/echo")
+    err = posted.stderr.decode()
+    assert posted.returncode == 0 and posted.stdout == body, err[-3000:]
+    assert "101 Switching" not in err and "< HTTP/1.1 200" in err
+    server.wait_for_line('"POST /echo HTTP/1.1" 200 1048576')

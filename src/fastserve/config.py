@@ -188,6 +188,7 @@ class Config:
     http2_max_header_list_size: int = option(65536, "Largest HTTP/2 request header list accepted (uncompressed, RFC 9113 6.5.2).", group="http2")
     http2_timeout_window: float = option(30.0, "Reset an HTTP/2 stream whose response waited this many seconds without the client granting flow-control window (a client that never reads).", group="http2")
     http2_max_resets: int = option(200, "Resets of streams still being served one HTTP/2 client may send in 10 seconds; past it the connection ends with GOAWAY ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487).", group="http2")
+    http2_max_control_frames: int = option(1000, "Frames without progress one HTTP/2 client may send in 10 seconds (PING, SETTINGS, PRIORITY, empty DATA, WINDOW_UPDATE nothing waits for, frames on closed streams, streams refused); past it the connection ends with GOAWAY ENHANCE_YOUR_CALM (control-frame floods).", group="http2")
 
     # -- TLS ----------------------------------------------------------------------------------
     ssl_keyfile: str | None = option(None, "TLS private key file.", group="tls", type=str)
@@ -261,7 +262,7 @@ class Config:
         self.trusted_proxies = TrustedProxies(self.forwarded_allow_ips)
 
     def _check_ranges(self) -> None:
-        positive = ("limit_request_line", "limit_request_headers_size", "limit_request_fields", "backlog", "ws_max_size", "ws_max_queue", "ws_max_queue_size", "http2_max_resets")
+        positive = ("limit_request_line", "limit_request_headers_size", "limit_request_fields", "backlog", "ws_max_size", "ws_max_queue", "ws_max_queue_size", "http2_max_resets", "http2_max_control_frames")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be positive; got {getattr(self, name)!r}")

@@ -3,7 +3,8 @@
 Each request stream is served by the same ASGI cycle as HTTP/1.1 (asgi/http_cycle.py), with an
 H2Stream (stream.py) as its connection and sink. What is HTTP/2's own lives here: dispatching
 the codec's events, writing its output, the stream count for --limit-concurrency, GOAWAY at
-shutdown (the streams already accepted finish first), the idle timeout, rapid-reset counting.
+shutdown (the streams already accepted finish first), the idle timeout, rapid-reset counting,
+and which frames count as frames without progress (flood.py keeps the count).
 """
 
 from __future__ import annotations
@@ -34,12 +35,16 @@ from .codec import (
     ConnectionTerminated,
     Data,
     H2ProtocolError,
+    PingAcked,
+    PingReceived,
+    QuietFrames,
     RequestHeaders,
     SettingsChanged,
     StreamReset,
     Trailers,
     WindowUpdated,
 )
+from .flood import MIN_USEFUL_CREDIT, WINDOW, FrameBudget
 from .semantics import StreamError, request_head
 from .stream import H2Stream
 from .websocket_stream import H2WebSocketStream, websocket_request
@@ -84,6 +89,8 @@ class H2Connection(asyncio.Protocol):
         self.accepted = 0  # streams accepted on this connection
         self.resets = 0
         self.reset_window_start = 0.0
+        self.control_frames = FrameBudget(config.http2_max_control_frames)
+        self.unpaid_credit = 0  # WINDOW_UPDATEs counted that a later one may refund (_on_credit)
         self.paused_streams = 0  # streams over BODY_HIGH_WATER while reading is paused (zttp)
         self.idle_since: float | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
@@ -204,7 +211,11 @@ class H2Connection(asyncio.Protocol):
             self._on_data(event)
         elif kind is RequestHeaders:
             self._on_request(event)
-        elif kind is WindowUpdated or kind is SettingsChanged:
+        elif kind is WindowUpdated:
+            self._on_credit(event.increment)
+        elif kind is SettingsChanged:
+            if self._no_progress(1):
+                return
             for stream in list(self.blocked):
                 stream.window_opened()
         elif kind is Trailers:
@@ -219,6 +230,60 @@ class H2Connection(asyncio.Protocol):
             self.release()
             self.writer.close()
             self.closed = True
+        elif kind is PingReceived or kind is PingAcked:  # (we send no PING: any ACK is unsolicited)
+            self._no_progress(1)
+        elif kind is QuietFrames:
+            self._no_progress(event.count)
+
+    def _on_credit(self, increment: int) -> None:
+        """A WINDOW_UPDATE: let the responses waiting for window go on. It is progress when one
+        of them sends or is woken to; when none waits, when a response is under way (clients
+        credit ahead of what they read). Otherwise it counts (flood.py), but the next one that
+        does let a response go on refunds it: a client credits a stream and the connection one
+        after the other, and only the second lets anything go. Credit of under 1 KiB counts."""
+        blocked = list(self.blocked)
+        if blocked:
+            window = self.codec.send_window
+            before = sum(window(stream.stream_id) for stream in blocked)
+            for stream in blocked:
+                stream.window_opened()
+            waiting = self.blocked
+            if sum(window(stream.stream_id) for stream in blocked) >= before and all(s in waiting for s in blocked):
+                self.unpaid_credit = min(self.unpaid_credit + 1, len(blocked) + 1)  # nothing went
+            elif increment >= MIN_USEFUL_CREDIT:
+                self.control_frames.refund(self.unpaid_credit)
+                self.unpaid_credit = 0
+                return
+        elif increment >= MIN_USEFUL_CREDIT and self._sending():
+            return  # (a flood of it ends at the 2**31-1 window: FLOW_CONTROL_ERROR, both codecs)
+        self._no_progress(1)
+
+    def _sending(self) -> bool:
+        """Whether a response (or a WebSocket) is under way: its head sent, its end not yet."""
+        if self.websockets:
+            return True
+        return any(stream.cycle.head_sent and not stream.send_done for stream in self.streams.values())
+
+    def _no_progress(self, frames: int) -> bool:
+        """Count frames that made no progress (flood.py); past --http2-max-control-frames in
+        10 s, end the connection. True when it has ended."""
+        if not self.control_frames.spend(self.loop.time(), frames):
+            return False
+        logger.warning(
+            "HTTP/2 client %s sent more than %d frames without progress (PING, SETTINGS, PRIORITY, "
+            "WINDOW_UPDATE, empty DATA...) in %ds; closing (ENHANCE_YOUR_CALM).",
+            peer_name(self.client), self.config.http2_max_control_frames, WINDOW,
+        )
+        self._enhance_your_calm()
+        return True
+
+    def _enhance_your_calm(self) -> None:
+        """GOAWAY ENHANCE_YOUR_CALM, cancel the apps, close: a client abusing the protocol."""
+        self.codec.close_connection(ENHANCE_YOUR_CALM)
+        self.flush(False)
+        self.abort_streams()
+        self.writer.close()
+        self.closed = True
 
     def _connection_error(self, error_code: int, reason: str) -> None:
         """The client broke HTTP/2: the codec has queued GOAWAY; write it and close."""
@@ -375,7 +440,9 @@ class H2Connection(asyncio.Protocol):
         if stream is None and websocket is None:
             # Not a stream being served: the codec's own refusals (REFUSED_STREAM, reported as
             # resets), zttp reporting again a stream already reset, or one already answered.
-            # Only the resets that abandon work count toward --http2-max-resets.
+            # Only the resets that abandon work count toward --http2-max-resets; these are
+            # frames without progress (a flood of malformed or empty HEADERS ends here).
+            self._no_progress(1)
             return
         now = self.loop.time()
         if now - self.reset_window_start > RESET_WINDOW:
@@ -386,11 +453,7 @@ class H2Connection(asyncio.Protocol):
                 "HTTP/2 client %s reset more than %d streams in %ds; closing (ENHANCE_YOUR_CALM).",
                 peer_name(self.client), self.config.http2_max_resets, RESET_WINDOW,
             )
-            self.codec.close_connection(ENHANCE_YOUR_CALM)
-            self.flush(False)
-            self.abort_streams()
-            self.writer.close()
-            self.closed = True
+            self._enhance_your_calm()
             return
         if websocket is not None:
             websocket.on_reset()

@@ -11,7 +11,8 @@ what zttp refuses, the same way (codec.py lists the rules):
 - h2's close_connection() refuses every later frame, even on the streams a graceful GOAWAY
   promises to finish, so the adapter writes a graceful GOAWAY itself and keeps h2 open.
 - Events h2 reports separately (StreamEnded, SettingsAcknowledged, PriorityUpdated, unknown
-  frames, empty DATA frames) are folded in or dropped.
+  frames, empty DATA frames) are folded in or dropped; the frames that made no progress are
+  counted and reported as one QuietFrames per read (for --http2-max-control-frames).
 
 Known divergences kept (h2's choice is valid or h2 cannot be told otherwise; the differential
 test lists them): an undecodable HPACK block is PROTOCOL_ERROR here, COMPRESSION_ERROR on zttp;
@@ -34,7 +35,14 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import hyperframe.exceptions
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import (
+    DataFrame,
+    ExtensionFrame,
+    GoAwayFrame,
+    HeadersFrame,
+    PriorityFrame,
+    SettingsFrame,
+)
 
 from .codec import (
     CANCEL,
@@ -57,6 +65,7 @@ from .codec import (
     H2Settings,
     PingAcked,
     PingReceived,
+    QuietFrames,
     RequestHeaders,
     SettingsChanged,
     StreamClosed,
@@ -79,6 +88,39 @@ _BASE64URL = re.compile(rb"[A-Za-z0-9_-]*=*\Z")  # RFC 9113 3.2.1 (token68, base
 _STATUS = {code: str(code).encode() for code in range(100, 600)}
 
 
+class _QuietCountingH2(h2.connection.H2Connection):
+    """h2's connection, counting the frames that make no progress (codec.QuietFrames): ~10 µs
+    each in h2, and most surface as no event the server sees (a frame on a stream that is over,
+    PRIORITY, an empty DATA frame, an ACK, an unknown type). WINDOW_UPDATE, PING and SETTINGS
+    surface as events: the connection counts those."""
+
+    quiet = 0
+    crowd = _UNLIMITED_STREAMS  # H2Codec sets it: see _check_crowd
+
+    def _receive_frame(self, frame: Any) -> list:  # Any: `type(x) is` does not narrow
+        kind = type(frame)
+        if kind is HeadersFrame and len(self.streams) > 2 * self.crowd:
+            self._check_crowd()
+        events = super()._receive_frame(frame)
+        if not events or kind is PriorityFrame or kind is ExtensionFrame:
+            self.quiet += 1
+        elif kind is DataFrame:
+            if not frame.data and "END_STREAM" not in frame.flags:
+                self.quiet += 1
+        elif kind is SettingsFrame and "ACK" in frame.flags:
+            self.quiet += 1
+        return events
+
+    def _check_crowd(self) -> None:
+        """h2 opens every stream of a read before the adapter can refuse those over the limit,
+        and counts its open streams by walking them all, per new stream: thousands of HEADERS in
+        one read (empty ones too) cost it seconds (5,000: ~11 s). More than `crowd` open at once
+        (twice the advertised limit: a client that ignores it) ends the connection, as zttp does
+        (ENHANCE_YOUR_CALM). Walking them also forgets the closed ones, so this runs rarely."""
+        if self.open_inbound_streams > self.crowd:
+            raise h2.exceptions.DenialOfServiceError(f"more than {self.crowd} streams opened at once")
+
+
 class H2Codec:
     max_streams_per_connection: ClassVar[int | None] = None
     credits_on_parse: ClassVar[bool] = False
@@ -92,7 +134,8 @@ class H2Codec:
             validate_outbound_headers=True,
             normalize_outbound_headers=False,
         )
-        self._h2 = h2.connection.H2Connection(config=config)
+        self._h2 = _QuietCountingH2(config=config)
+        self._h2.crowd = 2 * settings.max_concurrent_streams
         self._h2.local_settings = h2.settings.Settings(client=False, initial_values=_h2_values(settings))
         # h2 sizes these from its defaults until the client acks our SETTINGS; ours hold at once.
         self._h2.max_inbound_frame_size = settings.max_frame_size
@@ -162,6 +205,9 @@ class H2Codec:
             converted = self._convert(event)
             if converted is not None:
                 events.append(converted)
+        if self._h2.quiet:
+            events.append(QuietFrames(self._h2.quiet))
+            self._h2.quiet = 0
         return events
 
     def _convert(self, event: Any) -> Event | None:  # Any: `type(x) is` does not narrow
