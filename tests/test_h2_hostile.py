@@ -66,10 +66,12 @@ def resets(data: bytes) -> dict[int, int]:
 
 
 def still_serves(server, app_may_fail: bool = False) -> None:
+    """A normal client is answered (generously timed: on the h2 codec the attack's buffered frames
+    cost ~16 µs each and the machine may be busy with other tests; a hung server still fails)."""
     curl = shutil.which("curl")
     if curl is not None:
-        result = subprocess.run([curl, "-sS", "--max-time", "5", "--http2-prior-knowledge", server.url + "/"],
-                                capture_output=True, timeout=10)
+        result = subprocess.run([curl, "-sS", "--max-time", "20", "--http2-prior-knowledge", server.url + "/"],
+                                capture_output=True, timeout=30)
         assert result.stdout == b"Hello, world!", result
     if not app_may_fail:
         assert "Traceback" not in server.output
