@@ -122,9 +122,9 @@ class HTTPProtocol(asyncio.Protocol):
         self.parser = parser_class(self, config)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.flow: FlowControl = None  # type: ignore[assignment]  # set in connection_made
-        self.cycle: RequestResponseCycle | None = None  # the request the parser is filling
-        self.active: RequestResponseCycle | None = None  # the request whose response is under way
-        self.pipeline: deque[RequestResponseCycle] = deque()
+        self.cycle: H1Cycle | None = None  # the request the parser is filling
+        self.active: H1Cycle | None = None  # the request whose response is under way
+        self.pipeline: deque[H1Cycle] = deque()
         self.keep_alive_handle: asyncio.TimerHandle | None = None
         self.idle_since: float | None = None
         self.head_timer: asyncio.TimerHandle | None = None
@@ -340,7 +340,7 @@ class HTTPProtocol(asyncio.Protocol):
         # The request head is the cycle itself (one object per request; see RequestResponseCycle).
         cycle = request_head(
             method, target, http_version, headers, self.client, self.scheme, self.trusted_peer, self.parser,
-            RequestResponseCycle,
+            H1Cycle,
         )
         if cycle.forwarded is not None:
             cycle.client, cycle.scheme = forwarded_client(
@@ -364,7 +364,7 @@ class HTTPProtocol(asyncio.Protocol):
             self.pipeline.append(cycle)
             self.flow.pause_reading(BACKLOG)
 
-    def _takes_upgrade(self, cycle: RequestResponseCycle, method: bytes) -> bool:
+    def _takes_upgrade(self, cycle: H1Cycle, method: bytes) -> bool:
         """Whether the upgrade asked for is made (else the request is served as HTTP/1.1, as
         RFC 9110 7.8 allows): a WebSocket GET with WebSockets on; h2c with HTTP/2 on, naming
         HTTP2-Settings in Connection, with no body or a body of a declared length up to
@@ -430,7 +430,7 @@ class HTTPProtocol(asyncio.Protocol):
             state.request_limit_reached()
 
     # -- request lifecycle ----------------------------------------------------------------------
-    def _start(self, cycle: RequestResponseCycle) -> None:
+    def _start(self, cycle: H1Cycle) -> None:
         self.active = cycle
         state = self.state
         if state.limit_concurrency is not None and state.active_requests >= state.limit_concurrency:
@@ -466,7 +466,7 @@ class HTTPProtocol(asyncio.Protocol):
             if self.backlog is not None and not self._backlog_waits():
                 self._schedule_backlog()  # the request just started may need its body from it
 
-    def on_cycle_done(self, cycle: RequestResponseCycle) -> None:
+    def on_cycle_done(self, cycle: H1Cycle) -> None:
         self.state.active_requests -= 1
         cycle.task = None
         if self.closing and self.active is None and not self.pipeline and self.linger_deadline is None:
@@ -474,7 +474,7 @@ class HTTPProtocol(asyncio.Protocol):
                 return  # closed once quiet (see shutdown()), not under a keep-alive client's next request
             self.writer.close()  # (a lingering close ends by itself)
 
-    def on_response_complete(self, cycle: RequestResponseCycle) -> None:
+    def on_response_complete(self, cycle: H1Cycle) -> None:
         state = self.state
         state.total_requests += 1
         if state.total_requests == state.request_limit:
@@ -580,7 +580,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.backlog = None  # requests read but not parsed yet: never parsed now
 
     # -- request body left unread, lingering close --------------------------------------------------
-    def _drain_body(self, cycle: RequestResponseCycle) -> None:
+    def _drain_body(self, cycle: H1Cycle) -> None:
         """The response is complete before the request body the app did not read: read and drop
         the rest, at most --limit-drain-body within --timeout-keep-alive, and serve the next request
         on the connection; otherwise close. (Without this a client that sends part of a body and
@@ -600,7 +600,7 @@ class HTTPProtocol(asyncio.Protocol):
         if self.drain_left < 0 and self.linger_deadline is None:
             self._close_lingering()
 
-    def _drain_expired(self, cycle: RequestResponseCycle) -> None:
+    def _drain_expired(self, cycle: H1Cycle) -> None:
         if cycle is self.cycle and cycle.more_body and self.linger_deadline is None:
             self._close_lingering()
 
@@ -682,7 +682,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.head_deadline = None
         self.refuse(BadRequest(408, "Request header timeout"))
 
-    def body_stalled(self, cycle: RequestResponseCycle) -> None:
+    def body_stalled(self, cycle: H1Cycle) -> None:
         """The app waited --timeout-request-body for body bytes that did not come."""
         if cycle is self.cycle and cycle.more_body and not self.transport.is_closing():
             self.refuse(BadRequest(408, "Request body timeout"))
@@ -742,6 +742,16 @@ class HTTPProtocol(asyncio.Protocol):
         if self.active is not None and self.active.task is not None:
             self.active.task.cancel()
         self.writer.abort()
+
+
+class H1Cycle(RequestResponseCycle):
+    """The ASGI cycle of an HTTP/1.1 request, with its keep-alive (see semantics.H1Head): set from
+    the request head, turned off by the writer (the app's Connection: close, an HTTP/1.0 body
+    that ends with the connection, a failed response, a body left unread) and by the connection
+    (shutdown, a lingering close). The shared cycle never reads it."""
+
+    __slots__ = ("keep_alive",)
+    keep_alive: bool
 
 
 class H2cBody:
