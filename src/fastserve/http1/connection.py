@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from asyncio import CancelledError, Task, current_task
-from asyncio.tasks import (  # private; what 3.12's eager Task start uses (see _run_on)
+from asyncio.tasks import (  # private; what 3.12's eager Task start uses (see _start)
     _enter_task,
     _leave_task,
 )
@@ -153,7 +153,7 @@ class HTTPProtocol(asyncio.Protocol):
         # The app Task waiting for this connection's next request (see _serve), and its Future.
         self.idle_runner: asyncio.Future | None = None
         self.runner_task: asyncio.Task | None = None
-        # (that Future, the app coroutine, its Context.run): an app _run_on started cancelled its own Task
+        # (that Future, the app coroutine, its Context.run): an app _start began cancelled its own Task
         self.cancelled_handoff: tuple | None = None
 
     # -- asyncio callbacks ----------------------------------------------------------------------
@@ -469,12 +469,42 @@ class HTTPProtocol(asyncio.Protocol):
             runner = self.idle_runner
             if runner is not None:
                 # The connection's app Task waits for a request (see _serve): the app runs in it,
-                # its first step here and now (Python 3.12's eager start, on that Task): no Task
-                # to make, no loop iteration before the app runs (-4.6k instructions per
-                # keep-alive GET, callgrind).
+                # its first step here and now, as that Task's (asyncio.current_task() is it; as
+                # 3.12's eager start does), in a fresh copy of the connection's context. No Task
+                # to make, no loop iteration before the app runs: 70.6k -> 67.0k instructions per
+                # keep-alive GET (callgrind); written out here rather than in a method: -0.8k.
+                # If the app then waits for something, the Task drives the rest.
                 self.idle_runner = None
                 if not runner.done():  # (cancelled while idle: that Task ends, a new one serves)
-                    self._run_on(runner, cycle)
+                    task = cycle.task = self.runner_task
+                    coro = run_app(cycle, self.app)
+                    run = self.context.copy().run
+                    loop = self.loop
+                    try:
+                        _enter_task(loop, task)
+                    except RuntimeError:  # inside another Task's step (h11 starts a request from a send()):
+                        runner.set_result((coro, run, _NOT_STARTED))  # the Task starts it, next iteration
+                        return
+                    try:
+                        step = run(coro.send, None)
+                    except StopIteration:  # answered at once (run_app settles every failure)
+                        if not runner.done():  # (the app cancelled its Task: that Task ends, see _serve)
+                            self.idle_runner = runner  # waits on for the next request
+                        return
+                    except CancelledError:  # the app ended as a cancelled Task does (run_app settled it)
+                        if not runner.done():
+                            runner.set_result(None)  # so does its Task
+                        return
+                    except BaseException:  # KeyboardInterrupt, SystemExit: on to the loop, as from a Task
+                        if not runner.done():
+                            runner.set_result(None)
+                        raise
+                    finally:
+                        _leave_task(loop, task)
+                    if runner.done():  # the app cancelled its own Task (so the Future it waited on), then waited
+                        self.cancelled_handoff = (runner, coro, run)  # the Task throws the cancel in (see _serve)
+                        return
+                    runner.set_result((coro, run, step))  # the app waits for something: its Task goes on
                     return
             # new_task() inlined: a call and a done() less per request (~950 instructions, callgrind).
             # A keep-alive request's Task serves the connection's next requests too (see _serve).
@@ -487,40 +517,10 @@ class HTTPProtocol(asyncio.Protocol):
             if not task.done():
                 cycle.task = task
 
-    def _run_on(self, runner: asyncio.Future, cycle: H1Cycle) -> None:
-        """Start ``cycle``'s app on the idle app Task whose Future is ``runner``: its first step
-        now, as that Task's (asyncio.current_task() is it), in a fresh copy of the connection's
-        context; if the app then waits for something, the Task drives the rest."""
-        task = cycle.task = self.runner_task
-        coro = run_app(cycle, self.app)
-        run = self.context.copy().run
-        loop = self.loop
-        try:
-            _enter_task(loop, task)
-        except RuntimeError:  # inside another Task's step (h11 starts a request from a send()):
-            runner.set_result((coro, run, _NOT_STARTED))  # the Task starts it, next iteration
-            return
-        try:
-            step = run(coro.send, None)
-        except StopIteration:  # answered at once (run_app settles every failure)
-            if not runner.done():  # (the app cancelled its Task: that Task ends, see _serve)
-                self.idle_runner = runner  # waits on for the next request
-            return
-        except CancelledError:  # the app ended as a cancelled Task does (run_app settled it)
-            if not runner.done():
-                runner.set_result(None)  # so does its Task
-            return
-        finally:
-            _leave_task(loop, task)
-        if runner.done():  # the app cancelled its own Task (so the Future it waited on), then waited
-            self.cancelled_handoff = (runner, coro, run)  # the Task throws the cancel in (see _serve)
-            return
-        runner.set_result((coro, run, step))  # the app waits for something: its Task goes on
-
     async def _serve(self, cycle: H1Cycle) -> None:
         """The app Task of a keep-alive request: runs ``cycle``'s app in the Task's own context (a
         fresh copy of the connection's); then, while the connection has no other Task waiting,
-        serves the connection's next requests in turn (see _run_on), each app in a fresh copy of
+        serves the connection's next requests in turn (see _start), each app in a fresh copy of
         the connection's context (so no context variable leaks to the next request). A Task
         asked to cancel, even if the app caught it, serves no other request."""
         await run_app(cycle, self.app)
@@ -541,14 +541,14 @@ class HTTPProtocol(asyncio.Protocol):
                     _, coro, run = handoff
                 elif waiter.result() is None:
                     raise  # released meanwhile
-                else:  # cancelled after an app started on it (_run_on) went to wait
+                else:  # cancelled after an app _start began on it went to wait
                     coro, run, _ = waiter.result()
                 step = exc  # the app's own cancel: thrown into it
             else:
                 if handoff is None:
                     return  # released: the connection serves no more requests
                 coro, run, step = handoff
-            # An app _run_on started, which waits for something (or, from inside another Task's
+            # An app _start began, which waits for something (or, from inside another Task's
             # step, not started yet; or to be told of its own cancel): this Task drives the rest.
             try:
                 if step is _NOT_STARTED:
