@@ -189,12 +189,20 @@ async def measure(http: str, requests: int, repeat: int, pipeline: int, close: b
     await settle(transport)
     answered = iterations * pipeline * repeat + (WARMUP // pipeline or 1) * pipeline
     check_answers(transport, answered)
+    await hang_up(protocol)
     per_request = 1e6 / (iterations * pipeline)
     return {
         "us": statistics.median(runs) * per_request - statistics.median(floors) * per_request,
         "floor_us": statistics.median(floors) * per_request,
         "requests": iterations * pipeline,
     }
+
+
+async def hang_up(protocol: HTTPProtocol) -> None:
+    """The client leaves, as at the end of a real run: the connection's app Task waiting for its
+    next request ends (rather than being destroyed pending when the loop closes)."""
+    protocol.connection_lost(None)
+    await asyncio.sleep(0)
 
 
 def check_answers(transport: CountingTransport, requests: int) -> None:
@@ -218,6 +226,7 @@ async def callgrind_body(http: str, mode: str, requests: int, pipeline: int, clo
         await floor(iterations)
     await settle(transport)
     check_answers(transport, (WARMUP // pipeline or 1) * pipeline + (iterations * pipeline if mode == "requests" else 0))
+    await hang_up(protocol)
 
 
 def instructions(http: str, loop: str, requests: int, pipeline: int, close: bool = False) -> float:
