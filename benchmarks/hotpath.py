@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from asyncio.tasks import _enter_task, _leave_task  # (private: see feed_keep_alive)
 from typing import Any
 
 from fastserve.config import Config
@@ -113,10 +114,17 @@ def connection(http: str, like: HTTPProtocol | None = None) -> tuple[HTTPProtoco
 async def feed_keep_alive(protocol: HTTPProtocol, iterations: int, data: bytes) -> None:
     data_received = protocol.data_received
     transport = protocol.transport
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
     for _ in range(iterations):
         while not transport.reading:  # pipelined requests queued: the protocol paused reading
             await asyncio.sleep(0)
-        data_received(data)
+        # As a transport calls it: outside any Task (this harness runs in one; floor() pays the same).
+        _leave_task(loop, task)
+        try:
+            data_received(data)
+        finally:
+            _enter_task(loop, task)
         await asyncio.sleep(0)  # the end of the loop iteration: the write batch flushes
 
 
@@ -142,7 +150,14 @@ async def feed_closing(protocol: HTTPProtocol, iterations: int, data: bytes) -> 
 
 
 async def floor(iterations: int) -> None:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
     for _ in range(iterations):
+        _leave_task(loop, task)
+        try:
+            pass
+        finally:
+            _enter_task(loop, task)
         await asyncio.sleep(0)
 
 
@@ -174,12 +189,20 @@ async def measure(http: str, requests: int, repeat: int, pipeline: int, close: b
     await settle(transport)
     answered = iterations * pipeline * repeat + (WARMUP // pipeline or 1) * pipeline
     check_answers(transport, answered)
+    await hang_up(protocol)
     per_request = 1e6 / (iterations * pipeline)
     return {
         "us": statistics.median(runs) * per_request - statistics.median(floors) * per_request,
         "floor_us": statistics.median(floors) * per_request,
         "requests": iterations * pipeline,
     }
+
+
+async def hang_up(protocol: HTTPProtocol) -> None:
+    """The client leaves, as at the end of a real run: the connection's app Task waiting for its
+    next request ends (rather than being destroyed pending when the loop closes)."""
+    protocol.connection_lost(None)
+    await asyncio.sleep(0)
 
 
 def check_answers(transport: CountingTransport, requests: int) -> None:
@@ -203,6 +226,7 @@ async def callgrind_body(http: str, mode: str, requests: int, pipeline: int, clo
         await floor(iterations)
     await settle(transport)
     check_answers(transport, (WARMUP // pipeline or 1) * pipeline + (iterations * pipeline if mode == "requests" else 0))
+    await hang_up(protocol)
 
 
 def instructions(http: str, loop: str, requests: int, pipeline: int, close: bool = False) -> float:

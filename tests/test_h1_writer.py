@@ -4,6 +4,8 @@ Behaviour through a real connection is in test_inprocess_http.py and test_http.p
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from fastserve.asgi.errors import InvalidResponse
@@ -177,3 +179,18 @@ def test_early_hints_go_out_at_once_but_never_to_http10():
                                    b"link: </b.js>\r\n\r\n")]
     sink.send_informational(Cycle(http_version="1.0"), 103, [(b"link", b"</a.css>")])
     assert len(wire.writes) == 1
+
+
+def test_a_response_before_the_request_body_keeps_alive_only_when_the_rest_can_be_drained():
+    """HTTP/1.1's rule, the writer's (the shared cycle only says the response starts early)."""
+    sink, _ = sink_and_wire()
+    conn = SimpleNamespace(config=SimpleNamespace(limit_drain_body=100))
+    drainable = Cycle(conn=conn, expect_100=False, body_left=100)
+    sink.starts_before_body(drainable)
+    assert drainable.keep_alive
+    too_much = Cycle(conn=conn, expect_100=False, body_left=101)
+    sink.starts_before_body(too_much)
+    assert not too_much.keep_alive
+    waits_for_100 = Cycle(conn=conn, expect_100=True, body_left=5)  # it may send the body or not
+    sink.starts_before_body(waits_for_100)
+    assert not waits_for_100.keep_alive

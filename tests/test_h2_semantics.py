@@ -21,7 +21,8 @@ def test_fields_and_host_first():
                                             (b"cookie", b"b=2")])
     assert (h.method, h.path, h.raw_path, h.query_string, h.http_version) == ("GET", "/a b", b"/a%20b", b"x=1", "2")
     assert h.headers == [(b"host", b"example.com"), (b"accept", b"*/*"), (b"cookie", b"a=1; b=2")]
-    assert (h.body_left, h.keep_alive, h.upgrade, h.is_head, h.forwarded) == (0, True, False, False, None)
+    assert (h.body_left, h.upgrade, h.is_head, h.forwarded) == (0, False, False, None)
+    assert not hasattr(h, "keep_alive")  # HTTP/1.1's rule (http1/semantics.H1Head), not HTTP/2's
 
 
 def test_body_lengths_and_expect():

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from fastserve.asgi.request import UNKNOWN_LENGTH, RequestHead
+from fastserve.asgi.request import UNKNOWN_LENGTH
 from fastserve.asgi.scope import connection_template, http_scope
 from fastserve.http1.errors import BadRequest
-from fastserve.http1.semantics import accepts_trailers, request_head, split_target
+from fastserve.http1.semantics import H1Head, accepts_trailers, request_head, split_target
 
 HOST = (b"host", b"example.com")
 CLIENT = ("10.0.0.1", 5000)
@@ -27,7 +27,7 @@ class ExactParser:
         return self.exact
 
 
-def head(method=b"GET", target=b"/", version="1.1", headers=(HOST,), trusted=False, parser=None, record=RequestHead):
+def head(method=b"GET", target=b"/", version="1.1", headers=(HOST,), trusted=False, parser=None, record=H1Head):
     return request_head(method, target, version, list(headers), CLIENT, "http", trusted, parser or ExactParser(version), record)
 
 
@@ -36,7 +36,7 @@ def test_a_plain_get():
     assert (h.method, h.raw_path, h.path, h.query_string) == ("GET", b"/a%20b", "/a b", b"x=1")
     assert h.keep_alive and not h.expect_100 and not h.is_head and h.body_left == 0
     assert (h.client, h.scheme, h.upgrade, h.forwarded) == (CLIENT, "http", False, None)
-    assert type(h) is RequestHead
+    assert type(h) is H1Head
 
 
 def test_keep_alive_follows_version_and_connection():
@@ -99,7 +99,7 @@ def test_targets_other_than_origin_form():
 
 
 def test_a_subclass_carries_the_request_on():
-    class Carrier(RequestHead):
+    class Carrier(H1Head):
         __slots__ = ("extra",)
 
     h = head(record=Carrier)

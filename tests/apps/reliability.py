@@ -30,7 +30,7 @@ async def app(scope, receive, send):
         collect = query.get("collect") != "0"  # "0": what reference counting alone left alive
         if collect:
             gc.collect()
-        names = ("WebSocketSession", "HTTPProtocol", "RequestResponseCycle", "ServerProtocol")
+        names = ("WebSocketSession", "HTTPProtocol", "RequestResponseCycle", "H1Cycle", "ServerProtocol")
         counts = {name: 0 for name in names}
         for obj in gc.get_objects():
             name = type(obj).__name__

@@ -24,7 +24,7 @@ ZEROCOPYSEND = "zerocopysend"
 
 class ResponseSink(Protocol):
     """Renders one response in a wire format. ``cycle`` is the ASGI cycle the response belongs to
-    (its status, validated head, keep-alive wish and flags); ``head`` is the validated response
+    (its status, validated head and flags; HTTP/1.1's also its keep-alive); ``head`` is the validated response
     head the cycle built (see asgi/response_head.py)."""
 
     capabilities: ClassVar[frozenset[str]]
@@ -41,6 +41,11 @@ class ResponseSink(Protocol):
 
     def send_informational(self, cycle: Any, status: int, headers: Any) -> None:
         """A 1xx response ahead of the final one (100 Continue, 103 Early Hints)."""
+
+    def starts_before_body(self, cycle: Any) -> None:
+        """The response starts while request body is still to come (``cycle.body_left``, and
+        ``cycle.expect_100`` if the client waits for 100 Continue): what that means for the
+        connection is the wire format's rule (HTTP/1.1 may have to close after the response)."""
 
     def send_trailers(self, cycle: Any, headers: Any) -> None:
         """The end of a response that announced trailers (its body went with ``end`` False):

@@ -41,7 +41,8 @@ class RequestResponseCycle(RequestHead):
     wire format's rules, e.g. http1.semantics.request_head(..., RequestResponseCycle)), plus the
     ASGI state set by ``begin()``: one object per request on the hot path, not two (a separate
     RequestHead costs ~1,300 instructions per request: allocation and slot copies, callgrind).
-    keep_alive, expect_100 and body_left are the request's at first and change as it goes."""
+    expect_100 and body_left are the request's at first and change as it goes. A wire format may
+    subclass it with what it decides per request (HTTP/1.1: keep_alive, see http1/connection.H1Cycle)."""
 
     __slots__ = (
         "conn",
@@ -79,9 +80,9 @@ class RequestResponseCycle(RequestHead):
         self.scope = scope
         self.sink = conn.sink  # renders the response in the connection's wire format (a ResponseSink)
         # (body_left, from the request head, is the request body still to come as its
-        # content-length declares: 0 without a body, negative for a chunked one; it decides
-        # whether the connection can stay open once the response is complete: see
-        # HTTPProtocol._drain_body.)
+        # content-length declares: 0 without a body, negative for a chunked one; what it means
+        # for the connection once the response is complete is the wire format's business: see
+        # the sink's starts_before_body and HTTPProtocol._drain_body.)
         # Request body, as received and not yet handed to the app: a list once there is some
         # (most requests have none, and an empty tuple costs no allocation).
         self.body: Any = ()
@@ -250,21 +251,13 @@ class RequestResponseCycle(RequestHead):
             self.trailers = False
         self.status = status
         self.response_headers = headers
-        if self.body_left:  # (requests without a body pay one test)
-            self._check_unread_body()
+        if self.body_left and self.more_body:  # (requests without a body pay one test)
+            self.sink.starts_before_body(self)
         if status in _NO_BODY_STATUSES or status < 200:
             self.no_body = True
             if status == 204:
                 self.expected_length = None
         self.head = (status, wire_head, sets_defaults)
-
-    def _check_unread_body(self) -> None:
-        """The response starts before the request body has arrived: if more of it is still to come
-        than the connection would read and discard afterwards, the head says it closes. So it does
-        when the client waits for a 100 Continue it will not get: it may then send the body or not
-        (RFC 9110 10.1.1), and what follows could not be told apart."""
-        if self.more_body and (self.expect_100 or self.body_left > self.conn.config.limit_drain_body):
-            self.keep_alive = False
 
     def _send_body(self, body: bytes, more_body: bool) -> None:
         """Everything but the single-message fast path in send()."""

@@ -22,8 +22,7 @@ class RequestHead:
     method: the method as str (from the known-methods table: no decode per request);
     raw_path / path / query_string: the target split (path percent-decoded);
     headers: the raw header pairs, names lower-cased, as the scope hands them to the app;
-    http_version: "1.0", "1.1" (later "2");
-    keep_alive: whether the connection may carry another request after this one;
+    http_version: "1.0", "1.1", "2";
     expect_100: the client waits for 100 Continue before sending its body;
     is_head: a HEAD request (a response body is never sent);
     body_left: request body bytes to come (0: none; UNKNOWN_LENGTH: until the end is framed);
@@ -31,6 +30,8 @@ class RequestHead:
     upgrade: the client asks to switch to WebSocket (True; HTTP/1.1 Upgrade; later RFC 8441's
         CONNECT) or to HTTP/2 ("h2c", HTTP/1.1 Upgrade), or not (False);
     forwarded: proxy headers from a trusted peer, by name (None without any), for http/proxy.py.
+    Whether the connection carries another request after this one is the wire format's own rule
+    (HTTP/1.1: http1.semantics.H1Head and the connection's H1Cycle carry ``keep_alive``).
     """
 
     __slots__ = (
@@ -40,7 +41,6 @@ class RequestHead:
         "query_string",
         "headers",
         "http_version",
-        "keep_alive",
         "expect_100",
         "is_head",
         "body_left",
@@ -55,7 +55,6 @@ class RequestHead:
     query_string: bytes
     headers: Any
     http_version: str
-    keep_alive: bool
     expect_100: bool
     is_head: bool
     body_left: int

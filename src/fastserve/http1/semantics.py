@@ -1,4 +1,4 @@
-"""HTTP/1.1 request rules (RFC 9112): a parsed request head -> a RequestHead, or BadRequest.
+"""HTTP/1.1 request rules (RFC 9112): a parsed request head -> an H1Head, or BadRequest.
 
 Pure functions: no connection, no transport. Both parser adapters (httptools, h11) report the
 same four values and are held to the same rules here, so they cannot drift apart. The rules are
@@ -44,6 +44,19 @@ _SUPPORTED_VERSIONS = frozenset(("1.1", "1.0"))
 # RequestHead.upgrade for "Upgrade: h2c" (True stands for websocket: the common upgrade).
 H2C = "h2c"
 _UPGRADE_TOKENS: dict[bytes, bool | str] = {b"websocket": True, b"h2c": H2C}
+
+
+class H1Head(RequestHead):
+    """A request head with HTTP/1.1's keep-alive rule applied: ``keep_alive``, whether the
+    connection may carry another request after this one, as the version and the Connection field
+    say (the connection may still decide otherwise as the request goes: see H1Cycle)."""
+
+    __slots__ = ("keep_alive",)
+    keep_alive: bool
+
+
+# H1Head, or another RequestHead with a keep_alive slot (http1/connection.H1Cycle: slots of two
+# classes cannot be merged, so it declares its own).
 Head = TypeVar("Head", bound=RequestHead)
 
 
@@ -56,7 +69,7 @@ def request_head(
     scheme: str,
     trusted_peer: bool,
     parser: Any,
-    record: type[Head] = RequestHead,  # type: ignore[assignment]
+    record: type[Head] = H1Head,  # type: ignore[assignment]
 ) -> Head:
     """The request head as HTTP/1.1 allows it, or BadRequest (a 4xx the client receives).
 
@@ -64,8 +77,8 @@ def request_head(
     connection's; the head's are replaced by the glue if trusted proxy headers say otherwise
     (``head.forwarded`` holds them, collected only when ``trusted_peer``). ``parser``: asked
     ``confirm_http_version()`` when a header may have made the adapter misreport the version.
-    ``record``: RequestHead, or a subclass that carries the request on (the ASGI cycle: one
-    object per request on the hot path)."""
+    ``record``: H1Head, or a class with its slots that carries the request on (the connection's
+    H1Cycle: one object per request on the hot path)."""
     method_name = KNOWN_METHODS.get(method)
     if method_name is None:
         if method == b"PRI":
@@ -152,7 +165,7 @@ def request_head(
     head.query_string = query_string
     head.headers = headers
     head.http_version = http_version
-    head.keep_alive = keep_alive
+    head.keep_alive = keep_alive  # type: ignore[attr-defined]  # (see Head)
     head.expect_100 = expect_100
     head.is_head = method_name == "HEAD"
     head.body_left = body_left

@@ -144,6 +144,14 @@ class H1Writer:
         elif cycle.http_version != "1.0":
             self.out.write_now(informational(status, headers))
 
+    def starts_before_body(self, cycle: Any) -> None:
+        """The response starts before the request body has arrived: if more of it is still to come
+        than the connection would read and discard afterwards, the head says it closes. So it does
+        when the client waits for a 100 Continue it will not get: it may then send the body or not
+        (RFC 9110 10.1.1), and what follows could not be told apart."""
+        if cycle.expect_100 or cycle.body_left > cycle.conn.config.limit_drain_body:
+            cycle.keep_alive = False
+
     def send_trailers(self, cycle: Any, headers: Any) -> None:
         """The end of a response that announced trailers, its body sent (``end`` was False).
         Only a chunked body carries a trailer section, and only to a client that sent

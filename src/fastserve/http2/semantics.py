@@ -76,7 +76,6 @@ def request_head(
     head.query_string = query_string
     head.headers = headers
     head.http_version = "2"
-    head.keep_alive = True
     head.expect_100 = expect_100 and not event.end_stream
     head.is_head = method == "HEAD"
     head.body_left = body_left

@@ -467,6 +467,10 @@ class H2Stream:
         """The response cannot be completed: the client sees the stream reset."""
         self.reset(INTERNAL_ERROR)
 
+    def starts_before_body(self, cycle: Any) -> None:
+        """Nothing to decide: the stream's end says where its request body ends, and the
+        connection carries other streams whatever is left unread of this one."""
+
     def can_end_body(self, cycle: Any) -> bool:
         """No: an app that returns mid-stream at shutdown gets its stream reset. (END_STREAM could
         end it properly; not done yet, so HTTP/2 behaves here as it always has.)"""

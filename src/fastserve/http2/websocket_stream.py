@@ -56,7 +56,6 @@ def websocket_request(event: RequestHeaders, client: Any, scheme: str, trusted_p
     head.query_string = query_string
     head.headers = headers
     head.http_version = "2"
-    head.keep_alive = True
     head.expect_100 = False
     head.is_head = False
     head.body_left = 0
