@@ -10,16 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from asyncio import CancelledError, Task, current_task
-from asyncio.tasks import (  # private; what 3.12's eager Task start uses (see _start)
-    _enter_task,
-    _leave_task,
-)
 from collections import deque
 from contextvars import copy_context
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from ..asgi.app_runner import APP_TASK_NAME, INLINE_TASK, new_task, run_app
+from ..asgi.app_runner import APP_TASK_NAME, INLINE_TASK, enter_task, leave_task, new_task, run_app
 from ..asgi.flow import BACKLOG, BODY, PARSER, FlowControl
 from ..asgi.http_cycle import RequestResponseCycle
 from ..asgi.scope import (
@@ -487,7 +483,7 @@ class HTTPProtocol(asyncio.Protocol):
                     run = self.context.copy().run
                     loop = self.loop
                     try:
-                        _enter_task(loop, task)
+                        enter_task(loop, task)
                     except RuntimeError:  # inside another Task's step (h11 starts a request from a send()):
                         runner.set_result((coro, run, _NOT_STARTED))  # the Task starts it, next iteration
                         return
@@ -506,7 +502,7 @@ class HTTPProtocol(asyncio.Protocol):
                             runner.set_result(None)
                         raise
                     finally:
-                        _leave_task(loop, task)
+                        leave_task(loop, task)
                     if runner.done():  # the app cancelled its own Task (so the Future it waited on), then waited
                         self.cancelled_handoff = (runner, coro, run)  # the Task throws the cancel in (see _serve)
                         return
