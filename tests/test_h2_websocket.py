@@ -575,3 +575,80 @@ def test_logging_is_one_line_for_a_bad_extended_connect(caplog):
     lines = [r for r in caplog.records if r.name == "fastserve.error"]
     assert len(lines) == 1 and lines[0].exc_info is None
 
+
+
+# -- the connection's write pause (the transport's buffer is full) --------------------------------
+MESSAGE = 64 * 1024
+HUGE_WINDOWS = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1}
+
+
+def pusher(sent: list, limit: int = 200):
+    """Accepts, then sends 64 KiB messages as fast as send() returns (counted in ``sent``),
+    letting the loop run between them as a producer that awaits its data does."""
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        while len(sent) < limit:
+            await send({"type": "websocket.send", "bytes": b"p" * MESSAGE})
+            sent.append(1)
+            await asyncio.sleep(0)
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    return app
+
+
+async def huge_window_peer(app, codec: str) -> H2Peer:
+    """A client that grants the largest windows there are, stream and connection."""
+    peer = H2Peer(app, codec, client_settings=HUGE_WINDOWS)
+    peer.client.increment_flow_control_window(2**31 - 1 - 65_535)
+    return peer
+
+
+def written_since(peer: H2Peer) -> int:
+    return len(peer.transport.take())
+
+
+@in_loop
+async def test_the_connections_write_pause_holds_a_websockets_sends(codec):
+    """Windows do not bound what a client that reads nothing makes us buffer: with the transport
+    paused for writing, the app's send() waits (what is written stays bounded whatever the
+    windows), and it goes on once the transport resumes."""
+    sent: list = []
+    peer = await huge_window_peer(pusher(sent), codec)
+    WebSocketOnStream(peer, 1).open()
+    peer.send()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert 0 < len(sent) < 10
+    peer.conn.pause_writing()  # the socket's buffer is full: the client reads nothing
+    written_since(peer)
+    at_pause = len(sent)
+    await settle(peer.transport)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert written_since(peer) <= 2 * MESSAGE  # (not the 200 messages the windows allow)
+    assert len(sent) <= at_pause + 1
+    peer.conn.resume_writing()
+    await settle(peer.transport)
+    assert len(sent) == 200
+
+
+@in_loop
+async def test_a_websocket_opened_while_the_connection_is_paused_resumes_with_it(codec):
+    """A WebSocket accepted while the transport is paused for writing waits in send() and is
+    resumed by the connection's resume_writing (no stream window is involved)."""
+    sent: list = []
+    peer = await huge_window_peer(pusher(sent, limit=50), codec)
+    peer.send()
+    await settle(peer.transport)
+    peer.conn.pause_writing()
+    WebSocketOnStream(peer, 1).open()
+    peer.send()
+    await settle(peer.transport)
+    assert len(sent) <= 1
+    assert written_since(peer) <= 2 * MESSAGE
+    peer.conn.resume_writing()
+    await settle(peer.transport)
+    assert len(sent) == 50

@@ -9,9 +9,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import ssl
 import time
 
+import h2.config
+import h2.connection
+import h2.settings
 import pytest
 import trustme
 from hyperframe.frame import DataFrame, GoAwayFrame
@@ -21,6 +25,7 @@ from fastserve.http2.codec import NO_ERROR
 
 from .h2_client import RawClient, codecs
 from .helpers import TESTS, ServerProcess
+from .test_files import rss_kib
 from .wsclient_h2 import H2Client, WebSocket, split_frames
 
 CODECS = ["zttp" if c.__name__ == "ZttpCodec" else "h2" for c in codecs()]
@@ -278,3 +283,65 @@ def tls_files(tmp_path_factory):
     issued.private_key_pem.write_to_path(key_path)
     issued.cert_chain_pems[0].write_to_path(cert_path)
     return str(key_path), str(cert_path)
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_a_client_with_huge_windows_that_reads_nothing_is_bounded_and_timed_out(serve, codec):
+    """A client that opens the largest windows there are (stream and connection: 2^31-1) and then
+    reads nothing: the windows do not bound what the app's 64 KiB messages would pile up (125 MiB
+    here), the connection's write pause does; --timeout-write then ends it, with one log line."""
+    server = start(serve, codec, "--timeout-write", "2")
+    before = rss_kib(server.proc.pid)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    client.local_settings = h2.settings.Settings(
+        client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+    client.initiate_connection()
+    client.increment_flow_control_window(2**31 - 1 - 65_535)
+    client.send_headers(1, [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+                            (":path", "/ws/flood?n=2000&size=65536"), (":authority", "127.0.0.1"),
+                            ("sec-websocket-version", "13")], end_stream=False)
+    sock.sendall(client.data_to_send())
+    try:
+        peak = before
+        deadline = time.monotonic() + 10
+        while TIMEOUT_LINE not in server.output and time.monotonic() < deadline:
+            peak = max(peak, rss_kib(server.proc.pid))
+            time.sleep(0.05)
+        line = server.wait_for_line(TIMEOUT_LINE, timeout=1)
+        assert "HTTP/2 connection" in line
+        assert peak - before < 48 * 1024, f"RSS grew by {peak - before} KiB"  # (unbounded: 125 MiB and more)
+        time.sleep(0.5)  # the session ends too: no second line for it
+        assert sum(TIMEOUT_LINE in text for text in server.lines) == 1, server.output
+        assert "Traceback" not in server.output
+        assert client_is_cut_off(sock)
+    finally:
+        sock.close()
+    assert client_gets_answers(server.port)  # the server goes on serving others
+
+
+TIMEOUT_LINE = "(--timeout-write)"
+
+
+def client_is_cut_off(sock: socket.socket) -> bool:
+    """Reads what the server had sent: True if the connection then ends (EOF or reset)."""
+    sock.settimeout(5)
+    try:
+        while sock.recv(1 << 20):
+            pass
+    except ConnectionResetError:
+        pass
+    except TimeoutError:  # still open
+        return False
+    return True
+
+
+def client_gets_answers(port: int) -> bool:
+    client = H2Client(port)
+    ws = WebSocket(client, "/ws/echo")
+    ws.send("send_text", b"still here")
+    got = ws.frames()
+    client.close()
+    return got == [(Opcode.TEXT, b"still here")]

@@ -5,7 +5,9 @@ as an HTTP/1.1 upgrade (websocket.stream_handler); H2WebSocketStream renders wha
 decides as HTTP/2 (the contract, point by point: websocket/carrier.py). The accept is HEADERS
 ``:status 200``, refusals and denials a complete response on the stream, frames DATA under the
 peer's windows (what waits for window is bounded: past HIGH_WATER the session's writes pause),
-the end END_STREAM, an abort RST_STREAM(CANCEL).
+the end END_STREAM, an abort RST_STREAM(CANCEL). While the connection's transport is paused for
+writing, the session's send() waits on the connection's FlowControl too (``connection_flow``): a
+client granting huge windows and reading nothing does not get messages buffered for it.
 
 Received DATA is credited back as the session takes it: while the session pauses reading (its
 app is behind), the stream's credit is withheld, so only this stream waits. The zttp codec credits
@@ -86,6 +88,7 @@ class H2WebSocketStream:
         "holds_connection",
         "writes_paused",
         "credits_on_parse",
+        "connection_flow",
     )
 
     def __init__(self, conn: Any, stream_id: int) -> None:
@@ -105,6 +108,9 @@ class H2WebSocketStream:
         self.holds_connection = False  # zttp: the connection's reading is paused for this stream
         self.writes_paused = False
         self.credits_on_parse = conn.credits_on_parse  # zttp: nothing to credit per DATA frame
+        # The connection's write pause holds the session's send() as well (not copied: the session
+        # waits on this FlowControl itself, as H2Stream.drain does).
+        self.connection_flow = conn.flow
 
     # -- the WebSocketCarrier contract ----------------------------------------------------------
     def accept(self, headers: list[tuple[bytes, bytes]]) -> None:

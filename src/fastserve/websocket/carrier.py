@@ -23,7 +23,10 @@ session over a fake one that records these calls):
    HTTP/1.1 closes the connection at the client's EOF); once the stream is over (both sides
    ended, reset by either side, or the connection gone) ``lost``, exactly once, the last call.
    ``pause_writing``/``resume_writing`` when what ``write`` buffers passes its high-water mark
-   and drains again (the stream's send window or the connection's).
+   and drains again (the stream's send window or the connection's). The connection's own write
+   pause (its transport's buffer is full) is not relayed: the carrier's ``connection_flow`` is
+   the connection's FlowControl, and the session's send() waits on it as well (so does a session
+   started while it is paused; the connection's --timeout-write watches it).
 4. It renders the session's calls (``WebSocketCarrier`` below): ``accept`` as HEADERS
    ``:status 200`` with the headers given (lowercased, RFC 9113 8.2.1; there is no
    Sec-WebSocket-Accept, Upgrade or Connection among them; other connection-specific fields an

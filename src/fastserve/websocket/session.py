@@ -155,6 +155,7 @@ class WebSocketSession:
         "accept_status",
         "phase",
         "flow",
+        "shared_flow",
         "inbox",
         "queued_size",
         "continue_handle",
@@ -201,7 +202,10 @@ class WebSocketSession:
         self.phase = HANDSHAKE
         # (the carrier pauses and resumes reading, and reports what it holds unsent, as a transport does)
         self.flow = FlowControl(carrier, settings.write_timeout, self._write_timed_out)  # type: ignore[arg-type]
-        if conn.flow.write_paused:  # the client stopped reading before the hand-over
+        # HTTP/2: the connection's FlowControl, whose write pause (the transport's buffer is full)
+        # holds send() too, as it holds every stream's; its own --timeout-write watches it.
+        self.shared_flow: FlowControl | None = getattr(carrier, "connection_flow", None)
+        if self.shared_flow is None and conn.flow.write_paused:  # the client stopped reading before the hand-over
             self.flow.pause_writing()
         self.inbox: deque[dict[str, Any]] = deque()
         self.queued_size = 0  # of the messages in the inbox (see _size)
@@ -686,8 +690,9 @@ class WebSocketSession:
 
     # -- ASGI send ------------------------------------------------------------------------------
     async def send(self, message: dict[str, Any]) -> None:
-        if self.flow.write_paused and not self.connection_lost_:
-            await self.flow.drain()
+        shared = self.shared_flow
+        if self.flow.write_paused or (shared is not None and shared.write_paused):
+            await self._writable()
         kind = message["type"]
         phase = self.phase
         if phase is OPEN:
@@ -916,6 +921,17 @@ class WebSocketSession:
             self.pong_handle.cancel()
             self.pong_handle = None
             self._schedule_ping()
+
+    async def _writable(self) -> None:
+        """Until the carrier and (HTTP/2) the connection both take writes, or the session is lost."""
+        shared = self.shared_flow
+        while not self.connection_lost_:
+            if self.flow.write_paused:
+                await self.flow.drain()
+            elif shared is not None and shared.write_paused:
+                await shared.drain()
+            else:
+                return
 
     def _pong_missing(self) -> None:
         self.pong_handle = None
