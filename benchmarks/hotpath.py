@@ -125,8 +125,7 @@ async def feed_closing(protocol: HTTPProtocol, iterations: int, data: bytes) -> 
     ServerState); the count of bytes written goes to ``protocol``'s transport."""
     total = protocol.transport
     http = protocol.config.http
-    if protocol.keep_alive_handle is not None:  # its own keep-alive timeout must not close it meanwhile
-        protocol.keep_alive_handle.cancel()
+    protocol.idle_since = None  # its own keep-alive timeout must not close it meanwhile
     for _ in range(iterations):
         conn, transport = connection(http, protocol)
         conn.data_received(data)
