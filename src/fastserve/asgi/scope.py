@@ -79,6 +79,8 @@ def http_scope(head: RequestHead, template: dict[str, Any], state: Any, tls: Any
 def scope_address(value: Any) -> tuple[str, int] | None:
     """A socket address as the scope's "server" and "client" hold it: (host, port), or None for a
     UNIX socket (whose address is a path or empty)."""
+    if type(value) is tuple and len(value) == 2:
+        return value  # IPv4, as every event loop gives it: (str, int) already
     if isinstance(value, tuple) and len(value) >= 2:
         return (str(value[0]), int(value[1]))
     return None

@@ -78,6 +78,9 @@ _H2C_HOP_FIELDS = frozenset(
 )
 
 
+EXTENSIONS = offered_extensions(H1Writer.capabilities)  # what every connection's scope offers
+
+
 class HTTPProtocol(asyncio.Protocol):
     is_websocket = False  # what the server registry counts as a WebSocket (metrics)
     __slots__ = (
@@ -158,13 +161,14 @@ class HTTPProtocol(asyncio.Protocol):
         self.flow = FlowControl(transport)
         self.server = scope_address(transport.get_extra_info("sockname"))
         self.client = scope_address(transport.get_extra_info("peername"))
-        self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
-        self.tls = self.state.tls.extension(transport) if self.state.tls is not None else None
+        tls = self.state.tls  # (set when the server serves TLS: cheaper than asking the transport)
+        self.scheme = "https" if tls is not None else "http"
+        self.tls = tls.extension(transport) if tls is not None else None
         self.trusted_peer = self.config.proxy_headers and (
             self.client is None or self.client[0] in self.config.trusted_proxies
         )
         self.scope_template = connection_template(self.server, self.client, self.scheme, self.config.root_path)
-        self.extensions = offered_extensions(self.sink.capabilities)  # copied into each request's scope
+        self.extensions = EXTENSIONS  # copied into each request's scope
         self.context = copy_context()  # what every request's Task starts from (see new_task)
         self.state.connection_opened(self)
         self.idle_since = self.loop.time()
