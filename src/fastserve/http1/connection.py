@@ -156,12 +156,13 @@ class HTTPProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         # (What this uses is imported at module level: imports in here cost ~23k instructions per connection.)
         self.transport = transport
-        self.writer = HeldWriter(transport, self.state.write_batch)
-        self.sink = H1Writer(self.writer, self.state)  # renders every response of the connection
+        state = self.state
+        self.writer = HeldWriter(transport, state.write_batch)
+        self.sink = H1Writer(self.writer, state)  # renders every response of the connection
         self.flow = FlowControl(transport)
-        self.server = scope_address(transport.get_extra_info("sockname"))
+        self.server = scope_address(transport.get_extra_info("sockname"))  # (uvloop asked the socket once)
         self.client = scope_address(transport.get_extra_info("peername"))
-        tls = self.state.tls  # (set when the server serves TLS: cheaper than asking the transport)
+        tls = state.tls  # (set when the server serves TLS: cheaper than asking the transport)
         self.scheme = "https" if tls is not None else "http"
         self.tls = tls.extension(transport) if tls is not None else None
         self.trusted_peer = self.config.proxy_headers and (
@@ -170,10 +171,10 @@ class HTTPProtocol(asyncio.Protocol):
         self.scope_template = connection_template(self.server, self.client, self.scheme, self.config.root_path)
         self.extensions = EXTENSIONS  # copied into each request's scope
         self.context = copy_context()  # what every request's Task starts from (see new_task)
-        self.state.connection_opened(self)
+        state.connection_opened(self)
         self.idle_since = self.loop.time()
-        if self.state.idle_sweep is None:
-            _start_sweep(self.state, self.loop, self.config.timeout_keep_alive)
+        if state.idle_sweep is None:
+            _start_sweep(state, self.loop, self.config.timeout_keep_alive)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connection_closed(self)
