@@ -52,7 +52,8 @@ class FlowControl:
 
     def connection_lost(self) -> None:
         self.write_paused = False
-        self._wake_writer()
+        if self._drain_waiter is not None:  # (once per connection: most never waited)
+            self._wake_writer()
 
     async def drain(self) -> None:
         if self._drain_waiter is None:
