@@ -102,9 +102,10 @@ def connection(http: str, like: HTTPProtocol | None = None) -> tuple[HTTPProtoco
     if like is None:
         config = Config(app="benchmarks.apps.raw:app", http=http, access_log=False)
         state = ServerState(config, {}, None, upgrade_handler(config, app))
-    else:
-        config, state = like.config, like.state
-    protocol = HTTPProtocol(config, app, state, parser_class(http), loop)
+        parser = parser_class(http)
+    else:  # (parser_class() imports inside a function: the server calls it once, not per connection)
+        config, state, parser = like.config, like.state, type(like.parser)
+    protocol = HTTPProtocol(config, app, state, parser, loop)
     transport = CountingTransport()
     transport.set_protocol(protocol)
     protocol.connection_made(transport)
