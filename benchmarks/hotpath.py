@@ -48,6 +48,7 @@ from .apps.raw import HELLO, app
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"  # what wrk sends
 CLOSE_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nConnection: close\r\n\r\n"
 WARMUP = 2000
+EXTRA_INFO = {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}
 
 
 class CountingTransport(asyncio.Transport):
@@ -93,7 +94,7 @@ class CountingTransport(asyncio.Transport):
         return self.protocol
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+        return EXTRA_INFO.get(name, default)  # (a dict built per call would cost ~1.5k per lookup)
 
 
 def connection(http: str, like: HTTPProtocol | None = None) -> tuple[HTTPProtocol, CountingTransport]:
@@ -102,9 +103,10 @@ def connection(http: str, like: HTTPProtocol | None = None) -> tuple[HTTPProtoco
     if like is None:
         config = Config(app="benchmarks.apps.raw:app", http=http, access_log=False)
         state = ServerState(config, {}, None, upgrade_handler(config, app))
-    else:
-        config, state = like.config, like.state
-    protocol = HTTPProtocol(config, app, state, parser_class(http), loop)
+        parser = parser_class(http)
+    else:  # (parser_class() imports inside a function: the server calls it once, not per connection)
+        config, state, parser = like.config, like.state, type(like.parser)
+    protocol = HTTPProtocol(config, app, state, parser, loop)
     transport = CountingTransport()
     transport.set_protocol(protocol)
     protocol.connection_made(transport)
@@ -133,8 +135,7 @@ async def feed_closing(protocol: HTTPProtocol, iterations: int, data: bytes) -> 
     ServerState); the count of bytes written goes to ``protocol``'s transport."""
     total = protocol.transport
     http = protocol.config.http
-    if protocol.keep_alive_handle is not None:  # its own keep-alive timeout must not close it meanwhile
-        protocol.keep_alive_handle.cancel()
+    protocol.idle_since = None  # its own keep-alive timeout must not close it meanwhile
     for _ in range(iterations):
         conn, transport = connection(http, protocol)
         conn.data_received(data)
@@ -145,6 +146,7 @@ async def feed_closing(protocol: HTTPProtocol, iterations: int, data: bytes) -> 
         else:
             raise SystemExit("the harness is broken: a Connection: close request left its connection open")
         conn.connection_lost(None)
+        transport.set_protocol(None)  # as uvloop's transport does: no reference cycle left for the GC
         total.written += transport.written
         total.writes += transport.writes
 

@@ -229,6 +229,28 @@ def test_timeout_keep_alive_closes_idle_connection(serve):
         assert 0.5 < time.monotonic() - started < 3
 
 
+@pytest.mark.two_impls
+def test_keep_alive_sweep_closes_idle_connections_and_starts_again_after_a_quiet_spell(serve, impl):
+    # One sweep per server closes idle connections (not a timer per connection), and stops while
+    # no connection is open: connections after a quiet spell are still closed, an unused one too,
+    # never before the timeout, while one busy past the timeout is not.
+    import socket
+    import time
+    http, loop = impl
+    server = serve("apps.basic:app", "--http", http, "--loop", loop, "--timeout-keep-alive", "0.4")
+    for _ in range(2):  # the second round comes after the sweep stopped (no connection open)
+        used, unused, busy = (socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(3))
+        with used, unused, busy:
+            busy.sendall(b"GET /sleep?t=1.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+            used.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert used.recv(65536).startswith(b"HTTP/1.1 200")
+            started = time.monotonic()
+            assert used.recv(1) == b"" and unused.recv(1) == b""  # closed by the server
+            assert 0.3 < time.monotonic() - started < 3
+            assert busy.recv(65536).startswith(b"HTTP/1.1 200")  # answered, not closed at 0.4 s
+        time.sleep(0.5)
+
+
 def test_backlog_option_accepted(serve):
     assert httpx.get(serve("apps.basic:app", "--backlog", "16").url).status_code == 200
 

@@ -34,6 +34,7 @@ class ServerState:
         self.active_requests = 0
         self.shutting_down = False  # --health-path answers 503 from the moment shutdown begins
         self.write_batch = WriteBatch()  # see http/flow.py
+        self.idle_sweep: asyncio.TimerHandle | None = None  # the keep-alive sweep (http1/connection.py)
         self.limit_concurrency = config.limit_concurrency
         # Accepting pauses at this many open connections: --limit-connections, or fewer when the
         # open-file limit leaves room for fewer (accepting past it fails: EMFILE).

@@ -96,7 +96,8 @@ class FlowControl:
         # The callback is the owner's bound method, and the owner holds us: let go of it, so that
         # reference counting frees the connection as it closes (not the cyclic GC).
         self._on_write_timeout = None
-        self._wake_writer()
+        if self._drain_waiter is not None:  # (once per connection: most never waited)
+            self._wake_writer()
 
     async def drain(self) -> None:
         if self._drain_waiter is None:

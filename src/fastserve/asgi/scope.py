@@ -27,14 +27,29 @@ def connection_template(
     server: tuple[str, int] | None, client: tuple[str, int] | None, scheme: str, root_path: str
 ) -> dict[str, Any]:
     """The scope keys that do not change between requests on one connection (a PROXY protocol
-    header may still set client, server and scheme before the first request)."""
+    header may still set client, server and scheme before the first request). A copy of one
+    made once per root_path: ~2k instructions less per connection than a dict literal."""
+    base = _TEMPLATES.get(root_path)
+    if base is None:
+        base = _TEMPLATES[root_path] = _template(root_path)
+    template = base.copy()
+    template["server"] = server
+    template["client"] = client
+    template["scheme"] = scheme
+    return template
+
+
+_TEMPLATES: dict[str, dict[str, Any]] = {}  # by --root-path (never client input): one entry per server
+
+
+def _template(root_path: str) -> dict[str, Any]:
     return {
         "type": "http",
         "asgi": None,  # per request, below
         "http_version": "1.1",
-        "server": server,
-        "client": client,
-        "scheme": scheme,
+        "server": None,
+        "client": None,
+        "scheme": "http",
         "method": "GET",
         "root_path": root_path,
         "path": "",
@@ -79,6 +94,8 @@ def http_scope(head: RequestHead, template: dict[str, Any], state: Any, tls: Any
 def scope_address(value: Any) -> tuple[str, int] | None:
     """A socket address as the scope's "server" and "client" hold it: (host, port), or None for a
     UNIX socket (whose address is a path or empty)."""
+    if type(value) is tuple and len(value) == 2:
+        return value  # IPv4, as every event loop gives it: (str, int) already
     if isinstance(value, tuple) and len(value) >= 2:
         return (str(value[0]), int(value[1]))
     return None

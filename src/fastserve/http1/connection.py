@@ -60,6 +60,13 @@ LINGER_BYTES = 16 * 1024 * 1024
 # rest kept (reading paused) for later loop iterations, and for once the responses ahead are done.
 FEED_DIRECT = 2048
 REQUESTS_PER_TURN = 32
+# Idle connections are closed by one sweep per server (_sweep_idle), not a timer each: a timer
+# made and cancelled per connection was ~8k instructions of a Connection: close request. It runs
+# every SWEEP_INTERVAL, or a quarter of --timeout-keep-alive when that is shorter (not under
+# SWEEP_INTERVAL_MIN), while HTTP/1.1 connections are open; so a connection idle for the timeout
+# is closed up to one interval later.
+SWEEP_INTERVAL = 1.0
+SWEEP_INTERVAL_MIN = 0.01
 _RETRY_SOON = ((b"retry-after", b"1"),)  # the 503 at --limit-concurrency
 # An h2c upgrade request's body is read whole before the switch up to this size (the HTTP/2
 # initial window: what stream 1 could have sent without credit); a larger one stays HTTP/1.1.
@@ -69,6 +76,9 @@ _SWITCHING_TO_H2C = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\
 _H2C_HOP_FIELDS = frozenset(
     (b"connection", b"upgrade", b"http2-settings", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te")
 )
+
+
+EXTENSIONS = offered_extensions(H1Writer.capabilities)  # what every connection's scope offers
 
 
 class HTTPProtocol(asyncio.Protocol):
@@ -89,7 +99,6 @@ class HTTPProtocol(asyncio.Protocol):
         "cycle",
         "active",
         "pipeline",
-        "keep_alive_handle",
         "idle_since",
         "head_timer",
         "head_deadline",
@@ -128,7 +137,6 @@ class HTTPProtocol(asyncio.Protocol):
         self.cycle: H1Cycle | None = None  # the request the parser is filling
         self.active: H1Cycle | None = None  # the request whose response is under way
         self.pipeline: deque[H1Cycle] = deque()
-        self.keep_alive_handle: asyncio.TimerHandle | None = None
         self.idle_since: float | None = None
         self.head_timer: asyncio.TimerHandle | None = None
         self.head_deadline: float | None = None
@@ -156,25 +164,28 @@ class HTTPProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         # (What this uses is imported at module level: imports in here cost ~23k instructions per connection.)
         self.transport = transport
-        self.writer = HeldWriter(transport, self.state.write_batch)
-        self.sink = H1Writer(self.writer, self.state)  # renders every response of the connection
+        state = self.state
+        self.writer = HeldWriter(transport, state.write_batch)
+        self.sink = H1Writer(self.writer, state)  # renders every response of the connection
         self.flow = FlowControl(transport, self.config.timeout_write, self._write_timed_out)
-        self.server = scope_address(transport.get_extra_info("sockname"))
+        self.server = scope_address(transport.get_extra_info("sockname"))  # (uvloop asked the socket once)
         self.client = scope_address(transport.get_extra_info("peername"))
-        self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
-        self.tls = self.state.tls.extension(transport) if self.state.tls is not None else None
+        tls = state.tls  # (set when the server serves TLS: cheaper than asking the transport)
+        self.scheme = "https" if tls is not None else "http"
+        self.tls = tls.extension(transport) if tls is not None else None
         self.trusted_peer = self.config.proxy_headers and (
             self.client is None or self.client[0] in self.config.trusted_proxies
         )
         self.scope_template = connection_template(self.server, self.client, self.scheme, self.config.root_path)
-        self.extensions = offered_extensions(self.sink.capabilities)  # copied into each request's scope
+        self.extensions = EXTENSIONS  # copied into each request's scope
         self.context = copy_context()  # what every request's Task starts from (see new_task)
-        self.state.connection_opened(self)
-        self._become_idle()
+        state.connection_opened(self)
+        self.idle_since = self.loop.time()
+        if state.idle_sweep is None:
+            _start_sweep(state, self.loop, self.config.timeout_keep_alive)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connection_closed(self)
-        self._cancel_keep_alive()
         if self.head_timer is not None:
             self.head_timer.cancel()
         if self.linger_timer is not None:
@@ -232,7 +243,6 @@ class HTTPProtocol(asyncio.Protocol):
         if takeover is None or not self.state.h2_prior_knowledge or not data.startswith(b"PRI * HTTP/2.0\r\n"):
             return False
         self.switched = True
-        self._cancel_keep_alive()
         if self.head_timer is not None:
             self.head_timer.cancel()
             self.head_timer = None
@@ -265,7 +275,6 @@ class HTTPProtocol(asyncio.Protocol):
             return
         self.switched = True
         self._release_runner()
-        self._cancel_keep_alive()
         if self.head_timer is not None:
             self.head_timer.cancel()
         if self.flow.write_paused:  # answers ahead of the upgrade are still unread: HTTP/2 watches now
@@ -414,11 +423,8 @@ class HTTPProtocol(asyncio.Protocol):
             if cycle.waiter is not None:
                 cycle.wake()
             if self.active is None and not self.pipeline and not self.closing:
-                # The app answered before the request had fully arrived: idle now. Inlined
-                # _become_idle() (once per request); the timer usually exists already.
+                # The app answered before the request had fully arrived: idle now.
                 self.idle_since = self.loop.time()
-                if self.keep_alive_handle is None:
-                    self._become_idle()
 
     def switch_protocols(self, leftover: bytes) -> None:
         """Hand the connection to the WebSocket session (called by the adapter), once the responses
@@ -436,7 +442,6 @@ class HTTPProtocol(asyncio.Protocol):
         request, self.upgrade_request = self.upgrade_request, None
         if self.backlog is not None:  # read after the upgrade, not fed yet (h11 held the upgrade)
             leftover, self.backlog = leftover + self.backlog, None
-        self._cancel_keep_alive()
         self.flow.hand_over()  # the session watches its own writes (from our write_paused)
         state = self.state
         state.connection_closed(self)
@@ -766,12 +771,7 @@ class HTTPProtocol(asyncio.Protocol):
 
     # -- keep-alive and shutdown ----------------------------------------------------------------
     def _become_idle(self) -> None:
-        # One timer per connection, not one per request: it checks the idle time when it fires.
-        self.idle_since = self.loop.time()
-        if self.keep_alive_handle is None:
-            self.keep_alive_handle = self.loop.call_at(
-                self.idle_since + self.config.timeout_keep_alive, self._keep_alive_expired
-            )
+        self.idle_since = self.loop.time()  # the server's sweep closes it once idle too long
 
     def _watch_head(self) -> None:
         # A request head is arriving in pieces (the common one-read head never gets here): all of
@@ -795,21 +795,6 @@ class HTTPProtocol(asyncio.Protocol):
         """The app waited --timeout-request-body for body bytes that did not come."""
         if cycle is self.cycle and cycle.more_body and not self.transport.is_closing():
             self.refuse(BadRequest(408, "Request body timeout"))
-
-    def _cancel_keep_alive(self) -> None:
-        if self.keep_alive_handle is not None:
-            self.keep_alive_handle.cancel()
-            self.keep_alive_handle = None
-
-    def _keep_alive_expired(self) -> None:
-        self.keep_alive_handle = None
-        if self.idle_since is None or self.active is not None or self.pipeline:
-            return  # busy; the timer is armed again when the connection next becomes idle
-        deadline = self.idle_since + self.config.timeout_keep_alive
-        if self.loop.time() >= deadline:
-            self.writer.close()
-        else:
-            self.keep_alive_handle = self.loop.call_at(deadline, self._keep_alive_expired)
 
     def shutdown(self) -> None:
         """Server is stopping: close once idle and quiet, answering what comes meanwhile with
@@ -963,6 +948,30 @@ class DiscardInput:
     def close(self) -> None:
         self.replaced.close()
         self.conn = None
+
+
+def _start_sweep(state: ServerState, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+    interval = max(min(timeout / 4, SWEEP_INTERVAL), SWEEP_INTERVAL_MIN)
+    state.idle_sweep = loop.call_later(interval, _sweep_idle, state, loop, timeout, interval)
+
+
+def _sweep_idle(state: ServerState, loop: asyncio.AbstractEventLoop, timeout: float, interval: float) -> None:
+    """Close the HTTP/1.1 connections idle (no request under way or arriving) for --timeout-keep-alive
+    or longer; again after interval while any is open (the next connection_made starts it again)."""
+    state.idle_sweep = None
+    oldest = loop.time() - timeout
+    idle = []
+    watched = 0
+    for conn in state.connections:  # (WebSocket sessions and HTTP/2 connections time out their own way)
+        if isinstance(conn, HTTPProtocol):
+            watched += 1
+            since = conn.idle_since
+            if since is not None and since <= oldest and conn.active is None and not conn.pipeline:
+                idle.append(conn)
+    for conn in idle:  # (closing calls back into the registry later, never during the loop above)
+        conn.writer.close()
+    if watched > len(idle):
+        state.idle_sweep = loop.call_later(interval, _sweep_idle, state, loop, timeout, interval)
 
 
 def _after_heads(data: bytes, count: int) -> int:
