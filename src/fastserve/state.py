@@ -74,6 +74,15 @@ class ServerState:
         names = {bytes(name).lower() for name, _ in app_headers}
         return b"".join(n + b": " + v + b"\r\n" for n, v in self.default_header_items if n not in names)
 
+    def response_complete(self, conn: Any, cycle: Any) -> None:
+        """One more request answered, on any wire format: counted for --limit-max-requests (a
+        WebSocket session counts as one: ``cycle`` None), and access-logged."""
+        self.total_requests += 1
+        if self.total_requests == self.request_limit:
+            self.request_limit_reached()
+        if cycle is not None and self.access_log is not None:
+            self.access_log.log(conn, cycle)
+
     def connection_opened(self, conn: Any) -> None:
         self.connections.add(conn)
         if self.shutting_down:

@@ -447,9 +447,7 @@ class HTTPProtocol(asyncio.Protocol):
         state.connection_closed(self)
         state.ws_handler(self, request, leftover)
         self.parser.close()  # HTTP parsing is over (and the reference cycle with it)
-        state.total_requests += 1  # a WebSocket session counts as one request for --limit-max-requests
-        if state.total_requests == state.request_limit:
-            state.request_limit_reached()
+        state.response_complete(self, None)  # a WebSocket session counts as one request
 
     # -- request lifecycle ----------------------------------------------------------------------
     def _start(self, cycle: H1Cycle) -> None:
@@ -590,11 +588,7 @@ class HTTPProtocol(asyncio.Protocol):
 
     def on_response_complete(self, cycle: H1Cycle) -> None:
         state = self.state
-        state.total_requests += 1
-        if state.total_requests == state.request_limit:
-            state.request_limit_reached()
-        if state.access_log is not None:
-            state.access_log.log(self, cycle)
+        state.response_complete(self, cycle)
         if cycle is not self.active:
             return
         self.active = None

@@ -162,11 +162,7 @@ class H2Stream:
         if self.reading_paused:  # the body left is dropped as it comes: it must not pause reading
             self.release_reading()
         state = self.state
-        state.total_requests += 1
-        if state.total_requests == state.request_limit:
-            state.request_limit_reached()
-        if state.access_log is not None:
-            state.access_log.log(self, cycle)
+        state.response_complete(self, cycle)
         if state.h2_request_done is not None:  # --metrics-bind
             elapsed = perf_counter() - cycle.start_time if cycle.start_time else None
             state.h2_request_done(cycle.status, "http/2", elapsed)
