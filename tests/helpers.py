@@ -159,3 +159,18 @@ def read_until_closed(sock: socket.socket, timeout: float = 5.0) -> bytes:
 
 def status_of(response: bytes) -> int:
     return int(response.split(b" ", 2)[1]) if response.startswith(b"HTTP/1.1 ") else -1
+
+
+def tls_certificate(folder: Path) -> tuple[str, str, ssl.SSLContext]:
+    """(key file, certificate chain file, a client context that trusts it) for 127.0.0.1, from a
+    throwaway CA, written into ``folder``."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    key, chain = folder / "key.pem", folder / "cert.pem"
+    cert.private_key_pem.write_to_path(key)
+    cert.cert_chain_pems[0].write_to_path(chain)
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return str(key), str(chain), context

@@ -14,16 +14,14 @@ import re
 import shutil
 import signal
 import socket
-import ssl
 import sys
 import time
 
 import httpx
 import pytest
-import trustme
 
 from .harness import parse_responses
-from .helpers import TESTS
+from .helpers import TESTS, tls_certificate
 
 STRACE = shutil.which("strace")
 MIB = 1024 * 1024
@@ -102,15 +100,7 @@ def open_fds_to(pid: int, path: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory):
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    folder = tmp_path_factory.mktemp("tls")
-    key, chain = folder / "key.pem", folder / "cert.pem"
-    cert.private_key_pem.write_to_path(key)
-    cert.cert_chain_pems[0].write_to_path(chain)
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return str(key), str(chain), context
+    return tls_certificate(tmp_path_factory.mktemp("tls"))
 
 
 # -- sendfile, proven with strace ------------------------------------------------------------------

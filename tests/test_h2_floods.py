@@ -126,15 +126,19 @@ def test_flood_of_frames_without_progress(kind, codec, loop, caplog):
     assert not any(r.exc_info for r in caplog.records)
 
 
+DOWNLOAD_SIZE = 40 * 65_535  # many windows' worth: paced by the client's credit
+
+
+async def download(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"x" * DOWNLOAD_SIZE})
+
+
 @pytest.mark.parametrize("codec", CODECS)
 def test_credit_a_waiting_response_needs_is_not_counted(codec):
     """A download the client's window paces: each WINDOW_UPDATE lets the response go on, so a
     long download does not use up the budget (however many window updates it takes)."""
-    size = 40 * 65_535
-
-    async def download(scope, receive, send):
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"x" * size})
+    size = DOWNLOAD_SIZE
 
     async def scenario():
         peer = H2Peer(download, codec, http2_max_control_frames=10, auto_ack=False)
@@ -156,11 +160,7 @@ def test_credit_a_waiting_response_needs_is_not_counted(codec):
 def test_stream_and_connection_credit_in_separate_reads_are_not_counted(codec):
     """Both windows closed: the stream's WINDOW_UPDATE alone lets nothing go (counted), the
     connection's then does, and refunds it. A long download paced that way is not a flood."""
-    size = 40 * 65_535
-
-    async def download(scope, receive, send):
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"x" * size})
+    size = DOWNLOAD_SIZE
 
     async def scenario():
         peer = H2Peer(download, codec, http2_max_control_frames=10, auto_ack=False)

@@ -16,9 +16,8 @@ import ssl
 import time
 
 import pytest
-import trustme
 
-from .helpers import ServerProcess, http_get
+from .helpers import ServerProcess, http_get, tls_certificate
 from .wsclient import handshake_request
 
 APP = "apps.stalled_readers:app"
@@ -47,17 +46,10 @@ def big_file(tmp_path_factory):
 def tls_server(module_impl, tmp_path_factory):
     """The same server over TLS: a file is read and written through the transport (no sendfile),
     so writing pauses as for a streamed body."""
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    folder = tmp_path_factory.mktemp("tls")
-    key, chain = folder / "key.pem", folder / "cert.pem"
-    cert.private_key_pem.write_to_path(key)
-    cert.cert_chain_pems[0].write_to_path(chain)
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
+    key, chain, context = tls_certificate(tmp_path_factory.mktemp("tls"))
     http, loop = module_impl
     server = ServerProcess(APP, "--http", http, "--loop", loop, "--timeout-write", "1",
-                           "--ssl-keyfile", str(key), "--ssl-certfile", str(chain))
+                           "--ssl-keyfile", key, "--ssl-certfile", chain)
     server.start()
     server.client_context = context
     yield server
