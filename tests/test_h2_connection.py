@@ -26,6 +26,7 @@ from fastserve.http2 import codec_class
 from fastserve.http2.codec import (
     CANCEL,
     ENHANCE_YOUR_CALM,
+    FLOW_CONTROL_ERROR,
     NO_ERROR,
     PROTOCOL_ERROR,
     REFUSED_STREAM,
@@ -35,7 +36,7 @@ from fastserve.http2.stream import _NOTHING_PENDING, H2Stream
 from fastserve.negotiate import h2_takeover
 from fastserve.server import ServerState
 
-from .h2_client import codecs
+from .h2_client import RawClient, codecs
 from .harness import LOOPS, FakeTransport, run_on, settle
 
 CODECS = ["zttp" if c.__name__ == "ZttpCodec" else "h2" for c in codecs()]
@@ -445,10 +446,8 @@ async def test_idle_connection_closes_after_keep_alive_timeout(codec):
 
 @in_loop
 async def test_unread_body_does_not_stall_other_streams(codec):
-    """One stream's app never reads its body: the others are served. With zttp (it credits as
-    it parses) memory is bounded by pausing reading instead; see test_zttp_pauses_reading."""
-    if codec == "zttp":
-        pytest.skip("zttp credits the window as it parses: reading pauses for everyone (documented)")
+    """One stream's app never reads its body: its credit is withheld (with zttp, the adapter
+    holds back the WINDOW_UPDATEs zttp writes) and the other streams are served."""
 
     async def app(scope, receive, send):
         if scope["path"] == "/never":
@@ -466,23 +465,28 @@ async def test_unread_body_does_not_stall_other_streams(codec):
 
 
 @in_loop
-async def test_zttp_pauses_reading_for_unread_body(codec):
-    if codec != "zttp":
-        pytest.skip("zttp only")
+async def test_body_beyond_the_window_is_a_flow_control_error(codec):
+    """A client that ignores the window it was given (the app reads nothing, so no credit came
+    back) cannot make the server buffer more: GOAWAY FLOW_CONTROL_ERROR, and the app sees the
+    client gone."""
+    gone = asyncio.Event()
 
     async def app(scope, receive, send):
-        await asyncio.sleep(3600)
+        await asyncio.sleep(0.2)
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
 
     peer = H2Peer(app, codec)
     peer.client.send_headers(1, request(method=b"POST"))
     await peer.upload(1, b"n" * 65_535, end=False)
-    peer.client.send_data(1, b"n" * 10)
-    await peer.exchange()
-    assert not peer.transport.reading  # bounded: BODY_HIGH_WATER buffered, reading paused
-    peer.client.reset_stream(1, CANCEL)
-    peer.transport.protocol.data_received(peer.client.data_to_send())  # (a paused transport still delivers a read in flight)
+    assert peer.client.local_flow_control_window(1) == 0 and peer.transport.reading
+    peer.transport.feed(RawClient.data(1, b"n" * 16_384))  # beyond the window
     await settle(peer.transport)
-    assert peer.transport.reading  # the stream is over: its pause ends
+    peer.read()
+    assert peer.goaway is not None and peer.goaway.error_code == FLOW_CONTROL_ERROR
+    await asyncio.wait_for(gone.wait(), 5)
+    assert peer.transport.closing
 
 
 @in_loop
@@ -493,8 +497,6 @@ async def test_answering_without_reading_the_body_ends_the_read_pause(codec):
     peer = H2Peer(app, codec)
     peer.client.send_headers(1, request(method=b"POST"))
     await peer.upload(1, b"n" * 65_535, end=False)
-    if codec == "zttp":
-        peer.client.send_data(1, b"n" * 10)
     await peer.exchange()
     assert peer.streams[1].status == 200 and peer.transport.reading
     peer.get(3)

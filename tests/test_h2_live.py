@@ -328,3 +328,61 @@ def test_h2c_upgrade_with_a_1_mib_upload(serve, codec, http, tmp_path):
     assert posted.returncode == 0 and posted.stdout == body, err[-3000:]
     assert "101 Switching" not in err and "< HTTP/1.1 200" in err
     server.wait_for_line('"POST /echo HTTP/1.1" 200 1048576')
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_an_upload_nobody_reads_stalls_only_its_own_stream(serve, codec):
+    """One stream's app takes the first body message and then reads nothing for 5 s: its window
+    runs dry (credit is returned as the app takes the body, with zttp too), while a 300 kB upload
+    on another stream of the same connection is echoed at once."""
+    from .wsclient_h2 import H2Client
+
+    server = serve(APP, "--http2-codec", codec)
+    client = H2Client(server.port)
+    conn = client.conn
+    post = [(":method", "POST"), (":scheme", "http"), (":authority", "127.0.0.1")]
+    conn.send_headers(1, [*post, (":path", "/stalled-reader?t=5")])
+    conn.send_data(1, b"s" * 1000)
+    client.flush()
+    time.sleep(0.3)  # the app has taken its first message and sleeps
+    for _ in range(100):  # fill stream 1's window; the server must not credit it
+        size = min(16_384, conn.local_flow_control_window(1))
+        if size == 0:
+            break
+        conn.send_data(1, b"s" * size)
+        client.flush()
+        read_for(client, 0.2)  # any credit the server gives
+    assert conn.local_flow_control_window(1) == 0
+    started = time.monotonic()
+    conn.send_headers(3, [*post, (":path", "/echo")])
+    body = b"e" * 300_000
+    while body:
+        window = min(conn.local_flow_control_window(3), conn.outbound_flow_control_window, 16_384)
+        if window:
+            conn.send_data(3, body[:window], end_stream=len(body) <= window)
+            body = body[window:]
+            client.flush()
+        else:
+            client.pump(lambda: conn.local_flow_control_window(3) > 0 and conn.outbound_flow_control_window > 0)
+    client.pump(lambda: 3 in client.streams and client.streams[3].ended)
+    assert client.streams[3].status == 200 and len(client.streams[3].body) == 300_000
+    assert time.monotonic() - started < 4  # long before stream 1's app wakes up (5 s)
+    assert 1 not in client.streams or client.streams[1].status is None
+    client.close()
+
+
+def read_for(client, seconds: float) -> None:
+    """Take in what the server sends for `seconds` (WINDOW_UPDATEs, say), whatever it is."""
+    deadline = time.monotonic() + seconds
+    client.sock.settimeout(0.05)
+    try:
+        while time.monotonic() < deadline:
+            try:
+                data = client.sock.recv(65536)
+            except TimeoutError:
+                continue
+            for event in client.conn.receive_data(data):
+                client._on(event)
+            client.flush()
+    finally:
+        client.sock.settimeout(10)

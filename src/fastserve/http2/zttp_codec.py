@@ -7,10 +7,15 @@ pyproject pins the range these tests ran against.
 What zttp 0.0.35 does its own way, and how the adapter maps it:
 - Its SETTINGS are fixed (128 streams, 65536-byte header list, 16384-byte frames, 65535-byte
   windows, extended CONNECT on): `supports()` says whether the options match; no update_settings.
-- It credits inbound DATA itself as it parses it (WINDOW_UPDATE at half the window), so
-  `acknowledge_received_data` is a no-op and a slow application does not close the client's
-  window: the connection must bound buffered bodies itself (pause reading). It also does not
-  notice a client overrunning the window it advertised (h2 answers FLOW_CONTROL_ERROR).
+- It credits inbound DATA itself as it parses it (a WINDOW_UPDATE at half the window, padding
+  counted) and has no call to credit later (H3's consume_data has no H2 twin). Left alone, a
+  slow application would not close its client's window. So the adapter holds back the
+  stream-level WINDOW_UPDATEs zttp writes (`_hold_stream_credit`) while the stream has body the
+  application has not taken, and sends that credit when `acknowledge_received_data` says it
+  took it: per-stream flow control as with h2, so one stream whose app does not read stalls no
+  other. Connection-level credit passes as zttp writes it: each stream's window bounds what it
+  can make us hold. zttp does not notice a client overrunning a window either; the adapter
+  does, from what it let out (FLOW_CONTROL_ERROR, as h2 answers).
 - A connection error raises RemoteProtocolError without the error code; the code is read from
   the GOAWAY zttp queued (`_last_goaway`).
 - Pseudo-headers arrive as attributes; :authority becomes a `host` field and :scheme is dropped
@@ -39,6 +44,7 @@ import zttp
 
 from .codec import (
     CANCEL,
+    FLOW_CONTROL_ERROR,
     NO_ERROR,
     PROTOCOL_ERROR,
     REFUSED_STREAM,
@@ -64,13 +70,31 @@ from .codec import (
 _FIXED_SETTINGS = H2Settings()  # what zttp 0.0.35 advertises, whatever we ask
 _DEFAULT_MAX_FRAME_SIZE = 16_384
 _GOAWAY = 0x7
+_WINDOW_UPDATE = 0x8
+_INITIAL_WINDOW = 65_535  # zttp's fixed SETTINGS_INITIAL_WINDOW_SIZE
+
+
+class _Inbound:
+    """A stream's request body bytes the application has not all taken yet, and the credit
+    zttp wrote for them that waits until it has."""
+
+    __slots__ = ("delivered", "taken", "held", "granted")
+
+    def __init__(self) -> None:
+        self.delivered = 0  # body bytes reported in Data events
+        self.taken = 0  # ... acknowledged by the connection (the app took them, or they were dropped)
+        self.held = 0  # credit zttp wrote for this stream, not sent yet
+        self.granted = 0  # credit sent, on top of the initial window
 
 
 class ZttpCodec:
-    __slots__ = ("_conn", "_stream", "_pending", "_max_outbound_frame_size", "_goaway_last", "local_settings")
+    __slots__ = (
+        "_conn", "_stream", "_pending", "_max_outbound_frame_size", "_goaway_last", "local_settings",
+        "_inbound", "_credit_written",
+    )
 
     max_streams_per_connection: ClassVar[int | None] = 4096  # see the module docstring; pinned by a test
-    credits_on_parse: ClassVar[bool] = True  # see the module docstring
+    credits_on_parse: ClassVar[bool] = False  # the adapter holds zttp's credit back: see the module docstring
 
     def __init__(self, settings: H2Settings = _FIXED_SETTINGS) -> None:
         if not self.supports(settings):
@@ -84,6 +108,9 @@ class ZttpCodec:
         self._max_outbound_frame_size = _DEFAULT_MAX_FRAME_SIZE
         self._goaway_last: int | None = None  # last_stream_id of our graceful GOAWAY
         self.local_settings = settings
+        # Streams with body not all taken (made on the first DATA: an idle connection holds none).
+        self._inbound: dict[int, _Inbound] | None = None
+        self._credit_written = False  # zttp parsed DATA since its output was last read: it may hold credit
 
     @classmethod
     def supports(cls, settings: H2Settings) -> bool:
@@ -130,8 +157,11 @@ class ZttpCodec:
                 events.append(_request(event))
             elif kind is zttp.Data:
                 data = event.data
+                self._delivered(event.stream_id, len(data))
                 events.append(Data(event.stream_id, data, len(data), False))
             elif kind is zttp.EndOfMessage:
+                if self._inbound:
+                    self._inbound.pop(event.stream_id, None)  # the client sends no more: no credit owed
                 _end_of_message(events, event)
             elif kind is zttp.NeedData or kind is zttp.ConnectionClosed:
                 return events
@@ -143,6 +173,8 @@ class ZttpCodec:
     def _control(self, event: Any) -> Event | None:
         kind = type(event)
         if kind is zttp.RstStream:
+            if self._inbound:
+                self._inbound.pop(event.stream_id, None)
             if self._goaway_last is not None and event.stream_id > self._goaway_last:
                 return None  # a stream after our GOAWAY, never reported (close_connection)
             return StreamReset(event.stream_id, event.error_code)
@@ -233,8 +265,68 @@ class ZttpCodec:
             return StreamClosed(f"stream {stream_id} is closed")
         return CodecUsageError(str(exc))
 
+    # ---- flow control: zttp's stream credit, held until the application takes the body ----
+
+    def _delivered(self, stream_id: int, size: int) -> None:
+        inbound = self._inbound.get(stream_id) if self._inbound is not None else None
+        if inbound is None:
+            if self._inbound is None:
+                self._inbound = {}
+            inbound = self._inbound[stream_id] = _Inbound()
+        inbound.delivered += size
+        self._credit_written = True
+        if inbound.delivered > _INITIAL_WINDOW + inbound.granted:
+            # More than the client could have had credit for (padding only makes it less).
+            self._conn.close(FLOW_CONTROL_ERROR)
+            raise self._connection_error(RuntimeError(f"stream {stream_id} sent DATA beyond its window"))
+
     def acknowledge_received_data(self, stream_id: int, length: int) -> None:
-        """Nothing to do: zttp credits DATA as it parses it (see the module docstring)."""
+        if self._credit_written:
+            self._take_output()
+        inbound = self._inbound.get(stream_id) if self._inbound else None
+        if inbound is None:
+            return
+        inbound.taken += length
+        if inbound.taken >= inbound.delivered:  # all taken: what zttp wrote goes, padding's credit included
+            credit = inbound.held
+            del self._inbound[stream_id]  # (the client's window is at most the initial one again)
+        else:
+            credit = length if length < inbound.held else inbound.held
+            inbound.held -= credit
+            inbound.granted += credit
+        if credit:
+            self._pending += _window_update(stream_id, credit)
+
+    def _take_output(self) -> None:
+        """Move zttp's output to _pending, holding back the stream credit not yet due."""
+        self._credit_written = False
+        output = self._conn.data_to_send()
+        if output:
+            self._pending += self._hold_stream_credit(output)
+
+    def _hold_stream_credit(self, frames: bytes) -> bytes:
+        inbound_streams = self._inbound or {}
+        kept: list[bytes] = []
+        start = offset = 0
+        end = len(frames)
+        while offset + 9 <= end:
+            length = int.from_bytes(frames[offset : offset + 3], "big")
+            stream_id = int.from_bytes(frames[offset + 5 : offset + 9], "big") & 0x7FFFFFFF
+            if frames[offset + 3] == _WINDOW_UPDATE and stream_id:
+                increment = int.from_bytes(frames[offset + 9 : offset + 13], "big") & 0x7FFFFFFF
+                inbound = inbound_streams.get(stream_id)
+                if inbound is not None:
+                    if inbound.taken < inbound.delivered:
+                        inbound.held += increment
+                        kept.append(frames[start:offset])
+                        start = offset + 9 + length
+                    else:
+                        inbound.granted += increment
+            offset += 9 + length
+        if not kept:
+            return frames
+        kept.append(frames[start:])
+        return b"".join(kept)
 
     def send_window(self, stream_id: int) -> int:
         window = self._stream(stream_id).send_window
@@ -255,12 +347,16 @@ class ZttpCodec:
     def close_connection(self, error_code: int = NO_ERROR, last_stream_id: int | None = None) -> None:
         if last_stream_id is None:
             last_stream_id = self._goaway_last  # None: zttp's highest processed stream
+        if self._credit_written:
+            self._take_output()
         self._conn.close(error_code, last_stream_id)
         if error_code == NO_ERROR:  # graceful: zttp keeps serving, but also serves new streams
             self._pending += self._conn.data_to_send()
             self._goaway_last = _last_goaway(self._pending)[0]
 
     def data_to_send(self) -> bytes:
+        if self._credit_written:  # (once per read with DATA in it; never on a GET)
+            self._take_output()
         if self._pending:
             data, self._pending = self._pending + self._conn.data_to_send(), b""
             return data
@@ -287,6 +383,10 @@ def _end_of_message(events: list[Event], event: Any) -> None:
         events[-1] = Data(stream_id, last.data, last.flow_controlled_length, True)
     else:
         events.append(Data(stream_id, b"", 0, True))
+
+
+def _window_update(stream_id: int, increment: int) -> bytes:
+    return b"\x00\x00\x04\x08\x00" + stream_id.to_bytes(4, "big") + increment.to_bytes(4, "big")
 
 
 def _last_goaway(frames: bytes) -> tuple[int, int]:
