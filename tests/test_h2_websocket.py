@@ -28,7 +28,6 @@ from .harness import LOOPS, run_on, settle
 from .test_h2_connection import CODECS, H2Peer
 
 
-
 def connect_headers(path: bytes = b"/chat?room=1", protocol: bytes = b"websocket", extra=(), drop=()) -> list:
     fields = [(b":method", b"CONNECT"), (b":protocol", protocol), (b":scheme", b"http"), (b":path", path),
               (b":authority", b"example.com"), (b"sec-websocket-version", b"13"), *extra]
