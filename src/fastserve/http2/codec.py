@@ -242,10 +242,6 @@ class Codec(Protocol):
     # Streams a connection can carry before the library ends it (zttp: 4096), or None: the
     # connection should send a graceful GOAWAY (close_connection()) before reaching it.
     max_streams_per_connection: ClassVar[int | None]
-    # True: the codec credits inbound DATA as it parses it (zttp), so withholding credit cannot
-    # slow a client down; the connection pauses reading instead (all streams wait). False: the
-    # window opens only by acknowledge_received_data, per stream.
-    credits_on_parse: ClassVar[bool]
 
     def __init__(self, settings: H2Settings = ...) -> None: ...
 

@@ -16,7 +16,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from ..asgi.app_runner import APP_TASK_NAME, INLINE_TASK, new_task, run_app
-from ..asgi.flow import BODY, FlowControl
+from ..asgi.flow import FlowControl
 from ..asgi.http_cycle import RequestResponseCycle
 from ..asgi.scope import (
     connection_template,
@@ -78,7 +78,6 @@ class H2Connection(asyncio.Protocol):
         self.state = state
         self.loop = loop or asyncio.get_event_loop()
         self.codec = codec_class(settings)
-        self.credits_on_parse = getattr(codec_class, "credits_on_parse", False)
         self.streams: dict[int, H2Stream] = {}
         self.blocked: set[H2Stream | H2WebSocketStream] = set()  # streams with body waiting for window
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
@@ -91,7 +90,6 @@ class H2Connection(asyncio.Protocol):
         self.reset_window_start = 0.0
         self.control_frames = FrameBudget(config.http2_max_control_frames)
         self.unpaid_credit = 0  # WINDOW_UPDATEs counted that a later one may refund (_on_credit)
-        self.paused_streams = 0  # streams over BODY_HIGH_WATER while reading is paused (zttp)
         self.idle_since: float | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
         self.health_path = config.health_path  # answered without the app (health.py)
@@ -565,16 +563,6 @@ class H2Connection(asyncio.Protocol):
     def acknowledge(self, stream_id: int, length: int) -> None:
         self.codec.acknowledge_received_data(stream_id, length)
         self.flush(False)
-
-    def pause_stream_reading(self) -> None:
-        if not self.paused_streams:
-            self.flow.pause_reading(BODY)
-        self.paused_streams += 1
-
-    def resume_stream_reading(self) -> None:
-        self.paused_streams -= 1
-        if not self.paused_streams and not self.closed:
-            self.flow.resume_reading(BODY)
 
     def flush(self, end: bool) -> None:
         """Write what the codec queued: at once when the app may wait next; when it completes a

@@ -123,7 +123,6 @@ class _QuietCountingH2(h2.connection.H2Connection):
 
 class H2Codec:
     max_streams_per_connection: ClassVar[int | None] = None
-    credits_on_parse: ClassVar[bool] = False
 
     def __init__(self, settings: H2Settings = _DEFAULT_SETTINGS) -> None:
         config = h2.config.H2Configuration(

@@ -78,7 +78,6 @@ class H2Stream:
         "pending",
         "drain_waiter",
         "send_done",
-        "reading_paused",
         "window_timer",
         "window_progress",
         "awaiting_window",
@@ -105,7 +104,6 @@ class H2Stream:
         self.pending: deque[tuple[bytes | list[tuple[bytes, bytes]], bool]] = _NOTHING_PENDING
         self.drain_waiter: asyncio.Future | None = None
         self.send_done = False  # END_STREAM or RST_STREAM written: nothing more goes out
-        self.reading_paused = False
         self.window_timer: asyncio.TimerHandle | None = None  # while body waits for window
         self.window_progress = 0.0  # when the peer last granted credit we used
         self.awaiting_window = False  # a file's next piece waits for credit (nothing read yet)
@@ -159,8 +157,6 @@ class H2Stream:
     # The cycle reports to the stream, which does the connection's part itself: one call less for
     # each (-2.1k instructions per GET with _ended calling _maybe_forget directly, callgrind).
     def on_response_complete(self, cycle: Any) -> None:
-        if self.reading_paused:  # the body left is dropped as it comes: it must not pause reading
-            self.release_reading()
         state = self.state
         state.response_complete(self, cycle)
         if state.h2_request_done is not None:  # --metrics-bind
@@ -180,26 +176,14 @@ class H2Stream:
         return self.conn.flow.write_paused
 
     def pause_reading(self, reason: int = 0) -> None:
-        """The app has not taken BODY_HIGH_WATER bytes of body. With a codec that credits the
-        window itself (zttp) the connection stops reading; otherwise withheld credit does it."""
-        if self.conn.credits_on_parse and not self.reading_paused:
-            self.reading_paused = True
-            self.conn.pause_stream_reading()
+        """The app has not taken BODY_HIGH_WATER bytes of body: nothing to do, the credit for
+        them is withheld until it does (resume_reading), so only this stream's client waits."""
 
     def resume_reading(self, reason: int = 0) -> None:
         """The app took the body (or waits for more): credit the peer for what it took."""
         if self.unacked:
             unacked, self.unacked = self.unacked, 0
             self.conn.acknowledge(self.stream_id, unacked)
-        if self.reading_paused:
-            self.reading_paused = False
-            self.conn.resume_stream_reading()
-
-    def release_reading(self) -> None:
-        """The app will take no more body: a read pause of this stream's (zttp) ends."""
-        if self.reading_paused:
-            self.reading_paused = False
-            self.conn.resume_stream_reading()
 
     async def drain(self) -> None:
         while not (self.send_done or self.cycle.disconnected):
@@ -489,7 +473,6 @@ class H2Stream:
         if self.window_timer is not None:
             self.window_timer.cancel()
             self.window_timer = None
-        self.release_reading()
         self.pending.clear()
         self.awaiting_window = False
         self.conn.blocked.discard(self)

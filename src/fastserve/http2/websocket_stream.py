@@ -10,9 +10,8 @@ writing, the session's send() waits on the connection's FlowControl too (``conne
 client granting huge windows and reading nothing does not get messages buffered for it.
 
 Received DATA is credited back as the session takes it: while the session pauses reading (its
-app is behind), the stream's credit is withheld, so only this stream waits. The zttp codec credits
-DATA itself as it parses it (codec.credits_on_parse): there the connection stops reading while a
-session is paused, as it does for a request body nobody reads (all its streams wait).
+app is behind), the stream's credit is withheld, so only this stream waits (on both codecs: the
+zttp adapter holds back the credit zttp writes as it parses).
 """
 
 from __future__ import annotations
@@ -85,9 +84,7 @@ class H2WebSocketStream:
         "client_ended",
         "over",
         "reading_paused",
-        "holds_connection",
         "writes_paused",
-        "credits_on_parse",
         "connection_flow",
     )
 
@@ -105,9 +102,7 @@ class H2WebSocketStream:
         self.client_ended = False
         self.over = False  # lost() called
         self.reading_paused = False
-        self.holds_connection = False  # zttp: the connection's reading is paused for this stream
         self.writes_paused = False
-        self.credits_on_parse = conn.credits_on_parse  # zttp: nothing to credit per DATA frame
         # The connection's write pause holds the session's send() as well (not copied: the session
         # waits on this FlowControl itself, as H2Stream.drain does).
         self.connection_flow = conn.flow
@@ -143,16 +138,12 @@ class H2WebSocketStream:
             self._finish(None)
 
     def pause_reading(self) -> None:
-        """Withhold this stream's credit (zttp, which credits as it parses: pause the connection)."""
+        """Withhold this stream's credit: the client sends no more than its window on it."""
         self.reading_paused = True
-        if self.conn.credits_on_parse and not self.holds_connection and not self.over:
-            self.holds_connection = True
-            self.conn.pause_stream_reading()
 
     def resume_reading(self) -> None:
         self.reading_paused = False
         self._credit()
-        self._release_connection()
 
     def is_closing(self) -> bool:
         return self.ending or self.send_done or self.over
@@ -168,7 +159,7 @@ class H2WebSocketStream:
             return
         if event.data:
             self.session.feed(event.data)
-        if not self.reading_paused and self.unacked and not self.credits_on_parse:
+        if not self.reading_paused and self.unacked:
             # Credit at once; the WINDOW_UPDATE goes out with whatever this read's answers are
             # (the connection flushes once at the end of data_received).
             self.conn.codec.acknowledge_received_data(self.stream_id, self.unacked)
@@ -307,17 +298,11 @@ class H2WebSocketStream:
             unacked, self.unacked = self.unacked, 0
             self.conn.acknowledge(self.stream_id, unacked)
 
-    def _release_connection(self) -> None:
-        if self.holds_connection:
-            self.holds_connection = False
-            self.conn.resume_stream_reading()
-
     def _finish(self, exc: Exception | None) -> None:
         """The stream is over: the connection forgets it, the session hears ``lost``, last."""
         if self.over:
             return
         self.over = True
-        self._release_connection()
         self._credit()
         self.conn.websocket_over(self)
         session, self.session = self.session, None  # type: ignore[assignment]  # ends the reference cycle

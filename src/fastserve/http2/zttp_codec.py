@@ -72,17 +72,21 @@ _DEFAULT_MAX_FRAME_SIZE = 16_384
 _GOAWAY = 0x7
 _WINDOW_UPDATE = 0x8
 _INITIAL_WINDOW = 65_535  # zttp's fixed SETTINGS_INITIAL_WINDOW_SIZE
+# While an app is behind, the credit for what it took goes out by this much at least (not a
+# WINDOW_UPDATE per WebSocket message); all of it once the app has taken everything.
+_PARTIAL_CREDIT = 16_384
 
 
 class _Inbound:
     """A stream's request body bytes the application has not all taken yet, and the credit
     zttp wrote for them that waits until it has."""
 
-    __slots__ = ("delivered", "taken", "held", "granted")
+    __slots__ = ("delivered", "taken", "due", "held", "granted")
 
     def __init__(self) -> None:
         self.delivered = 0  # body bytes reported in Data events
         self.taken = 0  # ... acknowledged by the connection (the app took them, or they were dropped)
+        self.due = 0  # ... taken since credit last went out
         self.held = 0  # credit zttp wrote for this stream, not sent yet
         self.granted = 0  # credit sent, on top of the initial window
 
@@ -94,7 +98,6 @@ class ZttpCodec:
     )
 
     max_streams_per_connection: ClassVar[int | None] = 4096  # see the module docstring; pinned by a test
-    credits_on_parse: ClassVar[bool] = False  # the adapter holds zttp's credit back: see the module docstring
 
     def __init__(self, settings: H2Settings = _FIXED_SETTINGS) -> None:
         if not self.supports(settings):
@@ -291,7 +294,11 @@ class ZttpCodec:
             credit = inbound.held
             del self._inbound[stream_id]  # (the client's window is at most the initial one again)
         else:
-            credit = length if length < inbound.held else inbound.held
+            inbound.due += length
+            if inbound.due < _PARTIAL_CREDIT or not inbound.held:
+                return
+            credit = inbound.due if inbound.due < inbound.held else inbound.held
+            inbound.due = 0
             inbound.held -= credit
             inbound.granted += credit
         if credit:
