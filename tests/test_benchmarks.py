@@ -137,3 +137,14 @@ def test_wrk_report_keeps_the_worker_pid_counts():
     text = "Requests/sec:  1000.00\n1000 requests in 1.00s\nworker-pid 101 600\nworker-pid 102 400\n"
     assert parse_wrk(text)["worker_responses"] == {"101": 600, "102": 400}
     assert "worker_responses" not in parse_wrk("Requests/sec:  1.00\n")
+
+
+def test_idle_http2_memory_benchmark_runs_on_both_codecs():
+    """benchmarks.h2idle opens idle HTTP/2 connections (one GET each) and reports RSS per 1,000."""
+    command = [sys.executable, "-m", "benchmarks.h2idle", "--servers", "fastserve,fastserve-h2",
+               "--count", "50", "--rounds", "1", "--server-python", sys.executable, "--no-pin"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith("  fastserve")]
+    assert [row[0] for row in rows] == ["fastserve", "fastserve-h2"], done.stdout
+    assert all(row[2] == "KiB" for row in rows), done.stdout
