@@ -15,7 +15,7 @@ IDLE_CONNECTIONS = 1000
 WS_CLIENTS = 32
 WORKERS = 2
 # The servers that take a --workers count and are compared in the workers2 scenario.
-MULTI_WORKER_SERVERS = ("fastserve", "uvicorn", "granian")
+MULTI_WORKER_SERVERS = ("fastserve", "fastserve-reuseport", "uvicorn", "granian")
 
 
 @dataclass(frozen=True)

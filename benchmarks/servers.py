@@ -32,12 +32,12 @@ class Server:
     websockets: bool = True
 
 
-def _fastserve(http: str) -> Callable[[str, int, RunOptions], list[str]]:
+def _fastserve(http: str, *extra: str) -> Callable[[str, int, RunOptions], list[str]]:
     def argv(app: str, port: int, options: RunOptions) -> list[str]:
         return [
             "fastserve", app, "--host", "127.0.0.1", "--port", str(port), "--http", http,
             "--loop", "uvloop", "--no-access-log", "--log-level", "warning",
-            "--timeout-keep-alive", str(KEEP_ALIVE_SECONDS), "--workers", str(options.workers),
+            "--timeout-keep-alive", str(KEEP_ALIVE_SECONDS), "--workers", str(options.workers), *extra,
         ]
     return argv
 
@@ -90,6 +90,9 @@ SERVERS: dict[str, Server] = {
         Server("gunicorn", "gunicorn -k asgi (its own ASGI worker), uvloop", _gunicorn, "other"),
         Server("daphne", "daphne (Twisted)", _daphne, "other"),
         Server("fastserve-h11", "fastserve --http h11 --loop uvloop", _fastserve("h11"), "h11"),
+        # A socket per worker (SO_REUSEPORT); the same as fastserve with one worker.
+        Server("fastserve-reuseport", "fastserve --reuse-port (a socket per worker)",
+               _fastserve("httptools", "--reuse-port"), "httptools"),
         Server("uvicorn-h11", "uvicorn --http h11 --loop uvloop", _uvicorn("h11"), "h11"),
     )
 }

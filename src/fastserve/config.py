@@ -87,6 +87,13 @@ class Config:
     uds_perms: str = option("666", "Permissions (octal) of the --uds socket file, e.g. 660 for owner and group only.", group="socket", metavar="MODE")
     fd: int | None = option(None, "Bind to a socket from this file descriptor.", group="socket", type=int)
     backlog: int = option(2048, "Maximum number of pending connections.", group="socket")
+    reuse_port: bool = option(
+        False,
+        "With --workers: give each worker its own listening socket (SO_REUSEPORT, Linux), so the "
+        "kernel spreads new connections evenly across the workers instead of the first to wake taking them.",
+        group="socket",
+        is_flag=True,
+    )
 
     # -- implementation -----------------------------------------------------------------------
     loop: str = option("auto", "Event loop implementation.", group="impl", choices=LOOP_CHOICES)

@@ -462,16 +462,44 @@ def bind_socket(config: Config) -> socket.socket:
     else:
         family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
         infos = socket.getaddrinfo(config.host, config.port, family, socket.SOCK_STREAM)
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind(infos[0][4])
+        return _bind_tcp(family, infos[0][4], config.backlog, config.reuse_port)
     if sock.type == socket.SOCK_STREAM and sock.family != socket.AF_UNIX:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.listen(config.backlog)
     sock.set_inheritable(True)
     return sock
+
+
+def _bind_tcp(family: int, address: Any, backlog: int, reuse_port: bool) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def has_reuse_port(sock: socket.socket) -> bool:
+    """Whether ``sock`` is a TCP socket with SO_REUSEPORT set (not a UNIX socket, nor one from
+    --fd or systemd without it), so another may listen on its address beside it."""
+    return sock.family in (socket.AF_INET, socket.AF_INET6) and bool(
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+    )
+
+
+def reuse_port_sibling(family: int, address: Any, backlog: int) -> socket.socket:
+    """Another listening socket on ``address`` in the SO_REUSEPORT group of a socket
+    ``has_reuse_port`` accepts (the kernel spreads new connections across the group)."""
+    return _bind_tcp(family, address, backlog, reuse_port=True)
 
 
 def describe_socket(sock: socket.socket, config: Config) -> str:

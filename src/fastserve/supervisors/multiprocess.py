@@ -11,6 +11,16 @@ Signals to the parent:
   and the remaining old workers keep serving.
 - SIGTTIN / SIGTTOU: one worker more / one fewer (never below one).
 
+``--reuse-port`` (Linux): each worker slot has its own listening socket in the SO_REUSEPORT group
+of the parent's, and the kernel spreads new connections evenly across the slots by their
+addresses. With one shared socket, the first worker to wake takes every connection waiting
+(libuv accepts until none is left), so a burst of keep-alive clients can land on one worker. The
+parent keeps each slot's socket open: a replacement worker (after a crash, or in a roll-over)
+serves the connections the kernel queued for its slot meanwhile. A slot given up with SIGTTOU
+closes its socket once its worker retires; connections still queued on it then are reset (unless
+``net.ipv4.tcp_migrate_req`` is 1). The price of the even spread: a worker that is slow or busy
+still gets its share of new connections.
+
 A worker that exits on its own (a crash, or ``--limit-max-requests`` reached) is replaced and its
 exit status logged. If a worker exits with an error before the pool ever served (the app cannot be
 imported, lifespan startup failed), the supervisor stops and returns that worker's exit status
@@ -31,6 +41,7 @@ import time
 from .. import metrics
 from ..config import Config
 from ..metrics import MULTIPROC_ENV
+from ..server import has_reuse_port, reuse_port_sibling
 from .process import (
     WORKER_NAME,
     ChildProcess,
@@ -85,6 +96,7 @@ class Supervisor:
         self.stop_requested: asyncio.Event | None = None
         self.metrics: metrics.Metrics | None = None
         self.metrics_endpoint: metrics.MetricsEndpoint | None = None
+        self.listeners = WorkerSockets(config, sockets)
 
     async def run(self) -> int:
         self.stop_requested = asyncio.Event()
@@ -104,6 +116,7 @@ class Supervisor:
             self._check_heartbeats()
         await self.stop_requested.wait()
         await self.stop_all()
+        self.listeners.close()
         if self.metrics_endpoint is not None:
             self.metrics_endpoint.close()
         logger.info("Stopped parent process [%d]", os.getpid())
@@ -125,8 +138,15 @@ class Supervisor:
         return True
 
     # -- workers ----------------------------------------------------------------------------------
-    def spawn(self) -> ChildProcess:
-        worker = ChildProcess(self.config, self.sockets, self._worker_exited, name=WORKER_NAME).start()
+    def spawn(self, slot: int | None = None) -> ChildProcess:
+        """A new pool worker in ``slot`` (a roll-over's: the slot of the worker it replaces), or
+        in the lowest slot no pool worker holds (a replacement's: the slot its predecessor left)."""
+        if slot is None:
+            held = {worker.slot for worker in self.workers}
+            slot = next(n for n in range(len(held) + 1) if n not in held)
+        sockets = self.listeners.for_slot(slot)
+        worker = ChildProcess(self.config, sockets, self._worker_exited, name=WORKER_NAME).start()
+        worker.slot = slot
         self.workers.append(worker)
         self.children.add(worker)
         worker.ready.add_done_callback(lambda _: self._worker_ready(worker))
@@ -201,6 +221,8 @@ class Supervisor:
     def retire(self, worker: ChildProcess) -> None:
         """Stop one worker gracefully in the background (it finishes its requests)."""
         self.workers.remove(worker)
+        if all(other.slot != worker.slot for other in self.workers):
+            self.listeners.drop(worker.slot)  # SIGTTOU: nobody serves this slot any more
         self.watch(worker.stop(stop_deadline(self.config)))
 
     def watch(self, coro) -> None:
@@ -244,7 +266,7 @@ class Supervisor:
                 return
             if old not in self.workers:
                 continue  # it died meanwhile and was replaced already
-            new = self.spawn()
+            new = self.spawn(old.slot)
             if not await new.ready:
                 logger.error("Roll-over stopped: worker [%d] failed to start; the old workers keep serving.", new.pid)
                 return
@@ -263,3 +285,51 @@ class Supervisor:
         await asyncio.gather(*(w.stop(deadline) for w in list(self.workers)))
         if self.background:
             await asyncio.gather(*self.background, return_exceptions=True)
+
+
+class WorkerSockets:
+    """The listening sockets each worker slot serves: the parent's for all (the default), or, with
+    --reuse-port, a socket of the slot's own in each of their SO_REUSEPORT groups (see the module
+    docstring). Slot 0 starts with the parent's own sockets."""
+
+    def __init__(self, config: Config, sockets: list) -> None:
+        self.shared = sockets
+        self.backlog = config.backlog
+        self.addresses = [(sock.family, sock.getsockname()) for sock in sockets]
+        self.per_slot: dict[int, list] | None = None
+        if config.reuse_port:
+            if all(has_reuse_port(sock) for sock in sockets):
+                self.per_slot = {0: sockets}
+                logger.info("Each worker listens on its own socket (--reuse-port)")
+            else:
+                logger.warning("--reuse-port needs TCP sockets bound by fastserve; the workers share one socket")
+
+    def for_slot(self, slot: int) -> list:
+        if self.per_slot is None:
+            return self.shared
+        sockets = self.per_slot.get(slot)
+        if sockets is None:
+            sockets = []
+            try:
+                for family, address in self.addresses:
+                    sockets.append(reuse_port_sibling(family, address, self.backlog))
+            except OSError as exc:  # e.g. out of file descriptors: share another slot's
+                for sock in sockets:
+                    sock.close()
+                logger.warning("Could not open a listening socket for worker slot %d (%s); it shares another's",
+                               slot, exc.strerror or exc)
+                return next(iter(self.per_slot.values()), self.shared)
+            self.per_slot[slot] = sockets
+        return sockets
+
+    def drop(self, slot: int) -> None:
+        """No worker serves ``slot`` any more: stop listening there (its worker's copy closes as it
+        retires), so the kernel sends new connections to the slots that are served."""
+        if self.per_slot is not None:
+            for sock in self.per_slot.pop(slot, ()):
+                sock.close()
+
+    def close(self) -> None:
+        if self.per_slot is not None:
+            for slot in list(self.per_slot):
+                self.drop(slot)

@@ -126,6 +126,7 @@ class ChildProcess:
         self.sockets = sockets
         self.on_exit = on_exit
         self.name = name
+        self.slot = 0  # which of the supervisor's listening-socket slots it serves (--reuse-port)
         self.stop_requested = False
         self.process: Any = None
         self.pid: int | None = None
