@@ -134,6 +134,9 @@ async def sluggish(scope, receive, send):
     if scope["path"] != "/slow":
         return await echo(scope, receive, send)
     await receive()
+    # Not in the app's first step: on Python 3.12+ that runs as the stream opens (eager Task
+    # start), before the server has read the rest of the client's frames.
+    await asyncio.sleep(0)
     await send({"type": "websocket.accept"})
     await asyncio.sleep(3600)
 

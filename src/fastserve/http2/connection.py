@@ -518,7 +518,7 @@ class H2Connection(asyncio.Protocol):
         if cap is not None and self.accepted >= cap and not self.closing:
             self.closing = True  # as for requests (_on_request): end gracefully before the codec does
             self.codec.close_connection(NO_ERROR, stream_id)
-        websocket.session = self.ws_handler(self, request, event.protocol.decode("latin-1"), websocket)
+        self.ws_handler(self, request, event.protocol.decode("latin-1"), websocket)  # sets websocket.session
         if event.end_stream:
             websocket.on_end()
 

@@ -91,7 +91,7 @@ class H2WebSocketStream:
     def __init__(self, conn: Any, stream_id: int) -> None:
         self.conn = conn  # the H2Connection (not imported: it imports this module)
         self.stream_id = stream_id
-        self.session: WebSocketSession = None  # type: ignore[assignment]  # set right after the handler returns
+        self.session: WebSocketSession = None  # type: ignore[assignment]  # set by the handler, before the app starts
         self.pending: deque[tuple[bytes, bool]] = deque()  # DATA waiting for window
         self.pending_size = 0
         self.unacked = 0  # flow-controlled bytes received and not yet credited back

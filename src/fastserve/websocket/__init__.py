@@ -58,6 +58,9 @@ def stream_handler(config: Any, app: Any) -> Any:
 
     def handler(conn: Any, request: Any, protocol: str | None, carrier: Any) -> WebSocketSession:
         session = WebSocketSession(conn, request, settings, carrier)
+        # Before the start: on Python 3.12+ the app's first step runs inside it (eager Task
+        # start) and may already write through the carrier, which reaches back to its session.
+        carrier.session = session
         session.start_extended_connect(request, protocol)
         return session
 

@@ -251,6 +251,11 @@ class WebSocketSession:
             self._pause(WRITES_BLOCKED)
         if not self._check_handshake(decision):
             return
+        if self.state.shutting_down:
+            # A handshake that arrives once the server is stopping gets its 503 without the app
+            # (on 3.12+ the app's first step, which runs right here, could accept it first).
+            self._refuse(*_UNAVAILABLE)
+            return
         self.inbox.append({"type": "websocket.connect"})
         # The timer first: on Python 3.12+ the app's first step runs inside new_task() (eager
         # start, as for HTTP), and may answer the handshake there, which cancels the timer.
@@ -259,8 +264,10 @@ class WebSocketSession:
         if not task.done():
             self.task = task
         # Counts for --limit-connections too; registered once started, since a server shutting
-        # down calls shutdown() from here (a 503 to the handshake).
-        self.state.connection_opened(self)
+        # down calls shutdown() from here (a 503 to the handshake). Not if the app's first step
+        # (eager on 3.12+) already saw the whole session through: nothing would unregister it.
+        if self.task is not None or not self.connection_lost_:
+            self.state.connection_opened(self)
         if leftover:
             self.feed(leftover)
 
