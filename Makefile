@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # (most tests wait on a server far more than they compute); PYTEST_WORKERS=0 runs it in one process.
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test lint bench soak system-deps clean
+.PHONY: run test test-newer-python lint bench soak system-deps clean
 
 run: $(VENV)/.installed
 	@echo "==> Serving the example app on http://$(HOST):$(PORT) (another port: make run PORT=8001)"
@@ -23,6 +23,29 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev system-deps
 	@echo "==> Running the test suite (about 5 minutes on a 2-core machine; make test PYTEST_ARGS='tests/test_cli.py -x' for one file)"
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-newer-python
+
+# On Python 3.12+ an app's first step runs inside Task creation (eager start), so the order of
+# what a server does around starting an app differs from 3.11's: the tests of those paths run
+# again on the newest Python 3.12+ found (python3.X on PATH, else pyenv), in $(VENV_NEW).
+NEWER_PYTHON ?= $(shell for v in 3.14 3.13 3.12; do \
+	p=$$(command -v python$$v 2>/dev/null) && $$p -V >/dev/null 2>&1 && { echo $$p; exit; }; \
+	d=$$(pyenv prefix $$v 2>/dev/null) && [ -x "$$d/bin/python" ] && { echo "$$d/bin/python"; exit; }; \
+	done)
+VENV_NEW ?= .venv-newer
+EAGER_START_TESTS := tests/test_app_task.py tests/test_app_runner.py tests/test_asgi_messages.py \
+	tests/test_inprocess_http.py tests/test_inprocess_websocket.py tests/test_inprocess_ws_carrier.py \
+	tests/test_inprocess_ws_extended_connect.py tests/test_h2_connection.py tests/test_h2_websocket.py \
+	tests/test_h2_websocket_live.py tests/test_websocket.py tests/test_server_hostile.py tests/test_shutdown.py
+
+test-newer-python:
+	@if [ -z "$(NEWER_PYTHON)" ]; then \
+		echo "SKIPPED LOUDLY: no Python 3.12+ found (python3.12-3.14 on PATH, or pyenv): the eager-start paths are NOT TESTED"; \
+		exit 0; \
+	fi; \
+	echo "==> The app-start paths again on $$($(NEWER_PYTHON) -V) (eager Task start; about a minute)"; \
+	$(MAKE) --no-print-directory $(VENV_NEW)/.installed-dev VENV=$(VENV_NEW) PYTHON=$(NEWER_PYTHON) && \
+	$(VENV_NEW)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(EAGER_START_TESTS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
@@ -63,4 +86,4 @@ system-deps:
 	fi
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(VENV_NEW) build dist src/*.egg-info .pytest_cache
