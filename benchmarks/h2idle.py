@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .h2load import APPS, _server_argv, _wait_listening, base_env
 from .peers_env import BENCH_DIR, ensure_venv
-from .system import free_port, pinned, raise_fd_limit, tree_rss_kib
+from .system import free_port, pinned, raise_fd_limit, stop_process, tree_rss_kib
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SETTINGS, HEADERS, DATA, GOAWAY = 0x4, 0x1, 0x0, 0x7
@@ -125,11 +125,7 @@ def run_once(name: str, args: argparse.Namespace, env: dict[str, str] | None) ->
         time.sleep(0.3)
         return asyncio.run(measure(port, proc.pid, args.count))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from .peers_env import BENCH_DIR, ensure_venv
-from .system import pinned
+from .system import pinned, stop_process
 
 # What each app serves, and the path h2load asks for.
 APPS = {
@@ -126,11 +126,7 @@ def run_once(name: str, bin_dir: Path, h2load: str, args: argparse.Namespace,
             capture_output=True, timeout=300, text=True,
         )
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
     rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", result.stdout)
     status = next((line.strip() for line in result.stdout.splitlines() if line.startswith("requests:")), "?")
     return (float(rate.group(1)) if rate else 0.0), status

@@ -32,6 +32,7 @@ import hpack
 
 from .loadgen import TEXT_FRAME, Meter, open_ws
 from .peers_env import BENCH_DIR, VENV_PYTHON, is_ready
+from .system import stop_process
 
 APP = "benchmarks.apps.raw:app"
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -219,11 +220,7 @@ def run_once(name: str, args: argparse.Namespace) -> dict:
             coro = measure_h1(port, args.streams, args.warmup, args.duration)
         return asyncio.run(coro)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 def main(argv: list[str] | None = None) -> None:
