@@ -8,6 +8,7 @@ the application (see ``importer.py``, ``server.py`` and ``logging.py`` for those
 from __future__ import annotations
 
 import ipaddress
+import socket
 import ssl
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
@@ -284,6 +285,8 @@ class Config:
                 raise ConfigError(name, f"must not be negative; got {getattr(self, name)!r}")
         if not 0 <= self.port <= 65535:
             raise ConfigError("port", f"must be between 0 and 65535; got {self.port!r}")
+        if self.reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+            raise ConfigError("reuse_port", "this platform has no SO_REUSEPORT")
         for name in ("limit_concurrency", "limit_connections", "workers", "limit_max_requests", "limit_request_body"):
             value = getattr(self, name)
             if value is not None and value < 1:
