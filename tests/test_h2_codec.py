@@ -601,6 +601,8 @@ CONNECTION_ERRORS = {
     "WINDOW_UPDATE 0 on the connection": (lambda raw: raw.window_update(0, 0), PROTOCOL_ERROR),
     "connection window overflow": (lambda raw: raw.window_update(0, 2**31 - 1), FLOW_CONTROL_ERROR),
     "frame over max size": (lambda raw: raw.headers(1, GET, end_stream=False) + raw.oversized_frame(1, 20000), FRAME_SIZE_ERROR),
+    # Refused from the header alone: h2 waited for all 16 MiB of it (and said nothing meanwhile).
+    "16 MiB frame announced, body not sent": (lambda raw: b"\xff" * 9, FRAME_SIZE_ERROR),
     "bad SETTINGS_INITIAL_WINDOW_SIZE": (lambda raw: raw.settings(s4=2**31), FLOW_CONTROL_ERROR),
     "bad SETTINGS_MAX_FRAME_SIZE": (lambda raw: raw.settings(s5=100), PROTOCOL_ERROR),
     "frame inside a header block": (lambda raw: raw.headers(1, GET, end_headers=False) + raw.data(1, b"x"), PROTOCOL_ERROR),
@@ -621,6 +623,34 @@ def test_connection_error_raises_with_the_goaway_queued(codec, name):
         server.receive_data(raw.preface() + build(raw))
     assert refused.value.error_code == code
     assert goaway_codes(server.data_to_send()) == [code]
+
+
+def test_an_oversized_frame_header_cut_between_reads_is_refused_once_whole(codec):
+    raw = RawClient()
+    server = codec()
+    server.initiate_connection()
+    header = ((1 << 24) - 1).to_bytes(3, "big") + b"\x00\x00" + (1).to_bytes(4, "big")  # DATA, 16 MiB
+    server.receive_data(raw.preface() + raw.headers(1, GET, end_stream=False) + header[:5])
+    with pytest.raises(H2ProtocolError) as refused:
+        server.receive_data(header[5:])
+    assert refused.value.error_code == FRAME_SIZE_ERROR
+    assert FRAME_SIZE_ERROR in goaway_codes(server.data_to_send())
+
+
+def test_frames_fed_a_byte_at_a_time_give_what_one_read_gives(codec):
+    """Frame boundaries anywhere in the reads (the h2 adapter follows them to check lengths)."""
+    raw = RawClient()
+    wire = raw.preface() + raw.headers(1, [(b":method", b"POST"), *GET[1:]], end_stream=False)
+    wire += raw.data(1, b"a" * 16384) + raw.data(1, b"") + raw.ping() + raw.data(1, b"end", end_stream=True)
+    whole = codec()
+    whole.initiate_connection()
+    expected = whole.receive_data(wire)
+    split = codec()
+    split.initiate_connection()
+    events = [e for i in range(len(wire)) for e in split.receive_data(wire[i:i + 1])]
+    data = [e for e in events if not isinstance(e, (Data, QuietFrames))]
+    assert data == [e for e in expected if not isinstance(e, (Data, QuietFrames))]
+    assert body_of(events, 1) == body_of(expected, 1) == b"a" * 16384 + b"end"
 
 
 def test_stream_window_overflow_is_a_stream_error(codec):

@@ -124,10 +124,12 @@ def test_h2load_short_run(serve, codec):
     assert "2000 succeeded, 0 failed, 0 errored" in out, out
 
 
-def test_preface_gets_http2_settings_and_bad_frames_a_goaway(serve):
-    """Prior knowledge on the raw socket: our SETTINGS come back; junk after the preface is a
-    connection error (GOAWAY), one log line, and the server serves the next client."""
-    server = serve(APP)
+@pytest.mark.parametrize("codec", CODECS)
+def test_preface_gets_http2_settings_and_bad_frames_a_goaway(serve, codec):
+    """Prior knowledge on the raw socket: our SETTINGS come back; junk after the preface (read
+    as a frame header announcing 16 MiB) is a connection error (GOAWAY) at once, not once 16 MiB
+    have come, one log line, and the server serves the next client."""
+    server = serve(APP, "--http2-codec", codec)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" + b"\xff" * 20)
         data = b""

@@ -10,6 +10,10 @@ what zttp refuses, the same way (codec.py lists the rules):
   after the preface) lets h2 accept it, and the adapter refuses it with REFUSED_STREAM.
 - h2's close_connection() refuses every later frame, even on the streams a graceful GOAWAY
   promises to finish, so the adapter writes a graceful GOAWAY itself and keeps h2 open.
+- h2 checks a frame's length against SETTINGS_MAX_FRAME_SIZE only once the whole frame has
+  arrived, so a frame header announcing 16 MiB made it buffer up to that much before refusing,
+  and a client that sent only the header got no answer. `_FrameLengths` reads the frame headers
+  as they come and refuses an oversized frame at once (GOAWAY FRAME_SIZE_ERROR, RFC 9113 4.2).
 - Events h2 reports separately (StreamEnded, SettingsAcknowledged, PriorityUpdated, unknown
   frames, empty DATA frames) are folded in or dropped; the frames that made no progress are
   counted and reported as one QuietFrames per read (for --http2-max-control-frames).
@@ -46,6 +50,7 @@ from hyperframe.frame import (
 
 from .codec import (
     CANCEL,
+    FRAME_SIZE_ERROR,
     NO_ERROR,
     PROTOCOL_ERROR,
     REFUSED_STREAM,
@@ -121,6 +126,43 @@ class _QuietCountingH2(h2.connection.H2Connection):
             raise h2.exceptions.DenialOfServiceError(f"more than {self.crowd} streams opened at once")
 
 
+_PREFACE_LENGTH = 24  # the client connection preface, "PRI * HTTP/2.0..." (RFC 9113 3.4)
+
+
+class _FrameLengths:
+    """Follows the frame boundaries of what the client sends (after the 24-byte preface) and
+    reports the first frame longer than ``limit``, from its 9-byte header alone."""
+
+    __slots__ = ("limit", "skip", "header")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.skip = _PREFACE_LENGTH  # bytes before the next frame header
+        self.header = b""  # the start of a frame header cut by the end of a read
+
+    def feed(self, data: bytes) -> int | None:
+        """The length of an oversized frame whose header is in ``data``, else None."""
+        position, size = 0, len(data)
+        while True:
+            if self.skip:
+                step = min(self.skip, size - position)
+                self.skip -= step
+                position += step
+                if self.skip:
+                    return None
+            missing = 9 - len(self.header)
+            if size - position < missing:
+                self.header += data[position:]
+                return None
+            header = self.header + data[position:position + missing]
+            position += missing
+            self.header = b""
+            length = int.from_bytes(header[:3], "big")
+            if length > self.limit:
+                return length
+            self.skip = length
+
+
 class H2Codec:
     max_streams_per_connection: ClassVar[int | None] = None
 
@@ -146,6 +188,7 @@ class H2Codec:
         self._goaway_last: int | None = None  # last_stream_id of our graceful GOAWAY
         self._later_requests = 0  # requests of the current read not converted yet
         self._pending = b""  # h2's output, then the graceful GOAWAY written here
+        self._frames = _FrameLengths(settings.max_frame_size)
 
     @classmethod
     def supports(cls, settings: H2Settings) -> bool:
@@ -187,6 +230,10 @@ class H2Codec:
     # ---- receiving ----
 
     def receive_data(self, data: bytes) -> list[Event]:
+        oversized = self._frames.feed(data)
+        if oversized is not None:
+            self._h2.close_connection(FRAME_SIZE_ERROR, last_stream_id=self._h2.highest_inbound_stream_id)
+            raise H2ProtocolError(FRAME_SIZE_ERROR, f"a frame of {oversized} bytes, over SETTINGS_MAX_FRAME_SIZE")
         try:
             h2_events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:  # h2 has queued the GOAWAY
