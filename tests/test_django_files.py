@@ -62,7 +62,7 @@ def test_file_response_goes_out_with_sendfile_only_with_the_handler(serve, impl,
     assert response.headers["content-disposition"] == 'attachment; filename="report.bin"'
     assert head.status_code == 200 and head.headers["content-length"] == str(len(data))
     assert sendfile_bytes(trace) == (len(data) if handler == "fastserve" else 0)
-    assert "Traceback" not in server.output
+    assert "Traceback" not in server.output, server.output
 
 
 CHOICES = r'''

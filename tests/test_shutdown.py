@@ -62,3 +62,36 @@ def _swallow(fn):
         fn()
     except httpx.HTTPError:
         pass
+
+
+@pytest.mark.parametrize("http2", [False, True], ids=["http1.1", "http2"])
+def test_work_after_the_response_finishes_before_the_exit(serve, tmp_path, http2):
+    """A response sent, the app goes on (Starlette's BackgroundTasks) and its client has gone:
+    the stop waits for it, as for a connection, instead of letting it die with the loop."""
+    server = serve("apps.after_response:app")
+    mark = tmp_path / "mark"
+    with httpx.Client(http1=not http2, http2=http2) as client:
+        response = client.get(server.url, params={"t": "1", "mark": str(mark)}, timeout=10)
+    assert response.text == "sent" and response.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(10) == 0
+    assert mark.read_text() == "done"
+    assert time.monotonic() - started < 5
+    server.stop()
+    assert "Waiting for 1 app(s) still running after their response" in server.output
+
+
+def test_work_after_the_response_is_cancelled_at_the_graceful_timeout(serve, tmp_path):
+    server = serve("apps.after_response:app", "--timeout-graceful-shutdown", "1")
+    mark = tmp_path / "mark"
+    assert httpx.get(server.url, params={"t": "60", "mark": str(mark)}, timeout=10).text == "sent"
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(10) == 0
+    assert 0.8 < time.monotonic() - started < 5
+    assert mark.read_text() == "cancelled"  # the app's cleanup ran
+    server.stop()
+    output = server.output
+    assert "Graceful shutdown timed out; cancelling 1 app(s) still running" in output
+    assert "Traceback" not in output

@@ -15,6 +15,7 @@ import time
 from collections import deque
 from typing import Any
 
+from .asgi.app_runner import APP_TASK_NAME
 from .config import Config
 from .http1 import parser_class
 from .importer import AppImportError, load_app
@@ -33,6 +34,8 @@ EXIT_SETUP = 1  # the address cannot be bound, TLS files cannot be loaded
 EXIT_APP = 3  # APP cannot be imported or is not an ASGI app, or lifespan startup failed (as uvicorn)
 STARTUP_FAILURE = EXIT_APP
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# How often a graceful shutdown checks whether the apps still running after their response are done.
+APP_WAIT_POLL = 0.05
 # A state that can flap (accepting connections or not) is logged at most this often; changes in
 # between are counted and summed up in one line.
 STATE_LOG_INTERVAL = 10.0
@@ -225,6 +228,7 @@ class Server:
         if self.listeners is not None:
             self.listeners.close()
         if state is not None:
+            deadline = asyncio.get_running_loop().time() + self.config.timeout_graceful_shutdown
             for conn in list(state.connections):
                 conn.shutdown()
             if state.connections and not self.force_exit:
@@ -239,9 +243,31 @@ class Server:
             for conn in list(state.connections):
                 conn.abort()
             await asyncio.sleep(0)  # let cancelled app tasks run their cleanup
+            await self._wait_for_apps(state, deadline)
         if lifespan is not None and not self.force_exit:
             await lifespan.shutdown(self.config.timeout_graceful_shutdown)
         logger.info("Finished server process [%d]", os.getpid())
+
+    async def _wait_for_apps(self, state: ServerState, deadline: float) -> None:
+        """Apps still running once their connections are gone: a response is sent and the app
+        goes on (Starlette's BackgroundTasks, work after the last send), or its client left.
+        They get what is left of --timeout-graceful-shutdown, as connections do (uvicorn waits
+        for them too), then are cancelled; left alone, they would die with the event loop."""
+        running = state.active_requests
+        if not running:
+            return
+        loop = asyncio.get_running_loop()
+        if not self.force_exit and loop.time() < deadline:
+            logger.info("Waiting for %d app(s) still running after their response (at most %.1fs%s)",
+                        running, deadline - loop.time(), self.force_exit_hint)
+            while state.active_requests and not self.force_exit and loop.time() < deadline:
+                await asyncio.wait((self._force_requested,), timeout=min(APP_WAIT_POLL, deadline - loop.time()))
+        if state.active_requests:
+            logger.warning("Graceful shutdown timed out; cancelling %d app(s) still running", state.active_requests)
+            for task in asyncio.all_tasks():
+                if task.get_name() == APP_TASK_NAME and not task.done():
+                    task.cancel()
+            await asyncio.sleep(0)  # let them run their cleanup
 
     async def _shutdown_delay(self) -> None:
         """--shutdown-delay: keep serving (health path already 503) while load balancers notice."""
