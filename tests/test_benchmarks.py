@@ -8,6 +8,7 @@ deflate helpers are checked without a server.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -140,11 +141,13 @@ def test_wrk_report_keeps_the_worker_pid_counts():
 
 
 def test_idle_http2_memory_benchmark_runs_on_both_codecs():
-    """benchmarks.h2idle opens idle HTTP/2 connections (one GET each) and reports RSS per 1,000."""
-    command = [sys.executable, "-m", "benchmarks.h2idle", "--servers", "fastserve,fastserve-h2",
+    """benchmarks.h2idle opens idle HTTP/2 connections (one GET each) and reports RSS per 1,000
+    (fastserve: the zttp codec, where this Python has it; fastserve-h2: the h2 codec)."""
+    servers = ["fastserve", "fastserve-h2"] if importlib.util.find_spec("zttp") else ["fastserve-h2"]
+    command = [sys.executable, "-m", "benchmarks.h2idle", "--servers", ",".join(servers),
                "--count", "50", "--rounds", "1", "--server-python", sys.executable, "--no-pin"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [line.split() for line in done.stdout.splitlines() if line.startswith("  fastserve")]
-    assert [row[0] for row in rows] == ["fastserve", "fastserve-h2"], done.stdout
+    assert [row[0] for row in rows] == servers, done.stdout
     assert all(row[2] == "KiB" for row in rows), done.stdout

@@ -135,11 +135,11 @@ def frame(opcode: int, payload: bytes = b"", fin: bool = True, rsv: int = 0) -> 
     if n < 126:
         return first + bytes([0x80 | n]) + b"\0\0\0\0" + payload
     if n < 65536:
-        return first + bytes([0xFE]) + n.to_bytes(2) + b"\0\0\0\0" + payload
-    return first + bytes([0xFF]) + n.to_bytes(8) + b"\0\0\0\0" + payload
+        return first + bytes([0xFE]) + n.to_bytes(2, "big") + b"\0\0\0\0" + payload
+    return first + bytes([0xFF]) + n.to_bytes(8, "big") + b"\0\0\0\0" + payload
 
 
-CLOSE = frame(0x8, (1000).to_bytes(2))
+CLOSE = frame(0x8, (1000).to_bytes(2, "big"))
 
 
 class Attacker:
@@ -360,7 +360,7 @@ def test_deflate_bombs_inflate_no_more_than_max_size_and_leave_nothing_behind(se
             assert "permessage-deflate" in attacker.response_head.lower()
             attacker.sock.settimeout(10)
             close = attacker.sock.recv(4)
-            assert close[0] == 0x88 and close[2:4] == (1009).to_bytes(2), close
+            assert close[0] == 0x88 and close[2:4] == (1009).to_bytes(2, "big"), close
             attacker.close()
     time.sleep(0.3)
     peak, after = vm_hwm_mib(server) - peak_before, rss_mib(server) - before

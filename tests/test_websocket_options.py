@@ -271,7 +271,7 @@ def test_open_websockets_count_for_limit_connections(serve):
 
     async def scenario():
         async with connect(echo) as first, connect(echo):
-            with pytest.raises(TimeoutError):
+            with pytest.raises(asyncio.TimeoutError):  # (the builtin TimeoutError only from 3.11)
                 async with connect(echo, open_timeout=0.7):
                     pass
             await first.close()
