@@ -117,7 +117,9 @@ def cpu_seconds(pid: int) -> float:
 def server(request):
     from .helpers import ServerProcess
 
-    with ServerProcess("apps.basic:app", "--http2-codec", request.param) as started:
+    # Each flooding connection leaves an app sleeping 30 s (stream 1) after its client is gone:
+    # the stop waits for such apps at most this long, then cancels them.
+    with ServerProcess("apps.basic:app", "--http2-codec", request.param, "--timeout-graceful-shutdown", "1") as started:
         started.codec = request.param
         yield started
 
