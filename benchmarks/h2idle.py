@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -28,10 +27,8 @@ from pathlib import Path
 from .h2load import APPS, _server_argv, _wait_listening, base_env
 from .peers_env import BENCH_DIR, ensure_venv
 from .system import free_port, pinned, raise_fd_limit, stop_process, tree_rss_kib
+from .ws_h2 import ACK, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PREFACE, SETTINGS, frame
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-SETTINGS, HEADERS, DATA, GOAWAY = 0x4, 0x1, 0x0, 0x7
-END_STREAM, ACK = 0x1, 0x1
 KEEP_ALIVE = "120"
 # Options that keep an idle connection open for the measurement, per server (h2load.py's argv + these).
 KEEP_OPEN = {
@@ -44,15 +41,11 @@ KEEP_OPEN = {
 }
 
 
-def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
-    return struct.pack(">I", len(payload))[1:] + bytes((kind, flags)) + struct.pack(">I", stream) + payload
-
-
 def request_bytes(port: int) -> bytes:
     """Preface, empty SETTINGS, and GET / on stream 1 in HPACK (static-table indices, no Huffman)."""
     authority = f"127.0.0.1:{port}".encode()
     block = bytes((0x82, 0x86, 0x84, 0x41, len(authority))) + authority  # :method GET, :scheme http, :path /
-    return PREFACE + frame(SETTINGS, 0, 0) + frame(HEADERS, 0x4 | END_STREAM, 1, block)
+    return PREFACE + frame(SETTINGS, 0, 0) + frame(HEADERS, END_HEADERS | END_STREAM, 1, block)
 
 
 class IdleH2(asyncio.Protocol):

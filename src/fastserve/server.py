@@ -488,7 +488,7 @@ def bind_socket(config: Config) -> socket.socket:
     else:
         family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
         infos = socket.getaddrinfo(config.host, config.port, family, socket.SOCK_STREAM)
-        return _bind_tcp(family, infos[0][4], config.backlog, config.reuse_port)
+        return bind_tcp(family, infos[0][4], config.backlog, config.reuse_port)
     if sock.type == socket.SOCK_STREAM and sock.family != socket.AF_UNIX:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.listen(config.backlog)
@@ -496,7 +496,9 @@ def bind_socket(config: Config) -> socket.socket:
     return sock
 
 
-def _bind_tcp(family: int, address: Any, backlog: int, reuse_port: bool) -> socket.socket:
+def bind_tcp(family: int, address: Any, backlog: int, reuse_port: bool) -> socket.socket:
+    """A listening TCP socket; with ``reuse_port``, in the SO_REUSEPORT group of its address (the
+    kernel spreads new connections across the group's sockets)."""
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -520,12 +522,6 @@ def has_reuse_port(sock: socket.socket) -> bool:
     return sock.family in (socket.AF_INET, socket.AF_INET6) and bool(
         sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
     )
-
-
-def reuse_port_sibling(family: int, address: Any, backlog: int) -> socket.socket:
-    """Another listening socket on ``address`` in the SO_REUSEPORT group of a socket
-    ``has_reuse_port`` accepts (the kernel spreads new connections across the group)."""
-    return _bind_tcp(family, address, backlog, reuse_port=True)
 
 
 def describe_socket(sock: socket.socket, config: Config) -> str:

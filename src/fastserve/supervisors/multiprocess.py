@@ -41,7 +41,7 @@ import time
 from .. import metrics
 from ..config import Config
 from ..metrics import MULTIPROC_ENV
-from ..server import has_reuse_port, reuse_port_sibling
+from ..server import bind_tcp, has_reuse_port
 from .process import (
     WORKER_NAME,
     ChildProcess,
@@ -82,7 +82,6 @@ def shared_metrics_directory():
 class Supervisor:
     def __init__(self, config: Config, sockets: list) -> None:
         self.config = config
-        self.sockets = sockets
         self.target = config.workers or 1
         self.workers: list[ChildProcess] = []  # the pool, oldest first
         self.children: set[ChildProcess] = set()  # every process not yet exited, retiring ones too
@@ -312,7 +311,7 @@ class WorkerSockets:
             sockets = []
             try:
                 for family, address in self.addresses:
-                    sockets.append(reuse_port_sibling(family, address, self.backlog))
+                    sockets.append(bind_tcp(family, address, self.backlog, reuse_port=True))
             except OSError as exc:  # e.g. out of file descriptors: share another slot's
                 for sock in sockets:
                     sock.close()
