@@ -152,6 +152,10 @@ async def custom_headers(scope, receive, send, query):
     await respond(send, 200, b"ok", headers=[(b"x-one", b"1"), (b"x-dup", b"a"), (b"x-dup", b"b"), (b"Server", b"custom")])
 
 
+async def app_closes(scope, receive, send, query):
+    await respond(send, 200, b"closing", headers=[(b"connection", b"close")])
+
+
 async def send_after_complete(scope, receive, send, query):
     await respond(send, 200, b"done")
     try:
@@ -249,6 +253,7 @@ ROUTES = {
     "/bad-header-name": bad_header_name,
     "/custom-headers": custom_headers,
     "/send-after-complete": send_after_complete,
+    "/app-closes": app_closes,
     "/wait-disconnect": wait_disconnect,
     "/slow-reader": slow_reader,
     "/stalled-reader": stalled_reader,

@@ -124,6 +124,7 @@ class HTTPProtocol(asyncio.Protocol):
         "idle_runner",
         "runner_task",
         "cancelled_handoff",
+        "client_closes",
     )
 
     def __init__(self, config: Config, app: Any, state: ServerState, parser_class: type, loop=None) -> None:
@@ -159,6 +160,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.runner_task: asyncio.Task | None = None
         # (that Future, the app coroutine, its Context.run): an app _start began cancelled its own Task
         self.cancelled_handoff: tuple | None = None
+        self.client_closes = False  # a request said the connection ends after it (see _close)
 
     # -- asyncio callbacks ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -377,7 +379,9 @@ class HTTPProtocol(asyncio.Protocol):
             # h11 parses ahead of the switch, is collected for stream 1 instead.)
             self.cycle = H2cBody() if cycle.upgrade == H2C and cycle.body_left else None
             return
-        if self.closing:
+        if not cycle.keep_alive:
+            self.client_closes = True  # (Connection: close, or HTTP/1.0 without keep-alive)
+        elif self.closing:
             cycle.keep_alive = False
         cycle.begin(self, http_scope(cycle, self.scope_template, self.state, self.tls, self.extensions))
         self.cycle = cycle
@@ -679,6 +683,11 @@ class HTTPProtocol(asyncio.Protocol):
         cycle = self.cycle
         if self.refused or self.unread_input or (cycle is not None and cycle.more_body and cycle.body_left):
             self._close_lingering()
+        elif self.client_closes and self.client is not None and self.state.tls is None:
+            # Plain TCP, and the client asked for the close, so it sends nothing more: the last
+            # response and the FIN go in one segment (a close the server decided may race a
+            # pipelining client's next request; it closes as before).
+            self.writer.close_with_fin()
         else:
             self.writer.close()
 
