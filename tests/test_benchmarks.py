@@ -151,3 +151,17 @@ def test_idle_http2_memory_benchmark_runs_on_both_codecs():
     rows = [line.split() for line in done.stdout.splitlines() if line.startswith("  fastserve")]
     assert [row[0] for row in rows] == servers, done.stdout
     assert all(row[2] == "KiB" for row in rows), done.stdout
+
+
+@needs_wrk
+def test_cpu_split_benchmark_compares_a_base_revision():
+    """benchmarks.cpusplit runs fastserve at a git revision and at the working tree, and reports
+    user and system CPU per request for each."""
+    command = [sys.executable, "-m", "benchmarks.cpusplit", "--servers", "fastserve-base,fastserve", "--base", "HEAD",
+               "--scenario", "close", "--rounds", "1", "--duration", "1", "--server-python", sys.executable, "--no-pin"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith("round 1")]
+    assert [row[2] for row in rows] == ["fastserve-base", "fastserve"], done.stdout
+    for row in rows:
+        assert float(row[3].replace(",", "")) > 0 and row[4] == "req/s" and float(row[6]) > 0 and float(row[9]) > 0, row
