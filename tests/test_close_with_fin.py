@@ -165,3 +165,19 @@ def test_the_fin_comes_with_the_response_when_the_client_asked_to_close(serve, i
     # One segment less without data: the FIN rode on the response.
     alone = min(count for count, _ in server_closes)
     assert [count for count, _ in corked + http10] == [alone - 1] * 6, (corked, http10, server_closes)
+
+
+def test_a_socket_that_cannot_be_asked_still_gets_the_response_and_the_close(run):
+    async def scenario(conn: Connection):
+        def get_extra_info(name, default=None):
+            if name == "socket":
+                raise OSError(9, "Bad file descriptor")  # (uvloop asks the socket its name)
+            return conn.transport.extra.get(name, default)
+
+        conn.transport.get_extra_info = get_extra_info
+        conn.feed(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await conn.settle()
+        return conn.transport, parse_responses(conn.transport.data)
+
+    transport, responses = run(hello, scenario)
+    assert [r.body for r in responses] == [HELLO] and transport.closing and not transport.late
