@@ -681,7 +681,12 @@ class HTTPProtocol(asyncio.Protocol):
     def _close(self) -> None:
         """Close after the last response: lingeringly if input may be left unread."""
         cycle = self.cycle
-        if self.refused or self.unread_input or (cycle is not None and cycle.more_body and cycle.body_left):
+        if (
+            self.refused
+            or self.unread_input
+            or self.parser.holds_input
+            or (cycle is not None and cycle.more_body and cycle.body_left)
+        ):
             self._close_lingering()
         elif self.client_closes and self.client is not None and self.state.tls is None:
             # Plain TCP, and the client asked for the close, so it sends nothing more: the last
@@ -932,6 +937,7 @@ class DiscardInput:
     __slots__ = ("conn", "replaced", "left")
 
     in_head = False
+    holds_input = False
     wants_response_complete = False
 
     def __init__(self, conn: HTTPProtocol, replaced: Any) -> None:

@@ -162,6 +162,13 @@ class H11Parser:
         """A request head has started arriving but is not complete yet."""
         return self.h11.their_state is h11.IDLE and bool(self.h11.trailing_data[0])
 
+    @property
+    def holds_input(self) -> bool:
+        """Bytes came after a request that closes the connection (h11 holds them: see feed()): if
+        the connection closes now, they are input left unread, as llhttp's are (unread_input)."""
+        conn = self.h11
+        return conn.their_state is h11.MUST_CLOSE and bool(conn.trailing_data[0])
+
     wants_response_complete = True  # h11 holds pipelined bytes until told the response is done
 
     @property

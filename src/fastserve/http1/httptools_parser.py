@@ -96,6 +96,7 @@ class HttptoolsParser:
         self.conn = None
 
     wants_response_complete = False  # llhttp parses pipelined requests eagerly
+    holds_input = False  # (llhttp stops at a request after one that closes: the protocol's unread_input)
     waiting = False  # (the protocol queues them; h11's adapter holds their bytes instead)
 
     def response_complete(self) -> None:
