@@ -36,7 +36,8 @@ VENV_NEW ?= .venv-newer
 EAGER_START_TESTS := tests/test_app_task.py tests/test_app_runner.py tests/test_asgi_messages.py \
 	tests/test_inprocess_http.py tests/test_inprocess_websocket.py tests/test_inprocess_ws_carrier.py \
 	tests/test_inprocess_ws_extended_connect.py tests/test_h2_connection.py tests/test_h2_websocket.py \
-	tests/test_h2_websocket_live.py tests/test_websocket.py tests/test_server_hostile.py tests/test_shutdown.py
+	tests/test_h2_websocket_live.py tests/test_websocket.py tests/test_server_hostile.py tests/test_shutdown.py \
+	tests/test_close_with_fin.py
 
 test-newer-python:
 	@if [ -z "$(NEWER_PYTHON)" ]; then \

@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .h2load import base_env
-from .peers_env import BENCH_DIR, ensure_venv
+from .h2load import add_run_arguments, base_env, prepare_run
+from .peers_env import BENCH_DIR
 from .scenarios import SCENARIOS
 from .servers import SERVERS, RunOptions
 from .system import (
@@ -32,7 +32,6 @@ from .system import (
     free_port,
     pinned,
     process_tree,
-    raise_fd_limit,
     stop_process,
     wait_for_port,
 )
@@ -87,19 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", default="fastserve-base,fastserve",
                         help="comma-separated: names from benchmarks/servers.py, and fastserve-base")
     parser.add_argument("--scenario", default="close", help="a wrk scenario of benchmarks/scenarios.py")
-    parser.add_argument("--base", default="HEAD~1", help="the git revision fastserve-base runs")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per run")
-    parser.add_argument("--server-cpu", type=int, default=0)
-    parser.add_argument("--load-cpu", type=int, default=1)
-    parser.add_argument("--no-pin", action="store_true", help="pin neither")
-    parser.add_argument("--server-python", help="run the servers with this interpreter instead of the "
-                        "benchmark venv's (no peers installed: fastserve only; the smoke test uses it)")
+    add_run_arguments(parser, base_default="HEAD~1")
     args = parser.parse_args(argv)
-    raise_fd_limit()
-    if args.no_pin:
-        args.server_cpu = args.load_cpu = None
-    args.bin_dir = Path(args.server_python).parent if args.server_python else ensure_venv().parent
+    prepare_run(args)
     servers = args.servers.split(",")
     unknown = [name for name in servers if name != "fastserve-base" and name not in SERVERS]
     if unknown:

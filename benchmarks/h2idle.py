@@ -22,11 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-from .h2load import APPS, _server_argv, _wait_listening, base_env
-from .peers_env import BENCH_DIR, ensure_venv
-from .system import free_port, pinned, raise_fd_limit, stop_process, tree_rss_kib
+from .h2load import APPS, _server_argv, _wait_listening, add_run_arguments, base_env, prepare_run
+from .peers_env import BENCH_DIR
+from .system import free_port, pinned, stop_process, tree_rss_kib
 from .ws_h2 import ACK, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PREFACE, SETTINGS, frame
 
 KEEP_ALIVE = "120"
@@ -126,19 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", default="fastserve,fastserve-h2,granian,hypercorn,gunicorn,uvicorn")
     parser.add_argument("--count", type=int, default=1000, help="idle connections per run")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--server-cpu", type=int, default=0)
-    parser.add_argument("--load-cpu", type=int, default=1)
-    parser.add_argument("--no-pin", action="store_true", help="pin neither")
-    parser.add_argument("--base", default="HEAD", help="the git revision fastserve-base runs")
-    parser.add_argument("--server-python", help="run fastserve with this interpreter instead of the benchmark "
-                        "venv's (no peers installed: fastserve servers only; the smoke test uses it)")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
-    raise_fd_limit()
-    if args.no_pin:
-        args.server_cpu = args.load_cpu = None
-    if args.load_cpu is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {args.load_cpu})
-    args.bin_dir = Path(args.server_python).parent if args.server_python else ensure_venv().parent
+    prepare_run(args)
     servers = args.servers.split(",")
     this_src = {**os.environ, "PYTHONPATH": str(BENCH_DIR.parent / "src")}
     folder = tempfile.TemporaryDirectory()

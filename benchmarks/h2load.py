@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from .peers_env import BENCH_DIR, ensure_venv
-from .system import pinned, stop_process
+from .system import pinned, raise_fd_limit, stop_process
 
 # What each app serves, and the path h2load asks for.
 APPS = {
@@ -106,6 +106,28 @@ def base_env(rev: str, folder: str) -> dict[str, str]:
     archive = subprocess.run(["git", "archive", rev, "src"], cwd=BENCH_DIR.parent, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
     return {**os.environ, "PYTHONPATH": str(Path(folder) / "src")}
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, base_default: str = "HEAD") -> None:
+    """The options of the scripts that start each server themselves (h2idle, cpusplit): where
+    server and load run, the revision fastserve-base runs, and the interpreter."""
+    parser.add_argument("--server-cpu", type=int, default=0, help="the CPU the server is pinned to")
+    parser.add_argument("--load-cpu", type=int, default=1, help="the CPU the load is pinned to")
+    parser.add_argument("--no-pin", action="store_true", help="pin neither")
+    parser.add_argument("--base", default=base_default, help="the git revision fastserve-base runs")
+    parser.add_argument("--server-python", help="run the servers with this interpreter instead of the benchmark "
+                        "venv's (no peers installed: fastserve servers only; the smoke tests use it)")
+
+
+def prepare_run(args: argparse.Namespace) -> None:
+    """After add_run_arguments(): raise the open-file limit, pin this process to the load CPU,
+    and set ``args.bin_dir``, where the servers' interpreter and scripts are."""
+    raise_fd_limit()
+    if args.no_pin:
+        args.server_cpu = args.load_cpu = None
+    if args.load_cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {args.load_cpu})
+    args.bin_dir = Path(args.server_python).parent if args.server_python else ensure_venv().parent
 
 
 def run_once(name: str, bin_dir: Path, h2load: str, args: argparse.Namespace,
