@@ -110,9 +110,9 @@ class HeldWriter:
         TCP_CORK keeps the write in the kernel until the close, which tacks the FIN onto it and
         sends both. For a connection whose client asked for the close only: a close with unread
         input resets the connection, and a corked response would then never leave (uncorked,
-        it left at the write). A packet less each way per connection: on Connection: close
-        hello-world load, server system time 39 -> 23 µs per request, 73 -> 52 µs in all
-        (benchmarks/RESULTS.md, 2026-12-02)."""
+        it left at the write). A packet less each way per connection: on a Connection: close
+        hello-world load, 11-19 µs less system time per request in every interleaved pair, CPU
+        per request -18 % (median; benchmarks/RESULTS.md, 2026-12-02)."""
         if self.held is not None and TCP_CORK is not None:
             try:
                 sock = self.transport.get_extra_info("socket")  # (uvloop asks the socket its name)
