@@ -19,16 +19,11 @@ import pytest
 from fastserve.batching import TCP_CORK
 
 from .harness import IMPL_IDS, IMPLS, Connection, connection_runner, parse_responses
+from .test_inprocess_http import HELLO, hello
 
 pytestmark = pytest.mark.skipif(TCP_CORK is None, reason="TCP_CORK is Linux-only: other systems close as before")
 
-HELLO = b"Hello, world!"
 EAGER_START = sys.version_info >= (3, 12)  # an app Task's first step runs in its creation (new_task)
-
-
-async def hello(scope, receive, send):
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
-    await send({"type": "http.response.body", "body": HELLO})
 
 
 async def app_closes(scope, receive, send):
@@ -131,8 +126,9 @@ def test_a_request_pipelined_after_the_close_request_is_never_left_in_the_kernel
     # h11 holds it). If the parser saw it before the response was complete (the app runs in a Task
     # of its own, after the read), the connection closes lingeringly: shuts down its write side,
     # reads and drops input; no cork. Where the app answers inside the read (Python 3.12+: eager
-    # Task start; on 3.11 a keep-alive connection's later requests), the close comes first: those bytes were read with the request, so the kernel
-    # holds nothing unread and the close sends the FIN, corked.
+    # Task start; on 3.11 a keep-alive connection's later requests), the close comes first: those
+    # bytes were read with the request, so the kernel holds nothing unread and the close sends the
+    # FIN, corked.
     calls, transport, responses = exchange(
         run, hello, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
     )
@@ -141,6 +137,22 @@ def test_a_request_pipelined_after_the_close_request_is_never_left_in_the_kernel
         assert calls == CORKED and transport.closing
     else:  # (a new connection's first request runs in a new Task, after the read)
         assert calls == [] and transport.eof_written and not transport.closing
+
+
+def test_a_socket_that_cannot_be_asked_still_gets_the_response_and_the_close(run):
+    async def scenario(conn: Connection):
+        def get_extra_info(name, default=None):
+            if name == "socket":
+                raise OSError(9, "Bad file descriptor")  # (uvloop asks the socket its name)
+            return conn.transport.extra.get(name, default)
+
+        conn.transport.get_extra_info = get_extra_info
+        conn.feed(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await conn.settle()
+        return conn.transport, parse_responses(conn.transport.data)
+
+    transport, responses = run(hello, scenario)
+    assert [r.body for r in responses] == [HELLO] and transport.closing and not transport.late
 
 
 # -- end to end: the segments a client receives -------------------------------------------------
@@ -181,19 +193,3 @@ def test_the_fin_comes_with_the_response_when_the_client_asked_to_close(serve, i
     # One segment less without data: the FIN rode on the response.
     alone = min(count for count, _ in server_closes)
     assert [count for count, _ in corked + http10] == [alone - 1] * 6, (corked, http10, server_closes)
-
-
-def test_a_socket_that_cannot_be_asked_still_gets_the_response_and_the_close(run):
-    async def scenario(conn: Connection):
-        def get_extra_info(name, default=None):
-            if name == "socket":
-                raise OSError(9, "Bad file descriptor")  # (uvloop asks the socket its name)
-            return conn.transport.extra.get(name, default)
-
-        conn.transport.get_extra_info = get_extra_info
-        conn.feed(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        await conn.settle()
-        return conn.transport, parse_responses(conn.transport.data)
-
-    transport, responses = run(hello, scenario)
-    assert [r.body for r in responses] == [HELLO] and transport.closing and not transport.late
