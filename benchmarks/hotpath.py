@@ -4,6 +4,7 @@
     python -m benchmarks.hotpath --pipeline 16       # 16 requests per read, as under load
     python -m benchmarks.hotpath --callgrind         # + instructions per request (valgrind)
     python -m benchmarks.hotpath --close             # a new connection per request (Connection: close)
+    python -m benchmarks.hotpath --browser           # the GET carries a browser's 16 header fields
 
 No sockets and no load generator: the real ``HTTPProtocol``, parser adapter and cycle, built as
 ``server.py``'s factory builds them (real ``Config`` and ``ServerState``, no access log, as the
@@ -44,9 +45,13 @@ from fastserve.server import ServerState, loop_factory
 from fastserve.websocket import upgrade_handler
 
 from .apps.raw import HELLO, app
+from .scenarios import BROWSER_HEADERS
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"  # what wrk sends
 CLOSE_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nConnection: close\r\n\r\n"
+# wrk's GET with the fields a browser sends (benchmarks/scenarios.py: the browser-c64 scenario's).
+BROWSER_FIELDS = b"Host: 127.0.0.1:8000\r\n" + b"".join(b"%s\r\n" % field.encode() for field in BROWSER_HEADERS)
+BROWSER_REQUEST = b"GET / HTTP/1.1\r\n" + BROWSER_FIELDS + b"\r\n"
 WARMUP = 2000
 EXTRA_INFO = {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}
 
@@ -174,9 +179,16 @@ async def settle(transport: CountingTransport) -> None:
         quiet = quiet + 1 if transport.written == written else 0
 
 
-async def measure(http: str, requests: int, repeat: int, pipeline: int, close: bool = False) -> dict:
+def request_bytes(pipeline: int, close: bool, browser: bool) -> bytes:
+    """What one read brings."""
+    if close:
+        return CLOSE_REQUEST
+    return (BROWSER_REQUEST if browser else REQUEST) * pipeline
+
+
+async def measure(http: str, requests: int, repeat: int, pipeline: int, close: bool = False, browser: bool = False) -> dict:
     protocol, transport = connection(http)
-    data = CLOSE_REQUEST if close else REQUEST * pipeline
+    data = request_bytes(pipeline, close, browser)
     feed = feed_closing if close else feed_keep_alive
     iterations = max(1, requests // pipeline)
     await feed(protocol, WARMUP // pipeline or 1, data)
@@ -216,9 +228,10 @@ def check_answers(transport: CountingTransport, requests: int) -> None:
 
 
 # -- callgrind ----------------------------------------------------------------------------------
-async def callgrind_body(http: str, mode: str, requests: int, pipeline: int, close: bool = False) -> None:
+async def callgrind_body(http: str, mode: str, requests: int, pipeline: int, close: bool = False,
+                         browser: bool = False) -> None:
     protocol, transport = connection(http)
-    data = CLOSE_REQUEST if close else REQUEST * pipeline
+    data = request_bytes(pipeline, close, browser)
     feed = feed_closing if close else feed_keep_alive
     await feed(protocol, WARMUP // pipeline or 1, data)
     iterations = max(1, requests // pipeline)
@@ -231,7 +244,7 @@ async def callgrind_body(http: str, mode: str, requests: int, pipeline: int, clo
     await hang_up(protocol)
 
 
-def instructions(http: str, loop: str, requests: int, pipeline: int, close: bool = False) -> float:
+def instructions(http: str, loop: str, requests: int, pipeline: int, close: bool = False, browser: bool = False) -> float:
     totals = {}
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -239,7 +252,8 @@ def instructions(http: str, loop: str, requests: int, pipeline: int, close: bool
             out = os.path.join(tmp, f"callgrind.{mode}")
             command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m",
                        "benchmarks.hotpath", "--_callgrind-body", mode, "--http", http, "--loop", loop,
-                       "--requests", str(requests), "--pipeline", str(pipeline), *(["--close"] if close else [])]
+                       "--requests", str(requests), "--pipeline", str(pipeline), *(["--close"] if close else []),
+                       *(["--browser"] if browser else [])]
             subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             totals[mode] = callgrind_total(out)
     return (totals["requests"] - totals["floor"]) / (max(1, requests // pipeline) * pipeline)
@@ -263,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=7, help="timed runs; the median is reported")
     p.add_argument("--pipeline", type=int, default=1, help="requests per read (1: wrk's keep-alive GET)")
     p.add_argument("--close", action="store_true", help="a new connection per request (Connection: close)")
+    p.add_argument("--browser", action="store_true", help="the GET carries a browser's header fields, not only Host")
     p.add_argument("--callgrind", action="store_true", help="also count instructions per request (valgrind)")
     p.add_argument("--callgrind-requests", type=int, default=2000, help="requests counted under callgrind")
     p.add_argument("--_callgrind-body", dest="callgrind_body", choices=("requests", "floor"), help=argparse.SUPPRESS)
@@ -277,17 +292,19 @@ def main(argv: list[str] | None = None) -> int:
             event_loop.close()
 
     if args.callgrind_body:
-        run(callgrind_body(parsers[0], args.callgrind_body, args.requests, args.pipeline, args.close))
+        run(callgrind_body(parsers[0], args.callgrind_body, args.requests, args.pipeline, args.close, args.browser))
         return 0
     shape = "keep-alive GET" if args.pipeline == 1 else f"{args.pipeline} pipelined GETs per read"
     if args.close:
         shape = "GET with connection close, a new connection each"
+    elif args.browser:
+        shape = shape.replace("GET", "GET with a browser's fields")
     for http in parsers:
-        result = run(measure(http, args.requests, args.repeat, args.pipeline, args.close))
+        result = run(measure(http, args.requests, args.repeat, args.pipeline, args.close, args.browser))
         line = (f"{http}/{args.loop} {shape}: {result['us']:.2f} µs per request "
                 f"(median of {args.repeat} x {result['requests']}, harness floor {result['floor_us']:.2f} µs subtracted)")
         if args.callgrind:
-            count = instructions(http, args.loop, args.callgrind_requests, args.pipeline, args.close)
+            count = instructions(http, args.loop, args.callgrind_requests, args.pipeline, args.close, args.browser)
             line += f"; {count / 1000:.1f}k instructions per request (callgrind, PYTHONHASHSEED=0)"
         print(line, flush=True)
     return 0

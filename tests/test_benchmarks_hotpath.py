@@ -11,7 +11,7 @@ from .helpers import ROOT
 
 def test_hotpath_harness_reports_microseconds_per_request():
     # The harness checks itself that every request got the whole response on an open connection.
-    for extra in ([], ["--pipeline", "4", "--loop", "asyncio"], ["--close"]):
+    for extra in ([], ["--pipeline", "4", "--loop", "asyncio"], ["--close"], ["--browser"]):
         command = [sys.executable, "-m", "benchmarks.hotpath", "--requests", "400", "--repeat", "1", *extra]
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stdout + done.stderr

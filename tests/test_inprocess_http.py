@@ -146,6 +146,26 @@ def test_request_body_in_small_reads(run):
     run(echo, scenario)
 
 
+@pytest.mark.parametrize("read_size", [1, 7, 50, 120, 150, 199, 4096])
+@pytest.mark.parametrize("over", [0, 1])
+def test_header_section_limit_is_exact_however_the_head_is_read(run, read_size, over):
+    """--limit-request-headers-size counts name + value + 4 per field, whatever the reads: the
+    httptools adapter adds fields up one by one only in a read that could cross the limit or a
+    head begun in an earlier read (reads of 120 and 150 bytes end with whole fields pending)."""
+    fields = b"Host: x\r\nA: " + b"v" * 90 + b"\r\nB: " + b"v" * (91 + over) + b"\r\n"  # 9 + 95 + 96 bytes
+    request = b"GET / HTTP/1.1\r\n" + fields + b"\r\n"
+
+    async def scenario(conn):
+        for i in range(0, len(request), read_size):
+            conn.feed(request[i : i + read_size])
+            await asyncio.sleep(0)
+        await conn.settle()
+        [response] = conn.responses()
+        assert response.status == (431 if over else 200), response.body
+
+    run(hello, scenario, limit_request_headers_size=200)
+
+
 # -- HEAD, 204, 304 -----------------------------------------------------------------------------
 def test_head_sends_headers_without_body(run):
     async def scenario(conn):

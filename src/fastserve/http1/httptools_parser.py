@@ -23,14 +23,15 @@ _OWS = b" \t"  # optional whitespace around a field value
 
 
 class HttptoolsParser:
-    __slots__ = ("conn", "parser", "url", "headers", "header_bytes", "in_head", "stalled", "limit_line", "limit_size", "limit_fields", "head_budget", "upgrade_body", "body_only")
+    __slots__ = ("conn", "parser", "url", "headers", "header_bytes", "counting", "in_head", "stalled", "limit_line", "limit_size", "limit_fields", "head_budget", "upgrade_body", "body_only")
 
     def __init__(self, conn, config) -> None:
         self.conn = conn
         self.parser = _new_parser(self)
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.header_bytes = 0
+        self.header_bytes = 0  # of the fields in headers, while counting
+        self.counting = False  # (see feed)
         self.in_head = False
         self.stalled = 0  # bytes fed with no parsing progress while a head is incomplete
         self.limit_line = config.limit_request_line
@@ -44,6 +45,12 @@ class HttptoolsParser:
         self.body_only = False
 
     def feed(self, data: bytes) -> None:
+        # The fields' bytes are added up one by one only where this chunk could take them past
+        # --limit-request-headers-size: a chunk larger than it, or one that goes on with fields
+        # (a head, a trailer section) begun in an earlier chunk. Otherwise the fields this chunk
+        # completes fit in it, so in the limit: a browser's request (~16 fields, one read) then
+        # pays 36 bytecodes a field rather than 60 (~380 less per request, tracing opcodes).
+        self.counting = self.in_head or len(data) > self.limit_size or bool(self.headers)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -64,6 +71,14 @@ class HttptoolsParser:
         else:
             if self.in_head:
                 self._count_stall(len(data))
+            if self.headers and not self.counting:
+                self._count_fields()  # they go on in the next chunk: counted from now on
+
+    def _count_fields(self) -> None:
+        headers = self.headers
+        self.header_bytes = sum(len(name) + len(value) + 4 for name, value in headers)
+        if self.header_bytes > self.limit_size:
+            raise header_section_too_large()
 
     def _count_stall(self, size: int) -> None:
         # Head callbacks set stalled to -1: a chunk that made progress is not counted, so body
@@ -114,7 +129,6 @@ class HttptoolsParser:
             raise request_line_too_long()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.stalled = -1
         # llhttp keeps the whitespace after a field value, which is not part of it (RFC 9110 5.5).
         stripped = value.rstrip(_OWS)
         if stripped is not value:
@@ -122,12 +136,15 @@ class HttptoolsParser:
                 # llhttp refuses "chunked<TAB>" only after the head, but takes "chunked ".
                 raise BadRequest(400, "Malformed request: unsupported Transfer-Encoding")
             value = stripped
-        self.headers.append((name.lower(), value))
-        self.header_bytes += len(name) + len(value) + 4
-        if self.header_bytes > self.limit_size:
-            raise header_section_too_large()
-        if len(self.headers) > self.limit_fields:
+        headers = self.headers
+        headers.append((name.lower(), value))
+        if len(headers) > self.limit_fields:  # (checked at once: a chunk of tiny fields costs little)
             raise too_many_header_fields()
+        if self.counting:
+            self.stalled = -1  # progress within a head begun earlier (see _count_stall)
+            self.header_bytes += len(name) + len(value) + 4
+            if self.header_bytes > self.limit_size:
+                raise header_section_too_large()
 
     def on_headers_complete(self) -> None:
         url, headers = self.url, self.headers
