@@ -91,11 +91,11 @@ def request_head(
     upgrade = connection_upgrade = chunked = False
     hosts = content_lengths = 0
     proxy_headers = None
-    watched = _WATCHED_REQUEST_HEADERS.get
+    watched = _WATCHED_REQUEST_HEADERS
     for name, value in headers:
-        kind = watched(name)
-        if kind is None:
+        if name not in watched:  # (most fields: a test, where a .get() call costs 5 bytecodes more)
             continue
+        kind = watched[name]
         if kind == _HOST:
             hosts += 1
         elif kind == _CONNECTION:
