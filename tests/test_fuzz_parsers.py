@@ -18,7 +18,7 @@ or head ends; then the other parser is still waiting, and ending the line and th
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fastserve.config import Config
@@ -30,6 +30,8 @@ from fastserve.server import ServerState
 
 PARSERS = {"httptools": HttptoolsParser, "h11": H11Parser}
 CONFIG = Config(app="tests.apps.basic:app")
+# Limits the generated requests cross often (up to 9 fields of up to ~40 bytes each).
+TIGHT = Config(app="tests.apps.basic:app", limit_request_headers_size=50, limit_request_fields=6)
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SOAK = settings(max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -74,9 +76,9 @@ class RecordingConnection(HTTPProtocol):
     the scope the app would get. The app is taken to answer at once, as most do, so h11 goes on
     to the next pipelined request; the end of a request that closes the connection stops the reading."""
 
-    def __init__(self, parser_class: type, websocket: bool = False) -> None:
+    def __init__(self, parser_class: type, websocket: bool = False, config: Config = CONFIG) -> None:
         ws_handler = (lambda *args: None) if websocket else None  # upgrades taken: switch_protocols()
-        super().__init__(CONFIG, None, ServerState(CONFIG, {}, None, ws_handler), parser_class, loop=_Loop())
+        super().__init__(config, None, ServerState(config, {}, None, ws_handler), parser_class, loop=_Loop())
         self.connection_made(_Transport())
         self.events: list[tuple] = []
         self.closed = self.last_closes = False
@@ -121,8 +123,8 @@ class Outcome:
             self.refused = exc.status
 
 
-def run(parser: str, data: bytes, cuts: list[int], websocket: bool = False) -> Outcome:
-    conn = RecordingConnection(PARSERS[parser], websocket)
+def run(parser: str, data: bytes, cuts: list[int], websocket: bool = False, config: Config = CONFIG) -> Outcome:
+    conn = RecordingConnection(PARSERS[parser], websocket, config)
     bounds = [0, *sorted(c for c in cuts if 0 < c < len(data)), len(data)]
     try:
         for start, end in zip(bounds, bounds[1:], strict=False):
@@ -138,8 +140,8 @@ def run(parser: str, data: bytes, cuts: list[int], websocket: bool = False) -> O
     return Outcome(conn, None)
 
 
-def assert_agree(data: bytes, cuts: list[int], websocket: bool = False) -> tuple[Outcome, Outcome]:
-    a, b = run("httptools", data, cuts, websocket), run("h11", data, cuts, websocket)
+def assert_agree(data: bytes, cuts: list[int], websocket: bool = False, config: Config = CONFIG) -> tuple[Outcome, Outcome]:
+    a, b = run("httptools", data, cuts, websocket, config), run("h11", data, cuts, websocket, config)
     context = f"\ninput={data!r}\ncuts={cuts}\nhttptools={a}\nh11      ={b}"
     assert a.events == b.events, "the parsers delivered different requests" + context
     if (a.refused is None) != (b.refused is None):
@@ -285,6 +287,25 @@ def test_valid_requests_give_the_same_events_on_both_parsers(pipeline, cuts):
     _check_valid(pipeline, cuts)
 
 
+@FAST
+@given(pipelines(), st.lists(st.integers(min_value=1, max_value=300), max_size=8))  # (cuts within a few heads)
+# The first read ends with a whole field (Host) known and the next begun: it is counted only when
+# the read ends, and the head crosses the limit in the second read.
+@example((b"GET / HTTP/1.1\r\nHost: example.com\r\nAbcdefghijkl: abcdefghij\r\nB: c\r\n\r\n", []), [37])
+def test_header_limits_are_judged_alike_whatever_the_reads(pipeline, cuts):
+    """Tight --limit-request-headers-size and --limit-request-fields: both parsers refuse (431)
+    or accept alike, and the httptools adapter, which adds the fields' bytes up only where a read
+    could cross the limit, judges the requests as it does when they come in one read."""
+    _check_limits(pipeline, cuts)
+
+
+def _check_limits(pipeline, cuts):
+    data, _ = pipeline
+    a, _ = assert_agree(data, cuts, config=TIGHT)
+    whole = run("httptools", data, [], config=TIGHT)
+    assert (a.refused, a.events) == (whole.refused, whole.events), f"cuts {cuts}: {a}\none read: {whole}\ninput={data!r}"
+
+
 # -- (c) mutated valid requests -----------------------------------------------------------------
 INTERESTING = [b" ", b"\t", b"\r", b"\n", b"\r\n", b"\x00", b":", b";", b",", b"=", b"\"", b"0", b"9", b"a", b"F",
                b"-", b"+", b"\x7f", b"\x80", b"\xff", b"\x0b", b"/", b"?", b"%", b"#", b"chunked", b"Host: y\r\n"]
@@ -373,6 +394,14 @@ def test_soak_valid_requests(pipeline, cuts):
 @given(mutated(), cuts_for)
 def test_soak_mutated_requests(data, cuts):
     assert_agree(data, cuts)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@SOAK
+@given(pipelines(), st.lists(st.integers(min_value=1, max_value=300), max_size=8))
+def test_soak_header_limits(pipeline, cuts):
+    _check_limits(pipeline, cuts)
 
 
 # -- shapes the fuzzers found, kept as plain examples --------------------------------------------
