@@ -166,6 +166,29 @@ def test_header_section_limit_is_exact_however_the_head_is_read(run, read_size, 
     run(hello, scenario, limit_request_headers_size=200)
 
 
+@pytest.mark.parametrize("read_size", [1, 7, 20, 33, 4096])
+@pytest.mark.parametrize("over", [0, 1])
+def test_header_field_count_limit_holds_however_the_head_is_read(run, read_size, over):
+    """--limit-request-fields, whatever the reads: a small read's fields are counted once its
+    head is complete, or at the end of the read when fields are pending (reads of 20 and 33
+    bytes end so), others field by field."""
+    fields = b"Host: x\r\n" + b"".join(b"F%d:\r\n" % i for i in range(2 + over))  # 3 fields, or 4
+    # (One read of it is small: at most 16 bytes a field allowed, 48 here.)
+    request = b"GET / HTTP/1.1\r\n" + fields + b"\r\n"
+
+    async def scenario(conn):
+        for i in range(0, len(request), read_size):
+            conn.feed(request[i : i + read_size])
+            await asyncio.sleep(0)
+        await conn.settle()
+        [response] = conn.responses()
+        assert response.status == (431 if over else 200), response.body
+        if over:
+            assert response.body == b"Too many request header fields"
+
+    run(hello, scenario, limit_request_fields=3)
+
+
 # -- HEAD, 204, 304 -----------------------------------------------------------------------------
 def test_head_sends_headers_without_body(run):
     async def scenario(conn):
