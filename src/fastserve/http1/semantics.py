@@ -99,6 +99,14 @@ def request_head(
         if kind == _HOST:
             hosts += 1
         elif kind == _CONNECTION:
+            # What browsers and most clients send, decided as the token rules below would
+            # (~25 bytecodes less than lowering and searching).
+            if value == b"keep-alive":
+                connection_says = version_unsure = True
+                continue
+            if value == b"close":
+                connection_says = False
+                continue
             tokens = value.lower()
             keep_alive_token = tokens.find(b"keep-alive") >= 0
             if tokens.find(b"close") >= 0:
