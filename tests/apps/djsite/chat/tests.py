@@ -4,6 +4,7 @@ websockets client for the consumer. Run with ``python manage.py test chat``."""
 import asyncio
 import json
 import os
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -71,6 +72,11 @@ class PlainLiveServerTests(SharedDatabaseChecks, FastserveLiveServerTestCase):
         source = Path(views.__file__).read_bytes()
         self.assertEqual(response.content, source)
         self.assertEqual(response.headers['content-disposition'], 'attachment; filename="views.py"')
+        # The server thread records a sendfile() once the call returns, by when the bytes may
+        # have reached this thread already: wait for its record (under load it came late).
+        deadline = time.monotonic() + 5
+        while sum(sent) < len(source) and time.monotonic() < deadline:
+            time.sleep(0.01)
         self.assertEqual(sum(sent), len(source))
 
     def test_in_memory_database_is_shared_as_one_connection(self):
