@@ -146,6 +146,22 @@ def test_request_body_in_small_reads(run):
     run(echo, scenario)
 
 
+def read_by_read(request: bytes, read_size: int, refusal: bytes | None):
+    """A scenario: ``request`` fed in reads of ``read_size`` bytes gets a 200, or a 431 whose
+    body is ``refusal`` (when not None)."""
+
+    async def scenario(conn):
+        for i in range(0, len(request), read_size):
+            conn.feed(request[i : i + read_size])
+            await asyncio.sleep(0)
+        await conn.settle()
+        [response] = conn.responses()
+        assert response.status == (200 if refusal is None else 431), response.body
+        assert refusal is None or response.body == refusal
+
+    return scenario
+
+
 @pytest.mark.parametrize("read_size", [1, 7, 50, 120, 150, 199, 4096])
 @pytest.mark.parametrize("over", [0, 1])
 def test_header_section_limit_is_exact_however_the_head_is_read(run, read_size, over):
@@ -154,39 +170,21 @@ def test_header_section_limit_is_exact_however_the_head_is_read(run, read_size, 
     head begun in an earlier read (reads of 120 and 150 bytes end with whole fields pending)."""
     fields = b"Host: x\r\nA: " + b"v" * 90 + b"\r\nB: " + b"v" * (91 + over) + b"\r\n"  # 9 + 95 + 96 bytes
     request = b"GET / HTTP/1.1\r\n" + fields + b"\r\n"
-
-    async def scenario(conn):
-        for i in range(0, len(request), read_size):
-            conn.feed(request[i : i + read_size])
-            await asyncio.sleep(0)
-        await conn.settle()
-        [response] = conn.responses()
-        assert response.status == (431 if over else 200), response.body
-
-    run(hello, scenario, limit_request_headers_size=200)
+    run(hello, read_by_read(request, read_size, b"Request header section too large" if over else None),
+        limit_request_headers_size=200)
 
 
 @pytest.mark.parametrize("read_size", [1, 7, 20, 33, 4096])
 @pytest.mark.parametrize("over", [0, 1])
 def test_header_field_count_limit_holds_however_the_head_is_read(run, read_size, over):
-    """--limit-request-fields, whatever the reads: a small read's fields are counted once its
-    head is complete, or at the end of the read when fields are pending (reads of 20 and 33
-    bytes end so), others field by field."""
+    """--limit-request-fields, whatever the reads: the fields of a small read that completes
+    its head are counted then; others (reads of 20 and 33 bytes leave fields pending for the
+    next read) field by field."""
     fields = b"Host: x\r\n" + b"".join(b"F%d:\r\n" % i for i in range(2 + over))  # 3 fields, or 4
     # (One read of it is small: at most 16 bytes a field allowed, 48 here.)
     request = b"GET / HTTP/1.1\r\n" + fields + b"\r\n"
-
-    async def scenario(conn):
-        for i in range(0, len(request), read_size):
-            conn.feed(request[i : i + read_size])
-            await asyncio.sleep(0)
-        await conn.settle()
-        [response] = conn.responses()
-        assert response.status == (431 if over else 200), response.body
-        if over:
-            assert response.body == b"Too many request header fields"
-
-    run(hello, scenario, limit_request_fields=3)
+    run(hello, read_by_read(request, read_size, b"Too many request header fields" if over else None),
+        limit_request_fields=3)
 
 
 # -- HEAD, 204, 304 -----------------------------------------------------------------------------
