@@ -48,6 +48,8 @@ BAD_REQUESTS = {
     "header section too large": (b"GET / HTTP/1.1\r\n" + H + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 1000) for i in range(70)) + b"\r\n", 431),
     "one huge header": (b"GET / HTTP/1.1\r\n" + H + b"X-Big: " + b"v" * 200_000 + b"\r\n\r\n", 431),
     "too many header fields": (b"GET / HTTP/1.1\r\n" + H + b"".join(b"X-%d: v\r\n" % i for i in range(101)) + b"\r\n", 431),
+    "too many trailer fields": (b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n0\r\n"
+                                + b"".join(b"T-%d: v\r\n" % i for i in range(101)) + b"\r\n", 431),
 }
 
 

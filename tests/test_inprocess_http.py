@@ -187,6 +187,16 @@ def test_header_field_count_limit_holds_however_the_head_is_read(run, read_size,
         limit_request_fields=3)
 
 
+@pytest.mark.parametrize("read_size", [1, 9, 4096])
+@pytest.mark.parametrize("over", [0, 1])
+def test_trailer_section_holds_no_more_fields_than_a_head(run, read_size, over):
+    """A chunked body's trailer section is held to --limit-request-fields too, on both parsers."""
+    trailers = b"".join(b"T%d: v\r\n" % i for i in range(3 + over))  # 3 fields, or 4
+    request = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n" + trailers + b"\r\n"
+    run(echo, read_by_read(request, read_size, b"Too many request header fields" if over else None),
+        limit_request_fields=3)
+
+
 # -- HEAD, 204, 304 -----------------------------------------------------------------------------
 def test_head_sends_headers_without_body(run):
     async def scenario(conn):

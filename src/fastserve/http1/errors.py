@@ -45,10 +45,13 @@ class StopReading(Exception):
 FRAMING_TRAILERS = frozenset((b"content-length", b"transfer-encoding", b"connection", b"proxy-connection"))
 
 
-def check_trailers(trailers) -> None:
-    """llhttp acts on framing and connection fields even in a chunked body's trailer section
-    (refusing Content-Length, closing after "Connection: close"); h11 ignores them. They may not
-    be sent there (RFC 9110 6.5.1), so both parsers refuse them."""
+def check_trailers(trailers, limit_fields: int) -> None:
+    """A chunked body's trailer section holds at most --limit-request-fields fields, as a head
+    does. llhttp acts on framing and connection fields even there (refusing Content-Length,
+    closing after "Connection: close"); h11 ignores them. They may not be sent there (RFC 9110
+    6.5.1), so both parsers refuse them."""
+    if len(trailers) > limit_fields:
+        raise too_many_header_fields()
     for name, _ in trailers:
         if name in FRAMING_TRAILERS:
             raise BadRequest(400, "Malformed request: framing field in the trailer section")

@@ -118,7 +118,7 @@ class H11Parser:
                     conn._reader = _StrictChunkedReader()
             elif kind is h11.EndOfMessage:
                 if event.headers:
-                    check_trailers(event.headers)
+                    check_trailers(event.headers, self.limit_fields)
                 self.request_done = True
                 self.conn.on_message_complete()
                 if self.conn.upgrade_request is not None:

@@ -183,9 +183,7 @@ class HttptoolsParser:
             # (ASGI has no request trailers), or they would join the next request's headers.
             trailers, self.headers = self.headers, []
             self.header_bytes = 0
-            if len(trailers) > self.limit_fields:
-                raise too_many_header_fields()
-            check_trailers(trailers)
+            check_trailers(trailers, self.limit_fields)
         if self.upgrade_body is not None:
             return  # llhttp skipped the body; the request completes once _after_upgrade parsed it
         self.body_only = False
