@@ -50,8 +50,7 @@ from .scenarios import BROWSER_HEADERS
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"  # what wrk sends
 CLOSE_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nConnection: close\r\n\r\n"
 # wrk's GET with the fields a browser sends (benchmarks/scenarios.py: the browser-c64 scenario's).
-BROWSER_FIELDS = b"Host: 127.0.0.1:8000\r\n" + b"".join(b"%s\r\n" % field.encode() for field in BROWSER_HEADERS)
-BROWSER_REQUEST = b"GET / HTTP/1.1\r\n" + BROWSER_FIELDS + b"\r\n"
+BROWSER_REQUEST = REQUEST[:-2] + b"".join(b"%s\r\n" % field.encode() for field in BROWSER_HEADERS) + b"\r\n"
 WARMUP = 2000
 EXTRA_INFO = {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}
 

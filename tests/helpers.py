@@ -140,6 +140,24 @@ def raw_request(port: int, data: bytes, timeout: float = 5.0, host: str = "127.0
         return read_until_closed(sock, timeout)
 
 
+class BatchSender:
+    """Sends ``batch`` again and again on a non-blocking socket, a partial send finished before
+    the next batch (sending the whole batch again after one cuts a frame or a request in two)."""
+
+    def __init__(self, sock: socket.socket, batch: bytes) -> None:
+        self.sock = sock
+        self.batch = memoryview(batch)
+        self.unsent = memoryview(b"")
+        self.sent = 0  # bytes the socket took in all
+
+    def send(self) -> None:
+        """One send(); raises as socket.send() does (BlockingIOError when the socket is full)."""
+        data = self.unsent or self.batch
+        written = self.sock.send(data)
+        self.unsent = data[written:]
+        self.sent += written
+
+
 def read_until_closed(sock: socket.socket, timeout: float = 5.0) -> bytes:
     sock.settimeout(timeout)
     chunks = []

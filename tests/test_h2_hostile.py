@@ -18,6 +18,7 @@ import pytest
 from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame, SettingsFrame
 
 from .h2_client import GET, RawClient, codecs, parse_frames
+from .helpers import BatchSender
 
 CODECS = ["zttp" if c.__name__ == "ZttpCodec" else "h2" for c in codecs()]
 APP = "apps.basic:app"
@@ -143,21 +144,15 @@ def test_ping_flood_from_a_client_that_does_not_read(serve, codec):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.sendall(raw.preface())
         sock.setblocking(False)
-        ping = raw.ping() * 1000
-        sent = 0
-        unsent = memoryview(b"")  # the rest of a batch the socket took only part of
+        pings = BatchSender(sock, raw.ping() * 1000)
         deadline = time.monotonic() + 3
-        while time.monotonic() < deadline and sent < 200_000_000:
+        while time.monotonic() < deadline and pings.sent < 200_000_000:
             try:
-                # (Sending the whole batch again after a partial send cut a frame in two: the
-                # server read a bogus length and closed the connection with FRAME_SIZE_ERROR.)
-                written = sock.send(unsent or ping)
-                unsent = (unsent or memoryview(ping))[written:]
-                sent += written
+                pings.send()
             except BlockingIOError:
                 time.sleep(0.01)
             except ConnectionResetError:
-                pytest.fail(f"reset after {sent} bytes; the server's last lines: {server.lines[-10:]}")
+                pytest.fail(f"reset after {pings.sent} bytes; the server's last lines: {server.lines[-10:]}")
         grown = rss_kib(server.proc.pid) - before
         assert grown < 64 * 1024, f"RSS grew {grown} KiB"
         still_serves(server)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .helpers import ServerProcess
+from .helpers import BatchSender, ServerProcess
 
 APP = "apps.hostile_http:app"
 RESPONSE_HEAD = re.compile(rb"HTTP/1\.1 (\d{3}) [^\r]*\r\n(?:[^\r]+\r\n)*?content-length: (\d+)\r\n(?:[^\r]+\r\n)*\r\n", re.IGNORECASE)
@@ -169,19 +169,14 @@ def test_pipelined_flood_behind_a_slow_reader_keeps_memory_bounded(serve, impl):
     body = b"x" * (1 << 20)
     flood_piece = b"GET /n?flood HTTP/1.1\r\nHost: x\r\n\r\n" * (1 << 15)  # ~1.1 MiB of requests
     flood_limit = 64 << 20
-    sent = 0
-    unsent = memoryview(b"")
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(b"POST /slow?1.2 HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
         sock.setblocking(False)
+        flood = BatchSender(sock, flood_piece)
         deadline = time.monotonic() + 1.0
-        while sent < flood_limit and time.monotonic() < deadline:
+        while flood.sent < flood_limit and time.monotonic() < deadline:
             try:
-                # (A partial send is finished before the next piece: resending a whole piece
-                # would cut a request in two, a 400 and a log line.)
-                written = sock.send(unsent or flood_piece)
-                unsent = (unsent or memoryview(flood_piece))[written:]
-                sent += written
+                flood.send()
             except BlockingIOError:
                 time.sleep(0.01)
             peak = max(peak, rss_kib(pid))
@@ -190,10 +185,10 @@ def test_pipelined_flood_behind_a_slow_reader_keeps_memory_bounded(serve, impl):
         answers = read_responses(sock, 1, timeout=10)
         peak = max(peak, rss_kib(pid))
     growth = (peak - rss_before) / 1024
-    print(f"\n{impl}: client pushed {sent / 2**20:.1f} MiB of the flood; server RSS grew {growth:.1f} MiB")
+    print(f"\n{impl}: client pushed {flood.sent / 2**20:.1f} MiB of the flood; server RSS grew {growth:.1f} MiB")
     assert answers and answers[0] == (200, b"%d" % len(body)), answers[:1]
-    assert growth < 40, f"server RSS grew by {growth:.1f} MiB while the client pushed {sent / 2**20:.1f} MiB"
-    assert sent < flood_limit, "the server kept reading the whole flood"
+    assert growth < 40, f"server RSS grew by {growth:.1f} MiB while the client pushed {flood.sent / 2**20:.1f} MiB"
+    assert flood.sent < flood_limit, "the server kept reading the whole flood"
     assert_clean_log(server)
 
 

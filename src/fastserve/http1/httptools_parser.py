@@ -78,12 +78,9 @@ class HttptoolsParser:
             if self.in_head:
                 self._count_stall(len(data))
             if self.headers and not self.counting:
-                self._count_fields()  # they go on in the next chunk: counted from now on
-
-    def _count_fields(self) -> None:
-        # (Within the limits so far: a small read's fields fit in the byte limit, and their
-        # number is checked as the next read adds to them, or once the head is complete.)
-        self.header_bytes = sum(len(name) + len(value) + 4 for name, value in self.headers)
+                # Fields go on in the next read, which counts them one by one from these on (a
+                # small read's fit in the byte limit; their number is checked as fields are added).
+                self.header_bytes = sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def _count_stall(self, size: int) -> None:
         # Head callbacks set stalled to -1: a chunk that made progress is not counted, so body
