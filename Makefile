@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # (most tests wait on a server far more than they compute); PYTEST_WORKERS=0 runs it in one process.
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test test-newer-python lint bench soak system-deps clean
+.PHONY: run test test-newer-python compiled test-compiled lint bench soak system-deps clean
 
 run: $(VENV)/.installed
 	@echo "==> Serving the example app on http://$(HOST):$(PORT) (another port: make run PORT=8001)"
@@ -23,6 +23,7 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev system-deps
 	@echo "==> Running the test suite (about 5 minutes on a 2-core machine; make test PYTEST_ARGS='tests/test_cli.py -x' for one file)"
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-compiled
 	@$(MAKE) --no-print-directory test-newer-python
 
 # On Python 3.12+ an app's first step runs inside Task creation (eager start), so the order of
@@ -47,6 +48,42 @@ test-newer-python:
 	echo "==> The app-start paths again on $$($(NEWER_PYTHON) -V) (eager Task start; about a minute)"; \
 	$(MAKE) --no-print-directory $(VENV_NEW)/.installed-dev VENV=$(VENV_NEW) PYTHON=$(NEWER_PYTHON) && \
 	$(VENV_NEW)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(EAGER_START_TESTS)
+
+# The compiled build (setup.py: the hot path through mypyc, as a wheel or `pip install .` builds
+# it), in a tree of its own, so that the editable install in $(VENV) keeps running the .py files as
+# edited. Rebuilt when a source changes; PYTHONPATH=$(COMPILED)/src runs it.
+COMPILED ?= .compiled
+COMPILED_SOURCES := setup.py pyproject.toml README.md $(shell find src -name '*.py' 2>/dev/null)
+
+$(COMPILED)/.built: $(COMPILED_SOURCES) | $(VENV)/.installed-dev
+	@echo "==> Compiling the hot path with mypyc into $(COMPILED)/ (about a minute)"
+	rm -rf $(COMPILED) && mkdir -p $(COMPILED)
+	tar -c --exclude=__pycache__ --exclude='*.so' setup.py pyproject.toml README.md src | tar -x -C $(COMPILED)
+	cd $(COMPILED) && FASTSERVE_COMPILE=1 $(abspath $(BIN))/python setup.py -q build_ext --inplace > build.log 2>&1 \
+		|| { tail -40 build.log; echo "mypyc could not compile the hot path (log: $(COMPILED)/build.log)"; exit 1; }
+	touch $@
+
+compiled: $(COMPILED)/.built
+
+# What make test runs again on the compiled build (about 2 minutes): what the compiled modules do,
+# in process and against a real server (HTTP/1.1 and the HTTP/2 core, WebSocket upgrades, the
+# operations subclasses, Starlette/Django). The whole suite passes there too:
+# make test-compiled COMPILED_TESTS=tests
+COMPILED_TESTS ?= tests/test_compiled.py tests/test_inprocess_http.py tests/test_inprocess_extensions.py \
+	tests/test_inprocess_files.py tests/test_inprocess_write_timeout.py tests/test_inprocess_websocket.py \
+	tests/test_asgi_messages.py tests/test_response_head.py tests/test_h1_writer.py tests/test_http1_semantics.py \
+	tests/test_http.py tests/test_hostile_http.py tests/test_smuggling.py tests/test_fuzz_parsers.py \
+	tests/test_pipeline_bounds.py tests/test_bad_input.py tests/test_server_hostile.py tests/test_files.py \
+	tests/test_transports.py tests/test_app_task.py tests/test_shutdown.py tests/test_close_with_fin.py \
+	tests/test_extensions.py tests/test_websocket_units.py tests/test_h2_connection.py tests/test_h2_websocket.py \
+	tests/test_frameworks.py tests/test_websocket_django.py tests/test_ops_proxy_protocol.py \
+	tests/test_ops_health.py tests/test_ops_metrics.py tests/test_ops_body_limit.py
+
+# The tests again on the compiled build (FASTSERVE_EXPECT_COMPILED: a test fails unless every
+# hot-path module is an extension, so this never passes on the .py files by mistake).
+test-compiled: $(COMPILED)/.built system-deps
+	@echo "==> The tests again on the compiled hot path ($(COMPILED)/src)"
+	FASTSERVE_EXPECT_COMPILED=1 PYTHONPATH=$(abspath $(COMPILED))/src $(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(COMPILED_TESTS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
@@ -87,4 +124,4 @@ system-deps:
 	fi
 
 clean:
-	rm -rf $(VENV) $(VENV_NEW) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(VENV_NEW) $(COMPILED) build dist src/*.egg-info .pytest_cache

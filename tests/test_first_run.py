@@ -297,8 +297,9 @@ def test_version_shows_python_and_platform():
     result = fastserve("--version")
     assert result.returncode == 0
     import fastserve as package
+    from fastserve.compiled import build_kind
 
-    assert result.stdout == (f"fastserve {package.__version__} with {platform.python_implementation()} "
+    assert result.stdout == (f"fastserve {package.__version__} ({build_kind()}) with {platform.python_implementation()} "
                              f"{platform.python_version()} on {platform.system()}\n")
 
 

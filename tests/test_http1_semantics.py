@@ -8,6 +8,7 @@ import pytest
 
 from fastserve.asgi.request import UNKNOWN_LENGTH
 from fastserve.asgi.scope import connection_template, http_scope
+from fastserve.http1.connection import H1Cycle
 from fastserve.http1.errors import BadRequest
 from fastserve.http1.semantics import H1Head, accepts_trailers, request_head, split_target
 
@@ -98,12 +99,10 @@ def test_targets_other_than_origin_form():
     assert split_target(b"*") == (b"*", b"")
 
 
-def test_a_subclass_carries_the_request_on():
-    class Carrier(H1Head):
-        __slots__ = ("extra",)
-
-    h = head(record=Carrier)
-    assert type(h) is Carrier and h.path == "/"
+def test_another_record_class_carries_the_request_on():
+    # (the connection's: its cycle is the request record, one object per request)
+    h = head(record=H1Cycle)
+    assert type(h) is H1Cycle and h.path == "/" and h.keep_alive is True
 
 
 class _State:

@@ -8,6 +8,10 @@ import asyncio
 import socket
 from typing import Any, Protocol
 
+# What a writer takes: a response body part as the app gave it (ASGI says bytes; bytearray and
+# memoryview are taken as well, as transports take them), or the bytes rendered around it.
+Buffer = bytes | bytearray | memoryview
+
 # Writes up to this size are held until the end of the event-loop iteration (larger ones go out
 # at once, after whatever the connection holds).
 HOLD_LIMIT = 16 * 1024
@@ -66,10 +70,10 @@ class HeldWriter:
 
     def __init__(self, transport: asyncio.Transport, batch: WriteBatch) -> None:
         self.transport = transport
-        self.held: bytes | None = None
+        self.held: Buffer | None = None
         self.batch = batch
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Buffer) -> None:
         held = self.held
         if held is not None:
             self.held = None
@@ -80,7 +84,7 @@ class HeldWriter:
         else:
             self.transport.write(data)
 
-    def write_now(self, data: bytes) -> None:
+    def write_now(self, data: Buffer) -> None:
         """Write to the transport before returning (after what is held, in one call)."""
         held = self.held
         if held is not None:

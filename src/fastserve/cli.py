@@ -205,7 +205,9 @@ def environment_epilog(params: list[click.Parameter]) -> str:
 def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    click.echo(f"fastserve {__version__} with {platform.python_implementation()} "
+    from .compiled import build_kind
+
+    click.echo(f"fastserve {__version__} ({build_kind()}) with {platform.python_implementation()} "
                f"{platform.python_version()} on {platform.system()}")
     ctx.exit()
 

@@ -104,6 +104,12 @@ enter_task = asyncio.tasks._enter_task
 leave_task = asyncio.tasks._leave_task
 
 
+# How new_task makes a Task: 3.12+ starts it eagerly (the public eager_start); 3.11 and later take
+# the context as an argument. (Branches in one function: mypyc compiles no conditional definition.)
+EAGER_START = sys.version_info >= (3, 12)
+TASK_TAKES_CONTEXT = sys.version_info >= (3, 11)
+
+
 def new_task(coro: Any, loop: asyncio.AbstractEventLoop, context: Context) -> asyncio.Task:
     """A Task for ``coro``, started eagerly where asyncio can (3.12+: public ``eager_start``).
 
@@ -113,15 +119,8 @@ def new_task(coro: Any, loop: asyncio.AbstractEventLoop, context: Context) -> as
     or queued by h11) is that request's: what one app set would show up in the next.
     Made directly, not through ``loop.create_task`` (uvloop's wrapper costs ~1,300 instructions
     per request, callgrind), so a task factory set on the loop is not used, as with eager_start."""
+    if EAGER_START:
+        return asyncio.Task(coro, loop=loop, name=APP_TASK_NAME, context=context.copy(), eager_start=True)  # type: ignore[call-arg]
+    if TASK_TAKES_CONTEXT:
+        return asyncio.Task(coro, loop=loop, name=APP_TASK_NAME, context=context.copy())  # type: ignore[call-arg]
     return context.copy().run(asyncio.Task, coro, loop=loop, name=APP_TASK_NAME)  # 3.10: no context=
-
-
-if sys.version_info >= (3, 12):
-
-    def new_task(coro: Any, loop: asyncio.AbstractEventLoop, context: Context) -> asyncio.Task:  # noqa: F811
-        return asyncio.Task(coro, loop=loop, name=APP_TASK_NAME, context=context.copy(), eager_start=True)
-
-elif sys.version_info >= (3, 11):
-
-    def new_task(coro: Any, loop: asyncio.AbstractEventLoop, context: Context) -> asyncio.Task:  # noqa: F811
-        return asyncio.Task(coro, loop=loop, name=APP_TASK_NAME, context=context.copy())

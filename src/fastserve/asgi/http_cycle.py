@@ -19,7 +19,14 @@ from .contracts import EARLY_HINT, PATHSEND, ZEROCOPYSEND
 from .errors import ClientDisconnected, FileEnded, InvalidResponse
 from .flow import wake
 from .request import RequestHead
-from .response_head import check_body, check_status, not_bytes, validate_links, validate_trailers
+from .response_head import (
+    Field,
+    check_body,
+    check_status,
+    not_bytes,
+    validate_links,
+    validate_trailers,
+)
 
 if TYPE_CHECKING:
     from .contracts import ConnectionInfo
@@ -183,7 +190,10 @@ class RequestResponseCycle(RequestHead):
         return {"type": "http.request", "body": body, "more_body": self.more_body}
 
     # -- ASGI send ------------------------------------------------------------------------------
-    async def send(self, message: dict[str, Any]) -> None:
+    # (Any, here and below, for what the app hands in unchecked: the compiled build would refuse
+    # a non-dict message, a str body or a more_body of 1 with its own TypeError, before the checks
+    # that answer them as the ASGI spec says)
+    async def send(self, message: Any) -> None:
         if self.conn.flow.write_paused and not self.disconnected:
             await self.conn.flow.drain()
         # An invalid message raises InvalidResponse in the app before any state changes, so the
@@ -246,7 +256,7 @@ class RequestResponseCycle(RequestHead):
         self.response_started = True
         if "trailers" in message and message["trailers"]:
             self.trailers = True
-            self.trailer_fields: list[tuple[bytes, bytes]] | None = None
+            self.trailer_fields: list[Field] | None = None
         else:
             self.trailers = False
         self.status = status
@@ -259,7 +269,7 @@ class RequestResponseCycle(RequestHead):
                 self.expected_length = None
         self.head = (status, wire_head, sets_defaults)
 
-    def _send_body(self, body: bytes, more_body: bool) -> None:
+    def _send_body(self, body: Any, more_body: Any) -> None:
         """Everything but the single-message fast path in send()."""
         if self.trailers and self.trailer_fields is not None:
             raise InvalidResponse("'http.response.body' after the body ended (the trailers were to come)")
@@ -287,7 +297,7 @@ class RequestResponseCycle(RequestHead):
             self.bytes_sent += len(body)
         self._body_part_sent(overflow, more_body)
 
-    def _body_part_sent(self, overflow: bool, more_body: bool) -> None:
+    def _body_part_sent(self, overflow: bool, more_body: Any) -> None:
         """After a body part (bytes or a file's): the response is cut, goes on, waits for its
         trailers, or is complete."""
         if overflow:
@@ -334,7 +344,7 @@ class RequestResponseCycle(RequestHead):
         if not message.get("more_trailers", False):
             self._complete_with_trailers(self.trailer_fields)
 
-    def _complete_with_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
+    def _complete_with_trailers(self, fields: list[Field]) -> None:
         self.sink.send_trailers(self, fields)
         self.response_complete = True
         self.wake()
@@ -408,7 +418,7 @@ class RequestResponseCycle(RequestHead):
         """Part of the body from the app's open file: ``offset`` (default: its position, which then
         moves past what was sent, as a read would move it), ``count`` (default: to its end),
         ``more_body``. The app closes the file."""
-        file = message.get("file")
+        file: Any = message.get("file")  # (None, or anything else, is refused below: no fileno)
         offset, count = message.get("offset"), message.get("count")
         try:
             fd = file if type(file) is int else file.fileno()
@@ -434,7 +444,7 @@ class RequestResponseCycle(RequestHead):
             else:
                 os.lseek(fd, start + sent, os.SEEK_SET)
 
-    async def _send_file_part(self, fd: int, offset: int, count: int, more_body: bool) -> int:
+    async def _send_file_part(self, fd: int, offset: int, count: int, more_body: Any) -> int:
         """As _send_body, with the bytes in a file; returns how many were sent."""
         if self.trailers and self.trailer_fields is not None:
             raise InvalidResponse("a file body part after the body ended (the trailers were to come)")

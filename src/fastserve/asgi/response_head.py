@@ -31,8 +31,9 @@ def check_status(status: Any) -> int:
     return status
 
 
-def lower_name(name: bytes) -> bytes:
-    """The lower-cased header name, after checking it is an HTTP token."""
+def lower_name(name: Any) -> bytes:
+    """The lower-cased header name, after checking it is an HTTP token. (``name``: the app's, so
+    Any: compiled, a str would fail the annotation's check before the one here that says why.)"""
     lowered = _NAME_CACHE.get(name)
     if lowered is not None:
         return lowered
@@ -53,12 +54,18 @@ def check_value(value: Any) -> None:
         raise InvalidResponse("response header value contains CR, LF or NUL")
 
 
-def validate_headers(headers: Any) -> tuple[list[tuple[bytes, bytes]], int | None, bool, bool, bool]:
+# A response header or trailer field that passed the checks: the name bytes, the value the app's
+# bytes-like (bytes, as ASGI says, or a bytearray or memoryview: sent as well). Not tuple[bytes,
+# bytes]: the compiled build would refuse the others where the pure one sends them.
+Field = tuple[bytes, Any]
+
+
+def validate_headers(headers: Any) -> tuple[list[Field], int | None, bool, bool, bool]:
     """An app's response headers as (the pairs to send, content-length or None, chunked, the app
     asked to close, the app sets server or date itself); raises InvalidResponse for invalid ones.
     The pairs keep the app's spelling and order, less transfer-encoding (framing is the wire
     format's)."""
-    items: list[tuple[bytes, bytes]] = []
+    items: list[Field] = []
     content_length = None
     chunked = closes = sets_defaults = False
     for name, value in headers:
@@ -78,10 +85,12 @@ def validate_headers(headers: Any) -> tuple[list[tuple[bytes, bytes]], int | Non
     return items, content_length, chunked, closes, sets_defaults
 
 
-def _content_length(value: bytes) -> int:
-    if not value.isdigit():
-        raise InvalidResponse(f"invalid content-length header {value!r}")
-    return int(value)
+def _content_length(value: Any) -> int:
+    """(``value``: the app's, a bytes-like once check_value took it; typed Any, see lower_name)"""
+    digits = value if type(value) is bytes else bytes(value)  # (a memoryview has no isdigit())
+    if not digits.isdigit():
+        raise InvalidResponse(f"invalid content-length header {digits!r}")
+    return int(digits)
 
 
 # Fields a trailer section may not carry (RFC 9110 6.5.1): they frame, route, authenticate or
@@ -97,10 +106,10 @@ _NOT_IN_TRAILERS = frozenset(
 )
 
 
-def validate_trailers(headers: Any) -> list[tuple[bytes, bytes]]:
+def validate_trailers(headers: Any) -> list[Field]:
     """An app's trailer fields ('http.response.trailers' headers) as pairs to send: names and values
     checked as response headers are, and none of the fields a trailer may not carry."""
-    items: list[tuple[bytes, bytes]] = []
+    items: list[Field] = []
     try:
         for name, value in headers:
             if lower_name(name) in _NOT_IN_TRAILERS:
@@ -146,7 +155,7 @@ class ResponseHeadCache:
 
     __slots__ = ("render", "entries", "size", "longest")
 
-    def __init__(self, render: Callable[[list[tuple[bytes, bytes]], bool, bool], Any], size: int = 512,
+    def __init__(self, render: Callable[[list[Field], bool, bool], Any], size: int = 512,
                  longest: int = 1024):
         self.render = render
         self.entries: dict[tuple, tuple] = {}

@@ -26,6 +26,7 @@ from ..asgi.scope import (
     scope_address,
 )
 from ..batching import HeldWriter
+from ..compiled import mypyc_attr
 from ..proxy import forwarded_client
 from .errors import BadRequest, StopReading, tls_on_plain_port
 from .render import simple_response
@@ -81,6 +82,9 @@ _H2C_HOP_FIELDS = frozenset(
 EXTENSIONS = offered_extensions(H1Writer.capabilities)  # what every connection's scope offers
 
 
+# Operations features subclass it where they are on (negotiate.protocol_class_for): in the compiled
+# build (setup.py) a Python subclass of a compiled class must be allowed by name.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class HTTPProtocol(asyncio.Protocol):
     is_websocket = False  # what the server registry counts as a WebSocket (metrics)
     __slots__ = (
@@ -259,6 +263,7 @@ class HTTPProtocol(asyncio.Protocol):
         """h2c: 101 Switching Protocols, then the request is HTTP/2 stream 1 (RFC 7540 3.2). An
         HTTP2-Settings value the codec refuses is answered with 400 instead."""
         request, self.upgrade_request = self.upgrade_request, None
+        assert request is not None  # (switch_protocols calls this for the upgrade request only)
         if self.backlog is not None:
             leftover, self.backlog = leftover + self.backlog, None
         collected = self.cycle
@@ -338,13 +343,19 @@ class HTTPProtocol(asyncio.Protocol):
         self.backlog_scheduled = False
         if self.active is None and self.pipeline:
             return  # the next queued request starts first (then _start_pipelined calls again)
-        data, self.backlog = self.backlog, None
+        data = self._take_backlog()
         if data is None or self.transport.is_closing():
             return
         self.idle_since = None
         self._feed_rationed(data)
-        if self.backlog is None and not self.pipeline:
+        if self.backlog is None and not self.pipeline:  # (fed all: kept none again)
             self.flow.resume_reading(BACKLOG)
+
+    def _take_backlog(self) -> bytes | None:
+        # (a method, so that the compiled build reads self.backlog anew after feeding: mypyc
+        # would take it for still None after a "self.backlog = None" in the same function)
+        data, self.backlog = self.backlog, None
+        return data
 
     def pause_writing(self) -> None:
         self.flow.pause_writing()
@@ -418,7 +429,9 @@ class HTTPProtocol(asyncio.Protocol):
         return settings is not None and connection is not None and b"http2-settings" in connection
 
     def on_body(self, data: bytes) -> None:
-        self.cycle.on_body(data)
+        cycle = self.cycle
+        assert cycle is not None  # (the adapter calls this between on_request and on_message_complete)
+        cycle.on_body(data)
 
     def on_message_complete(self) -> None:
         cycle = self.cycle
@@ -437,13 +450,15 @@ class HTTPProtocol(asyncio.Protocol):
             self.upgrade_leftover = leftover
             self.flow.pause_reading(BACKLOG)
             return
-        if self.upgrade_request.upgrade == H2C:
+        request = self.upgrade_request
+        assert request is not None  # (the adapter calls this after an upgrade request only)
+        if request.upgrade == H2C:
             self._switch_to_h2(leftover)
             return
         self.switched = True
         self._release_runner()
         self.writer.release()  # responses to requests pipelined ahead of the upgrade
-        request, self.upgrade_request = self.upgrade_request, None
+        self.upgrade_request = None
         if self.backlog is not None:  # read after the upgrade, not fed yet (h11 held the upgrade)
             leftover, self.backlog = leftover + self.backlog, None
         self.flow.hand_over()  # the session watches its own writes (from our write_paused)
@@ -485,7 +500,9 @@ class HTTPProtocol(asyncio.Protocol):
                 # If the app then waits for something, the Task drives the rest.
                 self.idle_runner = None
                 if not runner.done():  # (cancelled while idle: that Task ends, a new one serves)
-                    task = cycle.task = self.runner_task
+                    task = self.runner_task
+                    assert task is not None  # (set with idle_runner: see _serve)
+                    cycle.task = task
                     coro = run_app(cycle, self.app)
                     run = self.context.copy().run
                     loop = self.loop
@@ -534,6 +551,7 @@ class HTTPProtocol(asyncio.Protocol):
         asked to cancel, even if the app caught it, serves no other request."""
         await run_app(cycle, self.app)
         task = current_task()
+        assert task is not None  # (this coroutine runs as a Task)
         while not (self.idle_runner is not None or task.cancelling() or self.switched or self.transport.is_closing()):
             self.runner_task = task
             waiter = self.idle_runner = self.loop.create_future()
@@ -590,6 +608,11 @@ class HTTPProtocol(asyncio.Protocol):
                 return  # closed once quiet (see shutdown()), not under a keep-alive client's next request
             self.writer.close()  # (a lingering close ends by itself)
 
+    def _next_started(self) -> bool:
+        """Whether the adapter started the next request (h11: one it held) or switched protocols.
+        (A method, so that the compiled build reads self.active anew: see _take_backlog.)"""
+        return self.active is not None or self.switched
+
     def on_response_complete(self, cycle: H1Cycle) -> None:
         state = self.state
         state.response_complete(self, cycle)
@@ -615,7 +638,7 @@ class HTTPProtocol(asyncio.Protocol):
             except BadRequest as exc:
                 self.refuse(exc)
                 return
-            if self.active is not None or self.switched:
+            if self._next_started():
                 if self.backlog is not None and not self._backlog_waits():
                     self._schedule_backlog()  # h11 started a request whose body is in the backlog
                 return
@@ -757,12 +780,14 @@ class HTTPProtocol(asyncio.Protocol):
     def _linger_check(self) -> None:
         now = self.loop.time()
         left = self.parser.left
-        if now >= self.linger_deadline or left == self.linger_seen:  # out of time, or a silent client
+        deadline = self.linger_deadline
+        assert deadline is not None  # (set with the timer that calls this)
+        if now >= deadline or left == self.linger_seen:  # out of time, or a silent client
             self.linger_timer = None
             self._end_linger()
             return
         self.linger_seen = left
-        self.linger_timer = self.loop.call_at(min(now + LINGER_IDLE, self.linger_deadline), self._linger_check)
+        self.linger_timer = self.loop.call_at(min(now + LINGER_IDLE, deadline), self._linger_check)
 
     def _end_linger(self) -> None:
         if self.transport.get_write_buffer_size():
@@ -909,19 +934,22 @@ class H1Cycle(RequestResponseCycle):
     keep_alive: bool
 
 
-class H2cBody:
+class H2cBody(H1Cycle):
     """Stands in for the request cycle while h11 parses the body of an h2c upgrade request (at
-    most H2C_BODY_LIMIT bytes, nothing queued ahead of it): the bytes go to HTTP/2 stream 1."""
+    most H2C_BODY_LIMIT bytes, nothing queued ahead of it): the bytes go to HTTP/2 stream 1.
+    A cycle itself (the connection's ``cycle`` holds it), of which it sets what the connection
+    reads of the cycle it fills; the compiled build checks that ``cycle`` holds an H1Cycle."""
 
-    __slots__ = ("parts", "more_body", "waiter", "body_left")
-
-    response_complete = True  # a refusal meanwhile closes the connection (see refuse())
+    __slots__ = ("parts",)
 
     def __init__(self) -> None:
         self.parts: list[bytes] = []
         self.more_body = True
         self.waiter = None
         self.body_left = 0
+        self.keep_alive = True
+        self.disconnected = False
+        self.response_complete = True  # a refusal meanwhile closes the connection (see refuse())
 
     def on_body(self, data: bytes) -> None:
         self.parts.append(data)

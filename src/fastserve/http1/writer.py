@@ -61,7 +61,7 @@ class H1Writer:
         # response is complete; nothing reads it then.
         self.chunked = False
 
-    def send_head(self, cycle: Any, head: Any, body: bytes, end: bool) -> None:
+    def send_head(self, cycle: Any, head: Any, body: Any, end: bool) -> None:
         """``head``: (status, (header block, the app asked for chunked, the app's Connection
         field says close) from ``heads``, the app sets server or date itself)."""
         status, (block, app_chunked, app_closes), sets_defaults = head
@@ -126,7 +126,7 @@ class H1Writer:
             framing = b"content-length: %d\r\n" % length
         return framing + _connection_field(cycle, app_closes)
 
-    def send_body(self, cycle: Any, body: bytes, end: bool) -> None:
+    def send_body(self, cycle: Any, body: Any, end: bool) -> None:
         if cycle.no_body:
             return
         write = self.out.write if end else self.out.write_now
@@ -218,7 +218,7 @@ def _connection_field(cycle: Any, app_closes: bool) -> bytes:
     return b"connection: keep-alive\r\n" if cycle.http_version == "1.0" else b""
 
 
-def _chunked(body: bytes, end: bool) -> bytes:
+def _chunked(body: Any, end: bool) -> bytes:
     """One chunk (none for an empty body), plus the last-chunk marker when the body ends."""
     data = chunk(body) if body else b""
     return data + FINAL_CHUNK if end else data
