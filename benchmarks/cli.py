@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--live-source", action="store_true",
                    help="run fastserve from the live src/ tree instead of a snapshot copied when the "
                         "run starts (the snapshot keeps edits made during a long run out of it)")
+    p.add_argument("--pure", action="store_true",
+                   help="run fastserve's hot path as Python (by default the snapshot is compiled as a "
+                        "wheel builds it: setup.py, mypyc; the live tree is never compiled)")
     p.add_argument("--server-python", type=Path, default=None,
                    help="run the servers with this interpreter instead of benchmarks/.venv's, and "
                         "install nothing (it must have the selected servers; the test suite uses "
@@ -160,9 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     raise_fd_limit()
     source_state = fastserve_source_state()
-    if not args.live_source:
-        snapshot_fastserve_source(settings)
-        source_state += " (snapshot of src/ taken at the start of the run)"
+    if args.live_source:
+        source_state += ", pure Python (the live tree)"
+    else:
+        kind = snapshot_fastserve_source(settings, pure=args.pure)
+        source_state += f" (snapshot of src/ taken at the start of the run), {kind}"
     started_load = loadavg()
     started = time.monotonic()
     settings.say(f"logs of every server run: {settings.log_dir}")

@@ -16,14 +16,14 @@ folder), so a change and its parent are measured in the same minutes.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from .h2load import add_run_arguments, base_env, prepare_run
+from .compiled import fastserve_envs
+from .h2load import add_run_arguments, prepare_run
 from .peers_env import BENCH_DIR
 from .scenarios import SCENARIOS
 from .servers import SERVERS, RunOptions
@@ -96,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown server(s): {', '.join(unknown)}")
     folder = tempfile.TemporaryDirectory()
-    this_src = {**os.environ, "PYTHONPATH": str(BENCH_DIR.parent / "src")}
-    envs = {name: this_src for name in servers}
-    if "fastserve-base" in servers:
-        envs["fastserve-base"] = base_env(args.base, folder.name)
+    envs = fastserve_envs(servers, args.base, args.bin_dir / "python", args.pure, Path(folder.name))
     results: dict[str, list[dict]] = {name: [] for name in servers}
     for round_number in range(args.rounds):
         for name in servers:

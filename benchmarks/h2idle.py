@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-from .h2load import APPS, _server_argv, _wait_listening, add_run_arguments, base_env, prepare_run
+from .compiled import fastserve_envs
+from .h2load import APPS, _server_argv, _wait_listening, add_run_arguments, prepare_run
 from .peers_env import BENCH_DIR
 from .system import free_port, pinned, stop_process, tree_rss_kib
 from .ws_h2 import ACK, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PREFACE, SETTINGS, frame
@@ -129,11 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     prepare_run(args)
     servers = args.servers.split(",")
-    this_src = {**os.environ, "PYTHONPATH": str(BENCH_DIR.parent / "src")}
     folder = tempfile.TemporaryDirectory()
-    envs = {"fastserve": this_src, "fastserve-h2": this_src}
-    if "fastserve-base" in servers:
-        envs["fastserve-base"] = base_env(args.base, folder.name)
+    envs = fastserve_envs([name for name in servers if name.startswith("fastserve")], args.base,
+                          args.bin_dir / "python", args.pure, Path(folder.name))
     results: dict[str, list[float]] = {name: [] for name in servers}
     for round_number in range(args.rounds):
         for name in servers:

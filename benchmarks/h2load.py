@@ -32,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .compiled import fastserve_envs
 from .peers_env import BENCH_DIR, ensure_venv
 from .system import pinned, raise_fd_limit, stop_process
 
@@ -50,7 +51,7 @@ def _server_argv(name: str, bin_dir: Path, port: int, app: str, tls: tuple[str, 
     gunicorn_h2 = ["--certfile", cert, "--keyfile", key] if tls else ["--http2-cleartext", "prior-knowledge"]
     commands = {
         "fastserve": [*fastserve, "--http2-codec", "zttp"],
-        "fastserve-base": [*fastserve, "--http2-codec", "zttp"],  # run with base_env()
+        "fastserve-base": [*fastserve, "--http2-codec", "zttp"],  # run from --base (compiled.fastserve_envs)
         "fastserve-h2": [*fastserve, "--http2-codec", "h2"],
         "granian": [str(bin_dir / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
                     "--workers", "1", "--runtime-threads", "1", "--loop", "uvloop", "--http", "2",
@@ -101,13 +102,6 @@ def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 20.0) ->
     raise RuntimeError("server did not listen in time")
 
 
-def base_env(rev: str, folder: str) -> dict[str, str]:
-    """The environment that runs fastserve's src/ as of git revision `rev` (exported to `folder`)."""
-    archive = subprocess.run(["git", "archive", rev, "src"], cwd=BENCH_DIR.parent, capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
-    return {**os.environ, "PYTHONPATH": str(Path(folder) / "src")}
-
-
 def add_run_arguments(parser: argparse.ArgumentParser, base_default: str = "HEAD") -> None:
     """The options of the scripts that start each server themselves (h2idle, cpusplit): where
     server and load run, the revision fastserve-base runs, and the interpreter."""
@@ -115,6 +109,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, base_default: str = "HEAD
     parser.add_argument("--load-cpu", type=int, default=1, help="the CPU the load is pinned to")
     parser.add_argument("--no-pin", action="store_true", help="pin neither")
     parser.add_argument("--base", default=base_default, help="the git revision fastserve-base runs")
+    parser.add_argument("--pure", action="store_true", help="run fastserve's hot path as Python, not compiled "
+                        "as a wheel builds it (benchmarks/compiled.py)")
     parser.add_argument("--server-python", help="run the servers with this interpreter instead of the benchmark "
                         "venv's (no peers installed: fastserve servers only; the smoke tests use it)")
 
@@ -167,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--streams", type=int, default=10)
     parser.add_argument("--base", default="HEAD", help="the git revision fastserve-base runs")
+    parser.add_argument("--pure", action="store_true", help="run fastserve's hot path as Python, not compiled")
     args = parser.parse_args(argv)
     h2load = shutil.which("h2load")
     if h2load is None:
@@ -178,10 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.no_pin:
         args.server_cpu = args.load_cpu = None
     args.tls = make_certificate(folder.name) if args.tls else None
-    this_src = {**os.environ, "PYTHONPATH": str(BENCH_DIR.parent / "src")}
-    envs = {"fastserve": this_src, "fastserve-h2": this_src}
-    if "fastserve-base" in servers:
-        envs["fastserve-base"] = base_env(args.base, folder.name)
+    envs = fastserve_envs([name for name in servers if name.startswith("fastserve")], args.base,
+                          bin_dir / "python", args.pure, Path(folder.name))
     for round_number in range(args.rounds):
         for name in servers:
             try:

@@ -15,6 +15,9 @@ flush (under real load one iteration serves ~50 requests: use ``--pipeline`` to 
 ``--close``: every request comes on a new connection with ``Connection: close``, so each also pays
 ``connection_made``, the close and ``connection_lost`` (not the kernel's accept and close).
 
+It runs the fastserve it imports: the editable install's .py files, or the compiled build with
+``PYTHONPATH=.compiled/src`` (``make compiled``); the first line of its output says which (callgrind's runs inherit it).
+
 µs per request: ``perf_counter`` over --requests requests, the median of --repeat runs, minus the
 harness floor (the same loop of iterations with nothing fed), measured the same way.
 
@@ -293,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.callgrind_body:
         run(callgrind_body(parsers[0], args.callgrind_body, args.requests, args.pipeline, args.close, args.browser))
         return 0
+    from fastserve.compiled import build_kind
+
+    print(f"fastserve: {build_kind()}", flush=True)
     shape = "keep-alive GET" if args.pipeline == 1 else f"{args.pipeline} pipelined GETs per read"
     if args.close:
         shape = "GET with connection close, a new connection each"

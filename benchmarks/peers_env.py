@@ -28,6 +28,9 @@ PEER_REQUIREMENTS = (
     "websockets",
     "matplotlib",
     "py-spy",
+    # to compile fastserve's hot path as a wheel does (benchmarks/compiled.py, setup.py)
+    "mypy==2.4.1",
+    "setuptools>=77",
 )
 _STAMP = VENV_DIR / ".bench-installed"
 

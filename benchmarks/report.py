@@ -208,7 +208,7 @@ def render_markdown(results: dict, chart_name: str | None, kept_notes: str) -> s
         "",
         ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
         "",
-        f"fastserve source measured: {meta.get('fastserve_source', 'unknown')} (editable install).",
+        f"fastserve source measured: {meta.get('fastserve_source', 'unknown')}.",
         "",
         "## Servers",
         "",

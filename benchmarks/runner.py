@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from .compiled import build, copy_checkout
 from .peers_env import REPO_ROOT
 from .scenarios import Scenario
 from .servers import SERVERS, RunOptions
@@ -41,13 +41,13 @@ class Settings:
     fastserve_src: Path | None = None
 
 
-def snapshot_fastserve_source(settings: Settings) -> Path:
-    """Copy src/fastserve into the run's log directory and use that copy for every server."""
-    target = settings.log_dir / "fastserve-src"
-    shutil.copytree(REPO_ROOT / "src" / "fastserve", target / "fastserve",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    settings.fastserve_src = target
-    return target
+def snapshot_fastserve_source(settings: Settings, pure: bool = False) -> str:
+    """Copy src/ (and the build files) into the run's log directory, compile its hot path as a
+    wheel would (unless ``pure``), and use that copy for every server; returns the build kind."""
+    tree = copy_checkout(settings.log_dir / "fastserve-tree")
+    kind = "pure Python" if pure else build(tree, settings.bench_python)
+    settings.fastserve_src = tree / "src"
+    return kind
 
 
 class RunningServer:
