@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import httptools
 
 from .errors import (
@@ -15,6 +17,9 @@ from .errors import (
     too_many_header_fields,
 )
 
+if TYPE_CHECKING:
+    from .connection import HTTPProtocol
+
 _ERROR_REASONS = {
     "Pause on PRI/Upgrade": (400, HTTP2_PREFACE_HINT),
     "Invalid method encountered": (400, UNSUPPORTED_METHOD),
@@ -25,8 +30,12 @@ _OWS = b" \t"  # optional whitespace around a field value
 class HttptoolsParser:
     __slots__ = ("conn", "parser", "url", "headers", "header_bytes", "counting", "small_read", "in_head", "stalled", "limit_line", "limit_size", "limit_fields", "head_budget", "upgrade_body", "body_only")
 
-    def __init__(self, conn, config) -> None:
-        self.conn = conn
+    __deletable__ = ("conn",)  # (mypyc: close() deletes it)
+
+    def __init__(self, conn: HTTPProtocol, config) -> None:
+        # (typed: compiled, the calls to the connection are C calls: 48.7k -> 48.2k instructions a
+        # keep-alive GET, callgrind)
+        self.conn: HTTPProtocol = conn
         self.parser = _new_parser(self)
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
@@ -110,7 +119,7 @@ class HttptoolsParser:
     def close(self) -> None:
         """The connection is gone: drop llhttp (it holds our callbacks) and the protocol."""
         self.parser = _UNREAD
-        self.conn = None
+        del self.conn  # (a callback after this would be a bug: an AttributeError says so)
 
     wants_response_complete = False  # llhttp parses pipelined requests eagerly
     holds_input = False  # (llhttp stops at a request after one that closes: the protocol's unread_input)
