@@ -829,6 +829,28 @@ def test_bytes_like_bodies_and_header_values_are_sent(run, kind, streamed):
     run(app, scenario)
 
 
+def test_messages_as_other_mappings_are_read_and_a_type_that_is_no_str_is_refused(run, caplog):
+    # (both builds alike: the compiled one checks annotations, and none may say dict or str there)
+    from types import MappingProxyType
+
+    async def app(scope, receive, send):
+        if scope["path"] == "/mapping":
+            await send(MappingProxyType({"type": "http.response.start", "status": 200, "headers": []}))
+            await send(MappingProxyType({"type": "http.response.body", "body": b"mapped"}))
+        else:
+            await start(send)
+            await send({"type": 5})
+
+    async def scenario(conn):
+        [mapped] = await conn.request(get(b"/mapping"))
+        assert (mapped.status, mapped.body) == (200, b"mapped")
+        [failed] = await conn.request(get(b"/int-type"))
+        assert failed.status == 500  # (the head waits for the first body message: none went out)
+        assert any("expected ASGI message 'http.response.body', got 5" in r.getMessage() for r in caplog.records)
+
+    run(app, scenario)
+
+
 def test_app_headers_kept_and_defaults_overridable(run):
     async def app(scope, receive, send):
         await start(send, 200, [(b"x-dup", b"a"), (b"x-dup", b"b"), (b"Server", b"custom")])

@@ -242,7 +242,7 @@ class RequestResponseCycle(RequestHead):
                 return
         self._send_body(body, more_body)
 
-    def _start_response(self, message: dict[str, Any]) -> None:
+    def _start_response(self, message: Any) -> None:
         try:
             status = message["status"]
             if status.__class__ is not int or not 100 <= status <= 999:
@@ -319,7 +319,7 @@ class RequestResponseCycle(RequestHead):
             self.conn.on_response_complete(self)
 
     # -- ASGI extensions: trailers, early hints -------------------------------------------------
-    def _send_other(self, message_type: str, message: dict[str, Any]) -> None:
+    def _send_other(self, message_type: Any, message: Any) -> None:
         """A message after http.response.start other than a body: an extension's, or an error."""
         if self.response_complete:
             return  # "any further messages on the channel will be ignored" (ASGI HTTP spec)
@@ -330,7 +330,7 @@ class RequestResponseCycle(RequestHead):
         else:
             raise InvalidResponse(f"expected ASGI message 'http.response.body', got {message_type!r:.100}")
 
-    def _send_trailers(self, message: dict[str, Any]) -> None:
+    def _send_trailers(self, message: Any) -> None:
         """Trailer fields, collected until more_trailers is False; then the sink ends the response
         with them (or drops them where the wire or the client cannot take them)."""
         if not self.trailers:
@@ -359,7 +359,7 @@ class RequestResponseCycle(RequestHead):
                 return
         self._complete_with_trailers(self.trailer_fields or [])
 
-    def _send_early_hint(self, message: dict[str, Any]) -> None:
+    def _send_early_hint(self, message: Any) -> None:
         """103 Early Hints with one Link field per link, ahead of the final head. Once the head
         has gone (or the client), the hint is dropped: the ASGI spec lets the server ignore it."""
         links = validate_links(message.get("links", ()))  # an invalid message fails even if dropped
@@ -374,7 +374,7 @@ class RequestResponseCycle(RequestHead):
         self.conn.on_response_complete(self)
 
     # -- ASGI extensions: http.response.pathsend and http.response.zerocopysend --------------------
-    async def _send_file_message(self, message_type: str, message: dict[str, Any]) -> None:
+    async def _send_file_message(self, message_type: str, message: Any) -> None:
         if _FILE_MESSAGES[message_type] not in self.sink.capabilities:
             raise InvalidResponse(f"{message_type!r} is not offered on this connection (scope['extensions'])")
         if self.response_complete:
@@ -386,7 +386,7 @@ class RequestResponseCycle(RequestHead):
         else:
             await self._zerocopysend(message)
 
-    async def _pathsend(self, message: dict[str, Any]) -> None:
+    async def _pathsend(self, message: Any) -> None:
         """The server opens the file and sends all of it as the whole body (ASGI extensions:
         "cannot be mixed with http.response.body"). A file that cannot be opened is the server's
         problem, not the app's: a 500 and one log line, and send() returns."""
@@ -414,7 +414,7 @@ class RequestResponseCycle(RequestHead):
         finally:
             os.close(fd)
 
-    async def _zerocopysend(self, message: dict[str, Any]) -> None:
+    async def _zerocopysend(self, message: Any) -> None:
         """Part of the body from the app's open file: ``offset`` (default: its position, which then
         moves past what was sent, as a read would move it), ``count`` (default: to its end),
         ``more_body``. The app closes the file."""
