@@ -56,7 +56,7 @@ COMPILED ?= .compiled
 COMPILED_SOURCES := setup.py pyproject.toml README.md $(shell find src -name '*.py' 2>/dev/null)
 
 $(COMPILED)/.built: $(COMPILED_SOURCES) | $(VENV)/.installed-dev
-	@echo "==> Compiling the hot path with mypyc into $(COMPILED)/ (about a minute)"
+	@echo "==> Compiling the hot path with mypyc into $(COMPILED)/ (about half a minute)"
 	rm -rf $(COMPILED) && mkdir -p $(COMPILED)
 	tar -c --exclude=__pycache__ --exclude='*.so' setup.py pyproject.toml README.md src | tar -x -C $(COMPILED)
 	cd $(COMPILED) && FASTSERVE_COMPILE=1 $(abspath $(BIN))/python setup.py -q build_ext --inplace > build.log 2>&1 \

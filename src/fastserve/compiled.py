@@ -1,8 +1,8 @@
 """Whether this fastserve runs its hot path compiled (mypyc, see setup.py) or as Python.
 
 A build compiles the modules setup.py lists when asked to (FASTSERVE_COMPILE); an editable
-install, and any module whose extension is missing, runs the .py files. ``--version`` and the
-start-up log line say which, so a benchmark or a bug report knows what it measured.
+install, and any module whose extension is missing, runs the .py files. ``fastserve --version``
+says which (as do the benchmark tools), so a benchmark or a bug report knows what it measured.
 """
 
 from __future__ import annotations
