@@ -25,6 +25,7 @@ from ..asgi.scope import (
     peer_name,
     scope_address,
 )
+from ..asgi.step import FINISHED, first_step
 from ..batching import HeldWriter
 from ..compiled import mypyc_attr
 from ..proxy import forwarded_client
@@ -512,11 +513,7 @@ class HTTPProtocol(asyncio.Protocol):
                         runner.set_result((coro, run, _NOT_STARTED))  # the Task starts it, next iteration
                         return
                     try:
-                        step = run(coro.send, None)
-                    except StopIteration:  # answered at once (run_app settles every failure)
-                        if not runner.done():  # (the app cancelled its Task: that Task ends, see _serve)
-                            self.idle_runner = runner  # waits on for the next request
-                        return
+                        step = first_step(run, coro)
                     except CancelledError:  # the app ended as a cancelled Task does (run_app settled it)
                         if not runner.done():
                             runner.set_result(None)  # so does its Task
@@ -527,6 +524,10 @@ class HTTPProtocol(asyncio.Protocol):
                         raise
                     finally:
                         leave_task(loop, task)
+                    if step is FINISHED:  # answered at once (run_app settles every failure)
+                        if not runner.done():  # (the app cancelled its Task: that Task ends, see _serve)
+                            self.idle_runner = runner  # waits on for the next request
+                        return
                     if runner.done():  # the app cancelled its own Task (so the Future it waited on), then waited
                         self.cancelled_handoff = (runner, coro, run)  # the Task throws the cancel in (see _serve)
                         return
