@@ -3,9 +3,9 @@
 The modules a keep-alive request runs through (HOT_PATH_MODULES) are compiled with mypyc into C
 extensions when the build asks for it. They are the same .py files, compiled as they are: the
 source stays the one source (no second dialect), and every other module, and any module whose
-extension is missing, runs as Python. Compiled, a wrk GET takes 48k instructions in process
-instead of 66k, and the server 9.6 µs of CPU instead of 10.7 (benchmarks/RESULTS.md, 2026-12-02,
-evening).
+extension is missing, runs as Python. Compiled, a wrk GET takes 46k instructions in process
+instead of 67k, and hello c64 8.7-9.8 µs of server CPU per request where the pure build takes
+10.7-11.3 (benchmarks/RESULTS.md, 2026-12-02, evening).
 
 FASTSERVE_COMPILE chooses:
 - unset or "auto": compiled for a wheel (``pip install .``, ``pip wheel .``), not for an editable
