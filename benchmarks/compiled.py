@@ -99,3 +99,25 @@ def fastserve_envs(servers: list[str], base: str, python: Path | str, pure: bool
         say(f"fastserve-base: {base} ({base_kind})")
         envs["fastserve-base"] = base_env
     return envs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.compiled TARGET``: the checkout copied to TARGET and compiled there
+    (what ``make compiled`` runs: one way to build a compiled tree, cached as above)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m benchmarks.compiled TARGET (a folder that does not exist yet)", file=sys.stderr)
+        return 2
+    try:
+        kind = build(copy_checkout(Path(args[0])), sys.executable)
+    except RuntimeError as exc:
+        print(f"mypyc could not compile the hot path: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args[0]}: {kind}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -160,14 +160,14 @@ def unsent(transport: Any) -> int:
     carrier's) buffer, plus its socket's send queue where the kernel says (not sent, or not
     acknowledged). Called once per --timeout-write period of blocked writing, never per write."""
     size = transport.get_write_buffer_size()
-    request = SEND_QUEUE
+    queue_request = SEND_QUEUE  # (the ioctl request, where the platform has one)
     get_extra_info = getattr(transport, "get_extra_info", None)  # (an HTTP/2 stream has no socket)
-    if request is None or get_extra_info is None:
+    if queue_request is None or get_extra_info is None:
         return size
     sock = get_extra_info("socket")
     if sock is not None:
         try:
-            size += struct.unpack("i", ioctl(sock.fileno(), request, b"\0\0\0\0"))[0]
+            size += struct.unpack("i", ioctl(sock.fileno(), queue_request, b"\0\0\0\0"))[0]
         except (OSError, ValueError):  # closed meanwhile, or not a socket the kernel says this of
             pass
     return size
